@@ -1,0 +1,8 @@
+//! Image augmentations (torchvision semantics, seeded, on CPU) and per-method view recipes.
+
+pub mod image;
+pub mod ops;
+pub mod views;
+
+pub use image::Image;
+pub use views::AugmentConfig;

@@ -1,0 +1,174 @@
+//! View recipes: how one image becomes the augmented views a method trains on.
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::image::Image;
+use super::ops;
+
+/// Augmentation settings shared by the views of a method (SimCLR-style pipeline).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentConfig {
+    /// Output side in pixels; 0 keeps the input size.
+    pub size: usize,
+    /// Random-resized-crop area range, as fractions of the image.
+    pub crop_scale: [f32; 2],
+    /// Random-resized-crop aspect-ratio range.
+    pub crop_ratio: [f32; 2],
+    pub flip_p: f32,
+    /// Probability of applying color jitter at all.
+    pub jitter_p: f32,
+    pub brightness: f32,
+    pub contrast: f32,
+    pub saturation: f32,
+    pub hue: f32,
+    pub grayscale_p: f32,
+    /// Gaussian blur probability, one entry per view (BYOL's asymmetric 1.0 / 0.1).
+    pub blur_p: Vec<f32>,
+    pub blur_sigma: [f32; 2],
+    /// Solarization probability, one entry per view.
+    pub solarize_p: Vec<f32>,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        // SimCLR's strength-1 pipeline (0.8·s brightness/contrast/saturation, 0.2·s hue).
+        AugmentConfig {
+            size: 0,
+            crop_scale: [0.08, 1.0],
+            crop_ratio: [3.0 / 4.0, 4.0 / 3.0],
+            flip_p: 0.5,
+            jitter_p: 0.8,
+            brightness: 0.4,
+            contrast: 0.4,
+            saturation: 0.2,
+            hue: 0.1,
+            grayscale_p: 0.2,
+            blur_p: vec![0.5, 0.5],
+            blur_sigma: [0.1, 2.0],
+            solarize_p: vec![0.0, 0.0],
+        }
+    }
+}
+
+impl AugmentConfig {
+    pub fn num_views(&self) -> usize {
+        self.blur_p.len().max(self.solarize_p.len())
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let prob = |name: &str, p: f32| {
+            if (0.0..=1.0).contains(&p) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "augment.{name} = {p} must be a probability in [0, 1]"
+                ))
+            }
+        };
+        for (name, p) in [
+            ("flip_p", self.flip_p),
+            ("jitter_p", self.jitter_p),
+            ("grayscale_p", self.grayscale_p),
+        ] {
+            prob(name, p)?;
+        }
+        for p in &self.blur_p {
+            prob("blur_p", *p)?;
+        }
+        for p in &self.solarize_p {
+            prob("solarize_p", *p)?;
+        }
+        if self.blur_p.len() != self.solarize_p.len() || self.blur_p.is_empty() {
+            return Err(format!(
+                "augment.blur_p and augment.solarize_p need one entry per view and the same length (got {} and {})",
+                self.blur_p.len(),
+                self.solarize_p.len()
+            ));
+        }
+        let [lo, hi] = self.crop_scale;
+        if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+            return Err(format!(
+                "augment.crop_scale = [{lo}, {hi}] must satisfy 0 < min ≤ max ≤ 1"
+            ));
+        }
+        let [lo, hi] = self.crop_ratio;
+        if !(lo > 0.0 && lo <= hi) {
+            return Err(format!(
+                "augment.crop_ratio = [{lo}, {hi}] must satisfy 0 < min ≤ max"
+            ));
+        }
+        let [lo, hi] = self.blur_sigma;
+        if !(lo > 0.0 && lo <= hi) {
+            return Err(format!(
+                "augment.blur_sigma = [{lo}, {hi}] must satisfy 0 < min ≤ max"
+            ));
+        }
+        for (name, v) in [
+            ("brightness", self.brightness),
+            ("contrast", self.contrast),
+            ("saturation", self.saturation),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("augment.{name} = {v} must be in [0, 1]"));
+            }
+        }
+        if !(0.0..=0.5).contains(&self.hue) {
+            return Err(format!("augment.hue = {} must be in [0, 0.5]", self.hue));
+        }
+        Ok(())
+    }
+
+    /// Output side for an input of `side` pixels.
+    pub fn out_size(&self, side: usize) -> usize {
+        if self.size == 0 { side } else { self.size }
+    }
+
+    /// Produces view `view` of `img`.
+    pub fn apply<R: Rng>(&self, rng: &mut R, img: &Image, view: usize) -> Image {
+        let (out_h, out_w) = if self.size == 0 {
+            (img.height, img.width)
+        } else {
+            (self.size, self.size)
+        };
+        let window = ops::resized_crop_window(
+            rng,
+            img.height,
+            img.width,
+            (self.crop_scale[0], self.crop_scale[1]),
+            (self.crop_ratio[0], self.crop_ratio[1]),
+        );
+        let mut out = ops::crop_resize(img, window, out_h, out_w);
+        if rng.random::<f32>() < self.flip_p {
+            ops::hflip(&mut out);
+        }
+        if rng.random::<f32>() < self.jitter_p {
+            ops::color_jitter(
+                rng,
+                &mut out,
+                self.brightness,
+                self.contrast,
+                self.saturation,
+                self.hue,
+            );
+        }
+        if rng.random::<f32>() < self.grayscale_p {
+            ops::grayscale(&mut out);
+        }
+        if rng.random::<f32>() < self.blur_p[view] {
+            let sigma = rng.random_range(self.blur_sigma[0]..=self.blur_sigma[1]);
+            ops::gaussian_blur(&mut out, blur_kernel_size(out_h.min(out_w)), sigma);
+        }
+        if rng.random::<f32>() < self.solarize_p[view] {
+            ops::solarize(&mut out, 0.5);
+        }
+        out
+    }
+}
+
+/// SimCLR's blur kernel: about 10% of the image side, odd, at least 3.
+pub fn blur_kernel_size(side: usize) -> usize {
+    let k = (side as f32 * 0.1).round() as usize;
+    (k | 1).max(3)
+}

@@ -1,0 +1,344 @@
+//! The command-line layer: parses arguments, calls the library, prints tables or JSON.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::catalog::FAMILIES;
+use crate::device::DeviceChoice;
+use crate::diagnose::CollapseStats;
+use crate::diagnose::stats::{COMPLETE_COLLAPSE_STD_RATIO, DIMENSIONAL_COLLAPSE_RANK_FRACTION};
+use crate::error::Result;
+use crate::eval::EvalReport;
+use crate::inspect::{diagnose_run, evaluate_run};
+use crate::method::MethodName;
+use crate::recipe::{Overrides, Recipe};
+use crate::run::RunDir;
+use crate::train::{TrainOptions, train};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "selfsup",
+    version,
+    about = "Self-supervised pretraining of vision encoders: train, evaluate, diagnose collapse.",
+    after_help = "Quick start (bundled Fashion-MNIST subset):\n  selfsup train --method byol --out runs/byol\n  selfsup eval --run runs/byol\n  selfsup diagnose --run runs/byol"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Pretrain an encoder without labels, then diagnose it and evaluate it against baselines.
+    #[command(
+        after_help = "Examples:\n  selfsup train --method byol --out runs/byol\n  selfsup train --method simsiam --data /usr/share/datasets/fashion-mnist --epochs 10 --out runs/simsiam\n  selfsup train --method simsiam --set method.stop_gradient=false --out runs/collapse\n  selfsup train --out runs/byol --resume"
+    )]
+    Train(TrainArgs),
+    /// kNN and linear-probe accuracy of a run's frozen encoder, beside a random-init encoder and raw pixels.
+    #[command(after_help = "Example:\n  selfsup eval --run runs/byol --json")]
+    Eval(EvalArgs),
+    /// Collapse diagnostics of a run: embedding std, singular-value spectrum, effective rank, verdict.
+    #[command(
+        after_help = "Example:\n  selfsup diagnose --run runs/byol\n\nVerdicts: complete_collapse when the mean per-dimension std of the L2-normalised\nembeddings is below 0.1 × the healthy 1/√d; dimensional_collapse when the effective\nrank (RankMe) is below max(2, 0.05·d); healthy otherwise."
+    )]
+    Diagnose(DiagnoseArgs),
+    /// The method families: which are implemented, what prevents collapse, whether negatives are needed.
+    #[command(after_help = "Example:\n  selfsup methods --json")]
+    Methods(MethodsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Method to train (see `selfsup methods`).
+    #[arg(long)]
+    pub method: Option<String>,
+    /// Recipe file (TOML); values override the method's built-in recipe.
+    #[arg(long)]
+    pub recipe: Option<PathBuf>,
+    /// Dataset folder: IDX (MNIST/Fashion-MNIST), CIFAR binary, or images. Default: bundled subset.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub batch_size: Option<i64>,
+    /// Run directory for the recipe, metrics, checkpoints, encoder and reports.
+    #[arg(long, default_value = "runs/latest")]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Override any recipe value, e.g. --set optim.base_lr=0.1 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Continue the run in --out from its last checkpoint, exactly where it stopped.
+    #[arg(long)]
+    pub resume: bool,
+    /// Skip the kNN / linear-probe evaluation after training.
+    #[arg(long)]
+    pub no_eval: bool,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
+    /// Print one JSON object on stdout instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Run directory written by `selfsup train`.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Labelled data to evaluate on (default: the run's data).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DiagnoseArgs {
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Held-out images to embed.
+    #[arg(long, default_value_t = 2000)]
+    pub samples: usize,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct MethodsArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+pub fn eval_table(r: &EvalReport) -> String {
+    let mut s = format!(
+        "Evaluation on {} ({} train / {} test images, kNN k={} T={}, feature dim {})\n\n",
+        r.data, r.train_images, r.test_images, r.knn_k, r.knn_temperature, r.feature_dim
+    );
+    s += &format!(
+        "  {:<28} {:>8} {:>14}\n",
+        "features", "kNN top1", "linear top1"
+    );
+    s += &format!(
+        "  {:<28} {:>8} {:>14}\n",
+        "trained encoder",
+        pct(r.knn_top1),
+        pct(r.linear_top1)
+    );
+    s += &format!(
+        "  {:<28} {:>8} {:>14}\n",
+        "random-init encoder",
+        pct(r.baselines.random_init.knn_top1),
+        pct(r.baselines.random_init.linear_top1)
+    );
+    s += &format!(
+        "  {:<28} {:>8} {:>14}\n",
+        "raw pixels",
+        pct(r.baselines.pixels.knn_top1),
+        pct(r.baselines.pixels.linear_top1)
+    );
+    s += "\n";
+    s += match (r.beats_random_init, r.beats_pixels) {
+        (true, true) => "  The encoder beats both baselines.\n",
+        (true, false) => {
+            "  The encoder beats the random-init encoder (it learned something); raw pixels remain the higher bar.\n"
+        }
+        (false, _) => {
+            "  The encoder does NOT beat a random-init encoder on both metrics: train longer, tune the recipe, or run `selfsup diagnose`.\n"
+        }
+    };
+    s
+}
+
+pub fn diagnose_table(d: &CollapseStats) -> String {
+    let mut s = format!(
+        "Collapse diagnostics ({} held-out embeddings, dim {})\n\n",
+        d.samples, d.dim
+    );
+    s += &format!(
+        "  embedding std     {:.4}  (healthy ≈ 1/√d = {:.4}; ratio {:.2})\n",
+        d.embedding_std,
+        d.healthy_std,
+        d.std_ratio()
+    );
+    s += &format!("  effective rank    {:.1} of {}\n", d.effective_rank, d.dim);
+    let top: Vec<String> = d
+        .singular_values
+        .iter()
+        .take(8)
+        .map(|v| format!("{v:.2e}"))
+        .collect();
+    s += &format!("  top eigenvalues   {}\n", top.join(" "));
+    s += &format!(
+        "  verdict           {}: {}\n",
+        d.verdict.as_str(),
+        d.verdict.explain()
+    );
+    s += &format!(
+        "  (complete_collapse: std ratio < {COMPLETE_COLLAPSE_STD_RATIO}; dimensional_collapse: effective rank < max(2, {DIMENSIONAL_COLLAPSE_RANK_FRACTION}·d))\n"
+    );
+    s
+}
+
+fn methods_table() -> String {
+    let mut s = format!(
+        "  {:<13} {:<14} {:<22} {:<10} {}\n",
+        "method", "--method", "family", "negatives", "prevents collapse with"
+    );
+    for f in FAMILIES {
+        s += &format!(
+            "  {:<13} {:<14} {:<22} {:<10} {}{}\n",
+            f.method,
+            f.cli_name,
+            f.family,
+            if f.negatives { "yes" } else { "no" },
+            f.prevents_collapse,
+            if f.implemented { "" } else { "  (planned)" }
+        );
+    }
+    s
+}
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serialisable")
+    );
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(args) => train_command(args),
+        Command::Eval(args) => {
+            let run = RunDir::open(&args.run)?;
+            let quiet = args.json;
+            let report = evaluate_run(&run, args.data.as_deref(), args.device, |msg| {
+                if !quiet {
+                    eprintln!("{msg}…");
+                }
+            })?;
+            if args.json {
+                print_json(&report);
+            } else {
+                print!("{}", eval_table(&report));
+            }
+            Ok(())
+        }
+        Command::Diagnose(args) => {
+            let run = RunDir::open(&args.run)?;
+            let stats = diagnose_run(&run, args.device, args.samples)?;
+            if args.json {
+                print_json(&stats);
+            } else {
+                print!("{}", diagnose_table(&stats));
+                println!("  spectrum plot     {}", run.spectrum_path().display());
+            }
+            Ok(())
+        }
+        Command::Methods(args) => {
+            if args.json {
+                let rows: Vec<serde_json::Value> = FAMILIES
+                    .iter()
+                    .map(|f| {
+                        serde_json::json!({
+                            "method": f.method, "cli_name": f.cli_name, "family": f.family,
+                            "prevents_collapse": f.prevents_collapse, "negatives": f.negatives,
+                            "implemented": f.implemented,
+                        })
+                    })
+                    .collect();
+                print_json(&rows);
+            } else {
+                print!("{}", methods_table());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn train_command(args: TrainArgs) -> Result<()> {
+    let method = args.method.as_deref().map(MethodName::parse).transpose()?;
+    let recipe = if args.resume {
+        // The run's own resolved recipe is authoritative; only the epoch count may grow.
+        let mut recipe = RunDir::open(&args.out)?.recipe()?;
+        if let Some(m) = method
+            && m != recipe.method.name
+        {
+            return Err(crate::error::Error::Usage(format!(
+                "--resume: {} was trained with {}, not {m}",
+                args.out.display(),
+                recipe.method.name
+            )));
+        }
+        if let Some(epochs) = args.epochs {
+            recipe.train.epochs = epochs;
+            recipe.validate()?;
+        }
+        recipe
+    } else {
+        Recipe::resolve(&Overrides {
+            method,
+            recipe_file: args.recipe.clone(),
+            data: args.data.clone(),
+            epochs: args.epochs,
+            batch_size: args.batch_size,
+            seed: args.seed,
+            sets: args.sets.clone(),
+        })?
+    };
+    let summary = train(
+        &recipe,
+        &TrainOptions {
+            out: args.out.clone(),
+            resume: args.resume,
+            device: args.device,
+            progress: !args.json,
+        },
+    )?;
+    let run = RunDir::open(&args.out)?;
+    let stats = diagnose_run(&run, args.device, 2000)?;
+    let report = if args.no_eval {
+        None
+    } else {
+        let quiet = args.json;
+        Some(evaluate_run(&run, None, args.device, |msg| {
+            if !quiet {
+                eprintln!("{msg}…");
+            }
+        })?)
+    };
+    crate::report::write(&run, &recipe, &summary, &stats, report.as_ref())?;
+    if args.json {
+        print_json(&serde_json::json!({
+            "train": summary, "diagnose": stats, "eval": report,
+        }));
+    } else {
+        println!(
+            "Trained {} for {} epochs ({} steps) in {:.0} s ({:.0} img/s); final loss {:.4}",
+            summary.method,
+            summary.epochs,
+            summary.steps,
+            summary.seconds,
+            summary.images_per_s,
+            summary.final_loss
+        );
+        println!("Run directory: {}\n", summary.run_dir.display());
+        print!("{}", diagnose_table(&stats));
+        println!("  spectrum plot     {}\n", run.spectrum_path().display());
+        if let Some(r) = &report {
+            print!("{}", eval_table(r));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! CIFAR-10 / CIFAR-100 binary batches.
+
+use std::path::Path;
+
+use super::dataset::ImageSet;
+use crate::error::{Error, Result};
+
+const SIDE: usize = 32;
+const IMAGE: usize = 3 * SIDE * SIDE;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Variant {
+    Cifar10,
+    Cifar100,
+}
+
+/// Which CIFAR variant `dir` holds, if any.
+pub fn detect(dir: &Path) -> Option<Variant> {
+    if dir.join("data_batch_1.bin").is_file() || dir.join("test_batch.bin").is_file() {
+        Some(Variant::Cifar10)
+    } else if dir.join("train.bin").is_file() && dir.join("test.bin").is_file() {
+        Some(Variant::Cifar100)
+    } else {
+        None
+    }
+}
+
+fn class_names(dir: &Path, variant: Variant) -> Vec<String> {
+    let file = match variant {
+        Variant::Cifar10 => "batches.meta.txt",
+        Variant::Cifar100 => "fine_label_names.txt",
+    };
+    std::fs::read_to_string(dir.join(file))
+        .map(|s| {
+            s.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn read_batches(dir: &Path, variant: Variant, files: &[&str]) -> Result<ImageSet> {
+    let label_bytes = match variant {
+        Variant::Cifar10 => 1,
+        Variant::Cifar100 => 2,
+    };
+    let record = label_bytes + IMAGE;
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for name in files {
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        if bytes.is_empty() || bytes.len() % record != 0 {
+            return Err(Error::data(
+                &path,
+                format!(
+                    "size {} is not a multiple of the {record}-byte CIFAR record: the file is truncated or not a {variant:?} batch",
+                    bytes.len()
+                ),
+            ));
+        }
+        for rec in bytes.chunks_exact(record) {
+            // CIFAR-100 records are (coarse, fine): the fine label is the one people report.
+            labels.push(rec[label_bytes - 1] as u32);
+            pixels.extend_from_slice(&rec[label_bytes..]);
+        }
+    }
+    Ok(ImageSet {
+        pixels,
+        channels: 3,
+        height: SIDE,
+        width: SIDE,
+        labels: Some(labels),
+        classes: class_names(dir, variant),
+    })
+}
+
+/// Reads the train and test batches of a CIFAR folder.
+pub fn read(dir: &Path, variant: Variant) -> Result<(ImageSet, Option<ImageSet>)> {
+    match variant {
+        Variant::Cifar10 => {
+            let train: Vec<String> = (1..=5)
+                .map(|i| format!("data_batch_{i}.bin"))
+                .filter(|f| dir.join(f).is_file())
+                .collect();
+            if train.is_empty() {
+                return Err(Error::data(
+                    dir,
+                    "no data_batch_*.bin files in this CIFAR-10 folder",
+                ));
+            }
+            let names: Vec<&str> = train.iter().map(String::as_str).collect();
+            let test = dir
+                .join("test_batch.bin")
+                .is_file()
+                .then(|| read_batches(dir, variant, &["test_batch.bin"]))
+                .transpose()?;
+            Ok((read_batches(dir, variant, &names)?, test))
+        }
+        Variant::Cifar100 => Ok((
+            read_batches(dir, variant, &["train.bin"])?,
+            Some(read_batches(dir, variant, &["test.bin"])?),
+        )),
+    }
+}

@@ -1,0 +1,86 @@
+//! An in-memory image set: u8 pixels in CHW order, all images the same size.
+
+/// Images stored contiguously as `n × channels × height × width` bytes.
+#[derive(Clone, Debug)]
+pub struct ImageSet {
+    pub pixels: Vec<u8>,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    /// One label per image when the source has them (IDX label file, CIFAR, class folders).
+    pub labels: Option<Vec<u32>>,
+    /// Class names, indexed by label.
+    pub classes: Vec<String>,
+}
+
+impl ImageSet {
+    pub fn len(&self) -> usize {
+        self.pixels.len() / self.image_len().max(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn image_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    pub fn image(&self, index: usize) -> &[u8] {
+        let n = self.image_len();
+        &self.pixels[index * n..(index + 1) * n]
+    }
+
+    /// The first `n` images (and labels): a quick way to cut a run down.
+    pub fn take(&self, n: usize) -> ImageSet {
+        let n = n.min(self.len());
+        ImageSet {
+            pixels: self.pixels[..n * self.image_len()].to_vec(),
+            labels: self.labels.as_ref().map(|l| l[..n].to_vec()),
+            classes: self.classes.clone(),
+            ..*self
+        }
+    }
+
+    pub fn num_classes(&self) -> usize {
+        match &self.labels {
+            Some(labels) => self
+                .classes
+                .len()
+                .max(labels.iter().map(|&l| l as usize + 1).max().unwrap_or(0)),
+            None => 0,
+        }
+    }
+
+    /// Per-channel mean and standard deviation of the pixels in [0, 1].
+    pub fn channel_stats(&self) -> (Vec<f32>, Vec<f32>) {
+        let plane = self.height * self.width;
+        let mut sum = vec![0f64; self.channels];
+        let mut sq = vec![0f64; self.channels];
+        for image in self.pixels.chunks_exact(self.image_len()) {
+            for (c, channel) in image.chunks_exact(plane).enumerate() {
+                for &p in channel {
+                    let v = p as f64 / 255.0;
+                    sum[c] += v;
+                    sq[c] += v * v;
+                }
+            }
+        }
+        let count = (self.len() * plane).max(1) as f64;
+        let mean: Vec<f32> = sum.iter().map(|s| (s / count) as f32).collect();
+        let std = sq
+            .iter()
+            .zip(&mean)
+            .map(|(s, &m)| ((s / count - (m as f64).powi(2)).max(1e-8).sqrt()) as f32)
+            .collect();
+        (mean, std)
+    }
+}
+
+/// A train part (for pretraining and for fitting kNN / the probe) and a held-out test part.
+#[derive(Clone, Debug)]
+pub struct Splits {
+    pub train: ImageSet,
+    pub test: Option<ImageSet>,
+    pub description: String,
+}

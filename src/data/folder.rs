@@ -1,0 +1,151 @@
+//! Folders of JPEG/PNG images: class sub-folders give labels, a flat folder is unlabeled.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::dataset::ImageSet;
+use crate::error::{Error, Result};
+
+const EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "bmp"];
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| EXTENSIONS.contains(&e.to_lowercase().as_str()))
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+        })
+        .collect();
+    entries.sort();
+    Ok(entries)
+}
+
+/// Reads a folder of images, resized to `size × size` (or kept at the common size when `None`).
+pub fn read(dir: &Path, size: Option<usize>) -> Result<ImageSet> {
+    let entries = sorted_entries(dir)?;
+    let class_dirs: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
+    let mut files: Vec<(PathBuf, Option<u32>)> = Vec::new();
+    let mut classes = Vec::new();
+    if class_dirs.is_empty() {
+        files.extend(
+            entries
+                .iter()
+                .filter(|p| is_image(p))
+                .map(|p| (p.clone(), None)),
+        );
+    } else {
+        for (label, class_dir) in class_dirs.iter().enumerate() {
+            classes.push(
+                class_dir
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+            for path in sorted_entries(class_dir)? {
+                if is_image(&path) {
+                    files.push((path, Some(label as u32)));
+                }
+            }
+        }
+    }
+    if files.is_empty() {
+        return Err(Error::data(
+            dir,
+            "no images found (expected .png/.jpg files, directly or in one sub-folder per class)",
+        ));
+    }
+    let decoded: Vec<image::DynamicImage> = files
+        .par_iter()
+        .map(|(path, _)| {
+            image::open(path).map_err(|e| {
+                Error::data(
+                    path,
+                    format!("cannot decode image ({e}); remove or replace the file"),
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    let color = decoded.iter().any(|img| img.color().has_color());
+    let (height, width) = match size {
+        Some(s) => (s, s),
+        None => {
+            let (w, h) = (decoded[0].width() as usize, decoded[0].height() as usize);
+            if let Some((i, _)) = decoded
+                .iter()
+                .enumerate()
+                .find(|(_, img)| (img.width() as usize, img.height() as usize) != (w, h))
+            {
+                return Err(Error::data(
+                    &files[i].0,
+                    format!(
+                        "images differ in size ({}×{} vs {w}×{h}); set data.image_size to resize them all",
+                        decoded[i].width(),
+                        decoded[i].height()
+                    ),
+                ));
+            }
+            (h, w)
+        }
+    };
+    let channels = if color { 3 } else { 1 };
+    let pixels: Vec<u8> = decoded
+        .into_par_iter()
+        .flat_map_iter(|img| {
+            let img = if (img.width() as usize, img.height() as usize) != (width, height) {
+                img.resize_exact(
+                    width as u32,
+                    height as u32,
+                    image::imageops::FilterType::Triangle,
+                )
+            } else {
+                img
+            };
+            to_chw(&img, channels)
+        })
+        .collect();
+    let labels = (!classes.is_empty()).then(|| files.iter().map(|(_, l)| l.unwrap()).collect());
+    Ok(ImageSet {
+        pixels,
+        channels,
+        height,
+        width,
+        labels,
+        classes,
+    })
+}
+
+fn to_chw(img: &image::DynamicImage, channels: usize) -> Vec<u8> {
+    if channels == 1 {
+        return img.to_luma8().into_raw();
+    }
+    let rgb = img.to_rgb8();
+    let plane = (rgb.width() * rgb.height()) as usize;
+    let mut out = vec![0u8; 3 * plane];
+    for (i, px) in rgb.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = px.0[c];
+        }
+    }
+    out
+}
+
+/// The train/test sub-folders of `dir`, when it is split that way.
+pub fn split_dirs(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    let train = dir.join("train");
+    ["test", "val"]
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|p| p.is_dir())
+        .filter(|_| train.is_dir())
+        .map(|test| (train, test))
+}

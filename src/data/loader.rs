@@ -1,0 +1,173 @@
+//! Seeded shuffling, batching and augmentation on worker threads, prefetched ahead of the model.
+//!
+//! Every random choice is derived from (seed, epoch, batch, sample), never from thread timing, so a
+//! run resumed at batch k of epoch e sees exactly the data an uninterrupted run would.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, sync_channel};
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use super::dataset::ImageSet;
+use crate::augment::{AugmentConfig, Image};
+
+/// Mixes several integers into one well-spread RNG seed (splitmix64 steps).
+pub fn mix_seed(parts: &[u64]) -> u64 {
+    let mut h: u64 = 0x9E37_79B9_7F4A_7C15;
+    for &p in parts {
+        h ^= p
+            .wrapping_add(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(h << 6)
+            .wrapping_add(h >> 2);
+        h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        h ^= h >> 31;
+    }
+    h
+}
+
+/// One batch: each view as a flat `batch × channels × side × side` buffer, normalised.
+pub struct Batch {
+    pub index: usize,
+    pub size: usize,
+    pub channels: usize,
+    pub side: usize,
+    pub views: Vec<Vec<f32>>,
+}
+
+/// Per-channel normalisation (x − mean) / std.
+#[derive(Clone, Debug)]
+pub struct Normalize {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Normalize {
+    pub fn apply(&self, img: &mut Image) {
+        let plane = img.plane();
+        for (c, channel) in img.data.chunks_exact_mut(plane).enumerate() {
+            let (m, s) = (self.mean[c], self.std[c]);
+            channel.iter_mut().for_each(|v| *v = (*v - m) / s);
+        }
+    }
+}
+
+pub struct Loader {
+    set: Arc<ImageSet>,
+    augment: AugmentConfig,
+    normalize: Normalize,
+    batch_size: usize,
+    seed: u64,
+    prefetch: usize,
+}
+
+impl Loader {
+    pub fn new(
+        set: Arc<ImageSet>,
+        augment: AugmentConfig,
+        normalize: Normalize,
+        batch_size: usize,
+        seed: u64,
+    ) -> Self {
+        Loader {
+            set,
+            augment,
+            normalize,
+            batch_size,
+            seed,
+            prefetch: 3,
+        }
+    }
+
+    /// Full batches per epoch (the last partial batch is dropped: BatchNorm dislikes tiny batches).
+    pub fn batches_per_epoch(&self) -> usize {
+        self.set.len() / self.batch_size
+    }
+
+    pub fn side(&self) -> usize {
+        self.augment.out_size(self.set.height)
+    }
+
+    /// The sample order of `epoch`.
+    pub fn order(&self, epoch: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.set.len()).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix_seed(&[
+            self.seed,
+            epoch as u64,
+        ])));
+        order
+    }
+
+    /// Builds batch `index` of `epoch` (deterministic; augments samples in parallel).
+    pub fn batch(&self, order: &[usize], epoch: usize, index: usize) -> Batch {
+        let views = self.augment.num_views();
+        let side = self.side();
+        let ids = &order[index * self.batch_size..(index + 1) * self.batch_size];
+        let samples: Vec<Vec<Image>> = ids
+            .par_iter()
+            .enumerate()
+            .map(|(k, &id)| {
+                let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[
+                    self.seed,
+                    epoch as u64,
+                    index as u64,
+                    k as u64,
+                ]));
+                let img = Image::from_u8(
+                    self.set.image(id),
+                    self.set.channels,
+                    self.set.height,
+                    self.set.width,
+                );
+                (0..views)
+                    .map(|v| {
+                        let mut out = self.augment.apply(&mut rng, &img, v);
+                        if out.height != side || out.width != side {
+                            out = crate::augment::ops::crop_resize(
+                                &out,
+                                (0, 0, out.height, out.width),
+                                side,
+                                side,
+                            );
+                        }
+                        self.normalize.apply(&mut out);
+                        out
+                    })
+                    .collect()
+            })
+            .collect();
+        let views = (0..views)
+            .map(|v| {
+                samples
+                    .iter()
+                    .flat_map(|s| s[v].data.iter().copied())
+                    .collect()
+            })
+            .collect();
+        Batch {
+            index,
+            size: ids.len(),
+            channels: self.set.channels,
+            side,
+            views,
+        }
+    }
+
+    /// Streams the batches of `epoch` from `start` on, prepared on a worker thread ahead of use.
+    pub fn epoch(self: &Arc<Self>, epoch: usize, start: usize) -> Receiver<Batch> {
+        let (tx, rx) = sync_channel(self.prefetch);
+        let loader = Arc::clone(self);
+        std::thread::spawn(move || {
+            let order = loader.order(epoch);
+            for index in start..loader.batches_per_epoch() {
+                if tx.send(loader.batch(&order, epoch, index)).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    }
+}

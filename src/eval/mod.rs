@@ -1,0 +1,196 @@
+//! Evaluation of frozen features — kNN and a linear probe — always beside two baselines on the
+//! same split: a randomly initialised encoder of the same architecture, and raw pixels.
+
+pub mod features;
+pub mod knn;
+pub mod linear;
+
+use burn::module::Module;
+use burn::tensor::Device;
+use serde::Serialize;
+
+use crate::data::loader::Normalize;
+use crate::data::{ImageSet, Splits};
+use crate::error::{Error, Result};
+use crate::nn::ResNet;
+use crate::recipe::{EvalConfig, Recipe};
+pub use features::Features;
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Scores {
+    pub knn_top1: f64,
+    pub linear_top1: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Baselines {
+    pub random_init: Scores,
+    pub pixels: Scores,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    pub knn_top1: f64,
+    pub linear_top1: f64,
+    pub baselines: Baselines,
+    pub knn_k: usize,
+    pub knn_temperature: f64,
+    pub train_images: usize,
+    pub test_images: usize,
+    pub feature_dim: usize,
+    pub data: String,
+    /// Whether the encoder beats the random-init encoder on both kNN and the probe.
+    pub beats_random_init: bool,
+    pub beats_pixels: bool,
+}
+
+/// The labelled (fit, held-out) pair that evaluation uses.
+pub fn labelled_splits(splits: &Splits, config: &EvalConfig) -> Result<(ImageSet, ImageSet)> {
+    if splits.train.labels.is_none() {
+        return Err(Error::Usage(format!(
+            "{}: evaluation needs labels, and these images have none; pass --data with an IDX/CIFAR folder or an image folder with one sub-folder per class",
+            splits.description
+        )));
+    }
+    let (train, test) = match &splits.test {
+        Some(test) if test.labels.is_some() => (splits.train.clone(), test.clone()),
+        _ => hold_out(&splits.train, 0.2),
+    };
+    let cap = |set: ImageSet, max: usize| if max > 0 { set.take(max) } else { set };
+    Ok((cap(train, config.max_train), cap(test, config.max_test)))
+}
+
+/// Splits a labelled set into (train, test) with a fixed interleave: every fifth image is held out.
+fn hold_out(set: &ImageSet, fraction: f64) -> (ImageSet, ImageSet) {
+    let every = (1.0 / fraction).round().max(2.0) as usize;
+    let pick = |keep: &dyn Fn(usize) -> bool| {
+        let idx: Vec<usize> = (0..set.len()).filter(|&i| keep(i)).collect();
+        ImageSet {
+            pixels: idx
+                .iter()
+                .flat_map(|&i| set.image(i).iter().copied())
+                .collect(),
+            labels: set
+                .labels
+                .as_ref()
+                .map(|l| idx.iter().map(|&i| l[i]).collect()),
+            classes: set.classes.clone(),
+            ..*set
+        }
+    };
+    (pick(&|i| i % every != 0), pick(&|i| i % every == 0))
+}
+
+/// kNN and linear probe for one pair of feature sets.
+pub fn score(
+    train: &Features,
+    train_set: &ImageSet,
+    test: &Features,
+    test_set: &ImageSet,
+    config: &EvalConfig,
+    seed: u64,
+    device: &Device,
+) -> Scores {
+    let classes = train_set.num_classes().max(test_set.num_classes());
+    let (ytr, yte) = (
+        train_set.labels.as_deref().unwrap(),
+        test_set.labels.as_deref().unwrap(),
+    );
+    let knn_top1 = knn::knn_top1(
+        train,
+        ytr,
+        test,
+        yte,
+        classes,
+        config.knn_k,
+        config.knn_temperature,
+        device,
+    );
+    let probe = linear::ProbeConfig {
+        epochs: config.linear_epochs,
+        lr: config.linear_lr,
+        weight_decay: config.linear_weight_decay,
+        batch_size: 256,
+        seed,
+    };
+    let linear_top1 = linear::linear_probe_top1(train, ytr, test, yte, classes, &probe, device);
+    Scores {
+        knn_top1,
+        linear_top1,
+    }
+}
+
+fn encoder_features(
+    encoder: &ResNet,
+    set: &ImageSet,
+    normalize: &Normalize,
+    device: &Device,
+) -> Features {
+    let encoder = encoder.valid();
+    features::extract(set, normalize, device, 256, |x| encoder.forward(x))
+}
+
+/// Evaluates `encoder` and both baselines on the labelled splits of `splits`.
+pub fn evaluate(
+    encoder: &ResNet,
+    recipe: &Recipe,
+    splits: &Splits,
+    normalize: &Normalize,
+    device: &Device,
+    mut progress: impl FnMut(&str),
+) -> Result<EvalReport> {
+    let (train_set, test_set) = labelled_splits(splits, &recipe.eval)?;
+    let seed = recipe.train.seed;
+    progress("extracting features of the trained encoder");
+    let tr = encoder_features(encoder, &train_set, normalize, device);
+    let te = encoder_features(encoder, &test_set, normalize, device);
+    progress("scoring the trained encoder");
+    let trained = score(&tr, &train_set, &te, &test_set, &recipe.eval, seed, device);
+
+    progress("scoring a randomly initialised encoder");
+    device.seed(seed.wrapping_add(1));
+    let random = recipe.model.init(train_set.channels, device);
+    let rtr = encoder_features(&random, &train_set, normalize, device);
+    let rte = encoder_features(&random, &test_set, normalize, device);
+    let random_init = score(
+        &rtr,
+        &train_set,
+        &rte,
+        &test_set,
+        &recipe.eval,
+        seed,
+        device,
+    );
+
+    progress("scoring raw pixels");
+    let ptr = features::pixels(&train_set, normalize);
+    let pte = features::pixels(&test_set, normalize);
+    let pixels = score(
+        &ptr,
+        &train_set,
+        &pte,
+        &test_set,
+        &recipe.eval,
+        seed,
+        device,
+    );
+
+    Ok(EvalReport {
+        knn_top1: trained.knn_top1,
+        linear_top1: trained.linear_top1,
+        beats_random_init: trained.knn_top1 > random_init.knn_top1
+            && trained.linear_top1 > random_init.linear_top1,
+        beats_pixels: trained.knn_top1 > pixels.knn_top1
+            && trained.linear_top1 > pixels.linear_top1,
+        baselines: Baselines {
+            random_init,
+            pixels,
+        },
+        knn_k: recipe.eval.knn_k,
+        knn_temperature: recipe.eval.knn_temperature,
+        train_images: train_set.len(),
+        test_images: test_set.len(),
+        feature_dim: tr.dim,
+        data: splits.description.clone(),
+    })
+}

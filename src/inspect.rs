@@ -1,0 +1,97 @@
+//! Looking inside a finished run: collapse diagnostics on held-out embeddings, evaluation.
+
+use burn::tensor::Device;
+
+use crate::data::{ImageSet, Splits};
+use crate::device::{DeviceChoice, device};
+use crate::diagnose::{self, CollapseStats};
+use crate::error::{Error, Result};
+use crate::eval::{self, EvalReport, features};
+use crate::method::{Byol, Method, MethodName, SimSiam};
+use crate::run::{RunDir, load_module, write_json};
+use crate::train::checkpoint;
+
+/// The images diagnostics look at: the held-out split when there is one, up to `samples`.
+fn diagnose_images(splits: Splits, samples: usize) -> ImageSet {
+    splits.test.unwrap_or(splits.train).take(samples)
+}
+
+fn embed_with<M: Method>(
+    run: &RunDir,
+    set: &ImageSet,
+    device: &Device,
+) -> Result<(Vec<f32>, usize)> {
+    let recipe = run.recipe()?;
+    let info = run.info()?;
+    let dir = checkpoint::latest(run).ok_or_else(|| {
+        Error::data(
+            &run.root,
+            "no checkpoint in this run; train it first (or --resume it)",
+        )
+    })?;
+    let method = load_module(
+        M::init(&recipe, info.channels, device),
+        &dir.join("model.bpk"),
+    )?;
+    let method = method.valid();
+    let f = features::extract(set, &info.normalize(), device, 256, |x| method.embed(x));
+    Ok((f.data, f.dim))
+}
+
+/// Collapse statistics of the run's embeddings (the projector output the loss sees) on up to
+/// `samples` held-out images; writes `diagnose.json` and `spectrum.png` into the run.
+pub fn diagnose_run(run: &RunDir, choice: DeviceChoice, samples: usize) -> Result<CollapseStats> {
+    let recipe = run.recipe()?;
+    let device = device(choice)?;
+    let splits = crate::data::load(recipe.data_path().as_deref(), recipe.image_size())?;
+    let set = diagnose_images(splits, samples.max(2));
+    if set.len() < 2 {
+        return Err(Error::Usage("diagnostics need at least 2 images".into()));
+    }
+    let (values, dim) = match recipe.method.name {
+        MethodName::Simsiam => embed_with::<SimSiam>(run, &set, &device)?,
+        MethodName::Byol => embed_with::<Byol>(run, &set, &device)?,
+    };
+    let stats = diagnose::analyze(&values, set.len(), dim);
+    write_json(&run.diagnose_path(), &stats)?;
+    diagnose::plot::write_spectrum(
+        &stats,
+        &format!(
+            "{} EMBEDDING SPECTRUM (LOG10 SIGMA / SIGMA_MAX)",
+            recipe.method.name
+        ),
+        &run.spectrum_path(),
+    )?;
+    Ok(stats)
+}
+
+/// kNN / linear probe of the run's encoder beside both baselines; writes `eval.json`.
+pub fn evaluate_run(
+    run: &RunDir,
+    data: Option<&std::path::Path>,
+    choice: DeviceChoice,
+    progress: impl FnMut(&str),
+) -> Result<EvalReport> {
+    let recipe = run.recipe()?;
+    let info = run.info()?;
+    let device = device(choice)?;
+    let path = data.map(|p| p.to_path_buf()).or_else(|| recipe.data_path());
+    let splits = crate::data::load(path.as_deref(), recipe.image_size())?;
+    if splits.train.channels != info.channels {
+        return Err(Error::Usage(format!(
+            "{}: images have {} channel(s) but the encoder was trained on {}",
+            splits.description, splits.train.channels, info.channels
+        )));
+    }
+    let encoder = run.encoder(&device)?;
+    let report = eval::evaluate(
+        &encoder,
+        &recipe,
+        &splits,
+        &info.normalize(),
+        &device,
+        progress,
+    )?;
+    write_json(&run.eval_path(), &report)?;
+    Ok(report)
+}

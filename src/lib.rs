@@ -1,0 +1,26 @@
+//! selfsup: self-supervised visual representation learning on burn.
+//!
+//! Building blocks (datasets, augmentations, backbones, heads, losses, EMA teachers, optimizers)
+//! are public so they can be used outside the `selfsup` command.
+
+pub mod augment;
+pub mod catalog;
+pub mod cli;
+pub mod data;
+pub mod device;
+pub mod diagnose;
+pub mod error;
+pub mod eval;
+pub mod host;
+pub mod inspect;
+pub mod loss;
+pub mod method;
+pub mod nn;
+pub mod optim;
+pub mod recipe;
+pub mod report;
+pub mod run;
+pub mod teacher;
+pub mod train;
+
+pub use error::{Error, Result};

@@ -1,0 +1,76 @@
+//! The projection / prediction MLP builder: linear layers with optional BatchNorm and ReLU.
+
+use burn::module::Module;
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+
+/// `dims = [in, hidden…, out]`; hidden layers get BatchNorm + ReLU, the last layer optionally
+/// BatchNorm (SimSiam's projector, BYOL has none) and never ReLU.
+#[derive(Clone, Debug)]
+pub struct MlpConfig {
+    pub dims: Vec<usize>,
+    pub hidden_bn: bool,
+    pub output_bn: bool,
+}
+
+#[derive(Module, Debug)]
+pub struct MlpLayer {
+    linear: Linear,
+    bn: Option<BatchNorm>,
+    relu: bool,
+}
+
+#[derive(Module, Debug)]
+pub struct Mlp {
+    layers: Vec<MlpLayer>,
+}
+
+impl MlpConfig {
+    pub fn new(dims: Vec<usize>) -> Self {
+        MlpConfig {
+            dims,
+            hidden_bn: true,
+            output_bn: false,
+        }
+    }
+
+    pub fn with_output_bn(mut self, output_bn: bool) -> Self {
+        self.output_bn = output_bn;
+        self
+    }
+
+    pub fn init(&self, device: &Device) -> Mlp {
+        let n = self.dims.len() - 1;
+        let layers = (0..n)
+            .map(|i| {
+                let last = i + 1 == n;
+                let bn_here = if last { self.output_bn } else { self.hidden_bn };
+                MlpLayer {
+                    // A bias before BatchNorm is redundant.
+                    linear: LinearConfig::new(self.dims[i], self.dims[i + 1])
+                        .with_bias(!bn_here)
+                        .init(device),
+                    bn: bn_here.then(|| BatchNormConfig::new(self.dims[i + 1]).init(device)),
+                    relu: !last,
+                }
+            })
+            .collect();
+        Mlp { layers }
+    }
+}
+
+impl Mlp {
+    pub fn forward(&self, mut x: Tensor<2>) -> Tensor<2> {
+        for layer in &self.layers {
+            x = layer.linear.forward(x);
+            if let Some(bn) = &layer.bn {
+                x = bn.forward(x);
+            }
+            if layer.relu {
+                x = relu(x);
+            }
+        }
+        x
+    }
+}

@@ -1,0 +1,213 @@
+//! ResNet-18/34/50 with basic and bottleneck blocks, a small-image stem and a width setting.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Depth {
+    Resnet18,
+    Resnet34,
+    Resnet50,
+}
+
+impl Depth {
+    fn layout(self) -> ([usize; 4], bool) {
+        match self {
+            Depth::Resnet18 => ([2, 2, 2, 2], false),
+            Depth::Resnet34 => ([3, 4, 6, 3], false),
+            Depth::Resnet50 => ([3, 4, 6, 3], true),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stem {
+    /// 3×3 conv, stride 1, no max-pool: for 28–64 px images (CIFAR-style).
+    Small,
+    /// 7×7 conv, stride 2, then 3×3 max-pool stride 2: the ImageNet stem.
+    Imagenet,
+}
+
+/// Backbone settings (the `[model]` section of a recipe).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResNetConfig {
+    pub arch: Depth,
+    pub stem: Stem,
+    /// Channels of the first stage (64 in the paper); later stages double it.
+    pub width: usize,
+}
+
+impl Default for ResNetConfig {
+    fn default() -> Self {
+        ResNetConfig {
+            arch: Depth::Resnet18,
+            stem: Stem::Small,
+            width: 64,
+        }
+    }
+}
+
+fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
+    let p = k / 2;
+    Conv2dConfig::new([cin, cout], [k, k])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+        .with_bias(false)
+        // He init, fan-out, as torchvision's ResNet.
+        .with_initializer(Initializer::KaimingNormal {
+            gain: std::f64::consts::SQRT_2,
+            fan_out_only: true,
+        })
+        .init(device)
+}
+
+fn bn(c: usize, device: &Device) -> BatchNorm {
+    BatchNormConfig::new(c).init(device)
+}
+
+#[derive(Module, Debug)]
+pub struct Downsample {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+/// One residual block: basic (two 3×3) or bottleneck (1×1, 3×3, 1×1 with 4× expansion).
+#[derive(Module, Debug)]
+pub struct Block {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    conv3: Option<Conv2d>,
+    bn3: Option<BatchNorm>,
+    downsample: Option<Downsample>,
+}
+
+impl Block {
+    fn new(cin: usize, planes: usize, stride: usize, bottleneck: bool, device: &Device) -> Self {
+        let cout = if bottleneck { planes * 4 } else { planes };
+        let downsample = (stride != 1 || cin != cout).then(|| Downsample {
+            conv: conv(cin, cout, 1, stride, device),
+            bn: bn(cout, device),
+        });
+        if bottleneck {
+            Block {
+                conv1: conv(cin, planes, 1, 1, device),
+                bn1: bn(planes, device),
+                conv2: conv(planes, planes, 3, stride, device),
+                bn2: bn(planes, device),
+                conv3: Some(conv(planes, cout, 1, 1, device)),
+                bn3: Some(bn(cout, device)),
+                downsample,
+            }
+        } else {
+            Block {
+                conv1: conv(cin, planes, 3, stride, device),
+                bn1: bn(planes, device),
+                conv2: conv(planes, planes, 3, 1, device),
+                bn2: bn(planes, device),
+                conv3: None,
+                bn3: None,
+                downsample,
+            }
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let identity = match &self.downsample {
+            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
+            None => x.clone(),
+        };
+        let mut out = relu(self.bn1.forward(self.conv1.forward(x)));
+        out = self.bn2.forward(self.conv2.forward(out));
+        if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
+            out = bn3.forward(conv3.forward(relu(out)));
+        }
+        relu(out + identity)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct ResNet {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    maxpool: Option<MaxPool2d>,
+    layers: Vec<Block>,
+    out_dim: usize,
+}
+
+impl ResNetConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.width == 0 {
+            return Err("model.width must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Feature dimension of the pooled output.
+    pub fn out_dim(&self) -> usize {
+        let (_, bottleneck) = self.arch.layout();
+        self.width * 8 * if bottleneck { 4 } else { 1 }
+    }
+
+    pub fn init(&self, in_channels: usize, device: &Device) -> ResNet {
+        let (blocks, bottleneck) = self.arch.layout();
+        let (conv1, maxpool) = match self.stem {
+            Stem::Small => (conv(in_channels, self.width, 3, 1, device), None),
+            Stem::Imagenet => (
+                conv(in_channels, self.width, 7, 2, device),
+                Some(
+                    MaxPool2dConfig::new([3, 3])
+                        .with_strides([2, 2])
+                        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                        .init(),
+                ),
+            ),
+        };
+        let mut layers = Vec::new();
+        let mut cin = self.width;
+        for (stage, &n) in blocks.iter().enumerate() {
+            let planes = self.width << stage;
+            for i in 0..n {
+                let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+                let block = Block::new(cin, planes, stride, bottleneck, device);
+                cin = if bottleneck { planes * 4 } else { planes };
+                layers.push(block);
+            }
+        }
+        ResNet {
+            conv1,
+            bn1: bn(self.width, device),
+            maxpool,
+            layers,
+            out_dim: self.out_dim(),
+        }
+    }
+}
+
+impl ResNet {
+    /// Pooled features `[batch, out_dim]` (the representation; no classifier).
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut x = relu(self.bn1.forward(self.conv1.forward(x)));
+        if let Some(pool) = &self.maxpool {
+            x = pool.forward(x);
+        }
+        for block in &self.layers {
+            x = block.forward(x);
+        }
+        let [b, c, _, _] = x.dims();
+        x.mean_dims(&[2, 3]).reshape([b, c])
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.out_dim
+    }
+}

@@ -1,0 +1,22 @@
+//! Learning-rate schedule: linear warmup, then cosine decay (computed per step, no lr cap).
+
+#[derive(Clone, Copy, Debug)]
+pub struct WarmupCosine {
+    pub base_lr: f64,
+    pub warmup_steps: usize,
+    pub total_steps: usize,
+    /// Floor of the cosine, as a fraction of `base_lr`.
+    pub final_fraction: f64,
+}
+
+impl WarmupCosine {
+    pub fn lr(&self, step: usize) -> f64 {
+        if step < self.warmup_steps {
+            return self.base_lr * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let span = self.total_steps.saturating_sub(self.warmup_steps).max(1);
+        let progress = ((step - self.warmup_steps) as f64 / span as f64).min(1.0);
+        let floor = self.base_lr * self.final_fraction;
+        floor + (self.base_lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+    }
+}

@@ -1,0 +1,263 @@
+//! SGD with momentum (PyTorch semantics: no dampening) and LARS, over a whole module.
+//!
+//! LARS follows SimCLR/BYOL: 1-D parameters (biases, BatchNorm) get neither weight decay nor the
+//! trust ratio; every other tensor's update is scaled by η·‖w‖ / ‖g + λw‖.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result, write_atomic};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    Sgd,
+    Lars,
+}
+
+/// The `[optim]` section of a recipe.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimizerConfig {
+    pub kind: OptimizerKind,
+    /// Learning rate at batch size 256; the run uses `lr · batch / 256` (linear scaling rule).
+    pub base_lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    /// LARS trust coefficient η.
+    pub trust_coefficient: f64,
+    pub warmup_epochs: f64,
+    /// Cosine floor as a fraction of the peak learning rate.
+    pub final_lr_fraction: f64,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig {
+            kind: OptimizerKind::Sgd,
+            base_lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            trust_coefficient: 0.001,
+            warmup_epochs: 0.0,
+            final_lr_fraction: 0.0,
+        }
+    }
+}
+
+impl OptimizerConfig {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !(self.base_lr.is_finite() && self.base_lr > 0.0) {
+            return Err(format!(
+                "optim.base_lr = {} must be a positive number",
+                self.base_lr
+            ));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(format!(
+                "optim.momentum = {} must be in [0, 1)",
+                self.momentum
+            ));
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return Err(format!(
+                "optim.weight_decay = {} must be ≥ 0",
+                self.weight_decay
+            ));
+        }
+        if !(self.trust_coefficient > 0.0) {
+            return Err(format!(
+                "optim.trust_coefficient = {} must be > 0",
+                self.trust_coefficient
+            ));
+        }
+        if !(self.warmup_epochs >= 0.0) {
+            return Err(format!(
+                "optim.warmup_epochs = {} must be ≥ 0",
+                self.warmup_epochs
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.final_lr_fraction) {
+            return Err(format!(
+                "optim.final_lr_fraction = {} must be in [0, 1]",
+                self.final_lr_fraction
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The optimizer with its per-parameter momentum buffers (keyed by parameter id, which module
+/// records preserve, so a resumed run finds its buffers).
+pub struct Optimizer {
+    config: OptimizerConfig,
+    velocity: HashMap<ParamId, Tensor<1>>,
+}
+
+struct StepMapper<'a> {
+    optim: &'a mut Optimizer,
+    grads: GradientsParams,
+    lr: f64,
+    path: Vec<String>,
+    constant_lr: &'a [&'a str],
+    base_lr: f64,
+}
+
+impl ModuleMapper for StepMapper<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, tensor, mapper) = param.consume();
+        let Some(grad) = self.grads.remove::<D>(id) else {
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        let lr = match self.path.first() {
+            Some(top) if self.constant_lr.contains(&top.as_str()) => self.base_lr,
+            _ => self.lr,
+        };
+        let require_grad = tensor.is_require_grad();
+        let updated = self.optim.update(id, tensor.inner(), grad, lr);
+        let mut updated = Tensor::from_inner(updated);
+        if require_grad {
+            updated = updated.require_grad();
+        }
+        Param::from_mapped_value(id, updated, mapper)
+    }
+}
+
+impl Optimizer {
+    pub fn new(config: OptimizerConfig) -> Self {
+        Optimizer {
+            config,
+            velocity: HashMap::new(),
+        }
+    }
+
+    fn update<const D: usize>(
+        &mut self,
+        id: ParamId,
+        w: Tensor<D>,
+        mut g: Tensor<D>,
+        lr: f64,
+    ) -> Tensor<D> {
+        let c = &self.config;
+        let excluded = c.kind == OptimizerKind::Lars && D == 1;
+        if c.weight_decay > 0.0 && !excluded {
+            g = g + w.clone().mul_scalar(c.weight_decay);
+        }
+        if c.kind == OptimizerKind::Lars && !excluded {
+            let w_norm = w.clone().square().sum().sqrt();
+            let g_norm = g.clone().square().sum().sqrt();
+            let valid = w_norm
+                .clone()
+                .greater_elem(0.0)
+                .bool_and(g_norm.clone().greater_elem(0.0));
+            let ratio = (w_norm * c.trust_coefficient) / g_norm.clamp_min(1e-12);
+            let trust = Tensor::<1>::ones([1], &ratio.device()).mask_where(valid, ratio);
+            g = g * trust.unsqueeze();
+        }
+        let dims = g.dims();
+        let n = g.shape().num_elements();
+        let flat = g.reshape([n]);
+        let v = match self.velocity.remove(&id) {
+            Some(v) if c.momentum > 0.0 => v.mul_scalar(c.momentum) + flat,
+            _ => flat,
+        };
+        self.velocity.insert(id, v.clone());
+        w - v.reshape(dims).mul_scalar(lr)
+    }
+
+    /// One step over every parameter that has a gradient. Top-level sub-modules named in
+    /// `constant_lr` use the un-decayed base learning rate (SimSiam's predictor).
+    pub fn step<M: Module>(
+        &mut self,
+        lr: f64,
+        base_lr: f64,
+        module: M,
+        grads: GradientsParams,
+        constant_lr: &[&str],
+    ) -> M {
+        let mut mapper = StepMapper {
+            optim: self,
+            grads,
+            lr,
+            path: Vec::new(),
+            constant_lr,
+            base_lr,
+        };
+        module.map(&mut mapper)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut data: Vec<(String, Vec<f32>)> = self
+            .velocity
+            .iter()
+            .map(|(id, v)| {
+                let values = crate::host::to_f32(v.clone());
+                (id.val().to_string(), values)
+            })
+            .collect();
+        data.sort_by(|a, b| a.0.cmp(&b.0));
+        let bytes: Vec<(String, Vec<u8>, usize)> = data
+            .into_iter()
+            .map(|(k, v)| {
+                let n = v.len();
+                (k, v.iter().flat_map(|x| x.to_le_bytes()).collect(), n)
+            })
+            .collect();
+        let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
+            .iter()
+            .map(|(k, b, n)| {
+                (
+                    k.clone(),
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![*n], b)
+                        .expect("buffer matches its shape"),
+                )
+            })
+            .collect();
+        let serialized = safetensors::serialize(views, None).map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+        write_atomic(path, &serialized)
+    }
+
+    pub fn load(&mut self, path: &Path, device: &Device) -> Result<()> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let file =
+            safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Checkpoint {
+                path: path.to_path_buf(),
+                msg: e.to_string(),
+            })?;
+        self.velocity.clear();
+        for (name, view) in file.tensors() {
+            let id: u64 = name.parse().map_err(|_| Error::Checkpoint {
+                path: path.to_path_buf(),
+                msg: format!("unexpected entry {name}"),
+            })?;
+            let values: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            let n = values.len();
+            let device = device.clone().inner();
+            self.velocity.insert(
+                ParamId::from(id),
+                Tensor::from_data(TensorData::new(values, [n]), &device),
+            );
+        }
+        Ok(())
+    }
+}

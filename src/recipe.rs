@@ -1,0 +1,377 @@
+//! A typed, validated training recipe: built-in per-method defaults (the files in `recipes/`),
+//! overlaid by a user's recipe file, then by command-line flags and `--set key=value` pairs.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::augment::AugmentConfig;
+use crate::error::{Error, Result};
+use crate::method::MethodName;
+use crate::nn::ResNetConfig;
+use crate::optim::OptimizerConfig;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Dataset folder; empty means the Fashion-MNIST subset bundled with selfsup.
+    pub path: String,
+    /// Resize image-folder images to this side (0: keep their common size).
+    pub image_size: usize,
+    /// Use only the first N training images (0: all).
+    pub max_images: usize,
+}
+
+/// Method-specific settings; each method reads the fields it documents.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MethodConfig {
+    pub name: MethodName,
+    /// Projector layer widths after the backbone: hidden…, output.
+    pub projector: Vec<usize>,
+    /// Predictor layer widths: hidden, output (output must equal the projector's).
+    pub predictor: Vec<usize>,
+    /// SimSiam: stop the gradient through the target branch (off → the model collapses).
+    pub stop_gradient: bool,
+    /// SimSiam: keep the predictor's learning rate constant (the paper's fix_pred_lr).
+    pub fix_predictor_lr: bool,
+    /// BYOL: base EMA momentum τ_base of the target network, raised to 1 with a cosine.
+    pub base_momentum: f64,
+}
+
+impl Default for MethodConfig {
+    fn default() -> Self {
+        MethodConfig {
+            name: MethodName::Simsiam,
+            projector: vec![512, 512, 512],
+            predictor: vec![128, 512],
+            stop_gradient: true,
+            fix_predictor_lr: true,
+            base_momentum: 0.99,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+    /// Write a metrics line every N steps.
+    pub log_every: usize,
+    /// Checkpoint every N epochs (and always at the end).
+    pub checkpoint_every: usize,
+    /// Also checkpoint every N steps inside an epoch (0: off).
+    pub checkpoint_every_steps: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 5,
+            batch_size: 128,
+            seed: 0,
+            log_every: 10,
+            checkpoint_every: 1,
+            checkpoint_every_steps: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    pub knn_k: usize,
+    pub knn_temperature: f64,
+    pub linear_epochs: usize,
+    pub linear_lr: f64,
+    pub linear_weight_decay: f64,
+    /// Cap on the labelled train images used to fit kNN / the probe (0: all).
+    pub max_train: usize,
+    /// Cap on the held-out images evaluated (0: all).
+    pub max_test: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            knn_k: 20,
+            knn_temperature: 0.1,
+            linear_epochs: 30,
+            linear_lr: 0.5,
+            linear_weight_decay: 1e-5,
+            max_train: 0,
+            max_test: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Recipe {
+    pub method: MethodConfig,
+    pub data: DataConfig,
+    pub model: ResNetConfig,
+    pub augment: AugmentConfig,
+    pub optim: OptimizerConfig,
+    pub train: TrainConfig,
+    pub eval: EvalConfig,
+}
+
+/// The shipped recipe of each method (the same files as `recipes/`).
+pub fn builtin_source(method: MethodName) -> &'static str {
+    match method {
+        MethodName::Simsiam => include_str!("../recipes/simsiam.toml"),
+        MethodName::Byol => include_str!("../recipes/byol.toml"),
+    }
+}
+
+fn parse_toml(text: &str, origin: &str) -> Result<toml::Table> {
+    text.parse::<toml::Table>()
+        .map_err(|e| Error::Recipe(format!("{origin}: not valid TOML: {e}")))
+}
+
+/// Copies `overlay` onto `base`, refusing keys the base does not have.
+fn merge(base: &mut toml::Table, overlay: toml::Table, prefix: &str, origin: &str) -> Result<()> {
+    for (key, value) in overlay {
+        let full = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o, &full, origin)?,
+            (Some(slot), value) => *slot = value,
+            (None, _) => return Err(unknown_key(base, &full, origin)),
+        }
+    }
+    Ok(())
+}
+
+fn unknown_key(section: &toml::Table, key: &str, origin: &str) -> Error {
+    let mut valid: Vec<&str> = section.keys().map(String::as_str).collect();
+    valid.sort_unstable();
+    Error::Recipe(format!(
+        "{origin}: unknown key '{key}'; valid keys here: {}",
+        valid.join(", ")
+    ))
+}
+
+fn parse_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+/// Applies one `key=value` override (dotted key, TOML value; bare words are strings).
+pub fn apply_set(table: &mut toml::Table, assignment: &str) -> Result<()> {
+    let (key, raw) = assignment.split_once('=').ok_or_else(|| {
+        Error::Recipe(format!(
+            "--set {assignment}: expected key=value, e.g. --set optim.base_lr=0.1"
+        ))
+    })?;
+    let key = key.trim();
+    let origin = format!("--set {assignment}");
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().unwrap_or_default();
+    let mut section = &mut *table;
+    let mut walked = String::new();
+    for part in parts {
+        walked = if walked.is_empty() {
+            part.to_string()
+        } else {
+            format!("{walked}.{part}")
+        };
+        let exists = matches!(section.get(part), Some(toml::Value::Table(_)));
+        if !exists {
+            return Err(unknown_key(section, &walked, &origin));
+        }
+        section = match section.get_mut(part) {
+            Some(toml::Value::Table(t)) => t,
+            _ => unreachable!(),
+        };
+    }
+    if !section.contains_key(last) {
+        return Err(unknown_key(section, key, &origin));
+    }
+    section.insert(last.to_string(), parse_value(raw.trim()));
+    Ok(())
+}
+
+/// What the command line says about the recipe.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub method: Option<MethodName>,
+    pub recipe_file: Option<PathBuf>,
+    pub data: Option<PathBuf>,
+    pub epochs: Option<usize>,
+    pub batch_size: Option<i64>,
+    pub seed: Option<u64>,
+    pub sets: Vec<String>,
+}
+
+impl Recipe {
+    /// Resolves the recipe: built-in defaults ← recipe file ← flags ← `--set`.
+    pub fn resolve(o: &Overrides) -> Result<Recipe> {
+        let file = match &o.recipe_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+                Some(parse_toml(&text, &path.display().to_string())?)
+            }
+            None => None,
+        };
+        let file_method = file
+            .as_ref()
+            .and_then(|t| t.get("method"))
+            .and_then(|m| m.get("name"))
+            .and_then(|n| n.as_str())
+            .map(MethodName::parse)
+            .transpose()?;
+        let method = match (o.method, file_method) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(Error::Recipe(format!(
+                    "--method {a} contradicts method.name = \"{b}\" in {}",
+                    o.recipe_file.as_ref().unwrap().display()
+                )));
+            }
+            (Some(m), _) | (None, Some(m)) => m,
+            (None, None) => {
+                return Err(Error::Usage(
+                    "no method given: pass --method (see `selfsup methods`) or a --recipe with method.name".into(),
+                ));
+            }
+        };
+        let mut table =
+            toml::Table::try_from(Recipe::default()).map_err(|e| Error::Recipe(e.to_string()))?;
+        merge(
+            &mut table,
+            parse_toml(builtin_source(method), "built-in recipe")?,
+            "",
+            "built-in recipe",
+        )?;
+        if let (Some(file), Some(path)) = (file, &o.recipe_file) {
+            merge(&mut table, file, "", &path.display().to_string())?;
+        }
+        let mut recipe = Self::from_table(table.clone(), "recipe")?;
+        recipe.method.name = method;
+        if let Some(data) = &o.data {
+            recipe.data.path = data.display().to_string();
+        }
+        if let Some(epochs) = o.epochs {
+            recipe.train.epochs = epochs;
+        }
+        if let Some(b) = o.batch_size {
+            if b <= 0 {
+                return Err(Error::Usage(format!(
+                    "--batch-size {b}: the batch size must be a positive number (e.g. 128)"
+                )));
+            }
+            recipe.train.batch_size = b as usize;
+        }
+        if let Some(seed) = o.seed {
+            recipe.train.seed = seed;
+        }
+        if !o.sets.is_empty() {
+            let mut table =
+                toml::Table::try_from(&recipe).map_err(|e| Error::Recipe(e.to_string()))?;
+            for set in &o.sets {
+                apply_set(&mut table, set)?;
+            }
+            recipe = Self::from_table(table, "--set")?;
+            if recipe.method.name != method {
+                return Err(Error::Recipe(
+                    "method.name cannot be changed with --set; use --method".into(),
+                ));
+            }
+        }
+        recipe.validate()?;
+        Ok(recipe)
+    }
+
+    fn from_table(table: toml::Table, origin: &str) -> Result<Recipe> {
+        Recipe::deserialize(toml::Value::Table(table))
+            .map_err(|e| Error::Recipe(format!("{origin}: {}", e.message())))
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let check = |r: std::result::Result<(), String>| r.map_err(Error::Recipe);
+        check(self.model.validate())?;
+        check(self.augment.validate())?;
+        check(self.optim.validate())?;
+        let t = &self.train;
+        if t.batch_size == 0 {
+            return Err(Error::Recipe(
+                "train.batch_size = 0: the batch size must be a positive number (e.g. 128)".into(),
+            ));
+        }
+        if t.batch_size < 2 {
+            return Err(Error::Recipe(
+                "train.batch_size = 1: BatchNorm needs at least 2 images per batch".into(),
+            ));
+        }
+        if t.epochs == 0 {
+            return Err(Error::Recipe("train.epochs must be at least 1".into()));
+        }
+        if t.log_every == 0 || t.checkpoint_every == 0 {
+            return Err(Error::Recipe(
+                "train.log_every and train.checkpoint_every must be at least 1".into(),
+            ));
+        }
+        let m = &self.method;
+        if m.projector.is_empty() || m.projector.contains(&0) {
+            return Err(Error::Recipe(
+                "method.projector needs at least one positive width (e.g. [512, 128])".into(),
+            ));
+        }
+        if m.predictor.len() < 2 || m.predictor.contains(&0) {
+            return Err(Error::Recipe(
+                "method.predictor needs [hidden, output] positive widths".into(),
+            ));
+        }
+        if m.predictor.last() != m.projector.last() {
+            return Err(Error::Recipe(format!(
+                "method.predictor output {} must equal the projector output {}",
+                m.predictor.last().unwrap(),
+                m.projector.last().unwrap()
+            )));
+        }
+        if !(0.0..=1.0).contains(&m.base_momentum) {
+            return Err(Error::Recipe(format!(
+                "method.base_momentum = {} must be in [0, 1]",
+                m.base_momentum
+            )));
+        }
+        let e = &self.eval;
+        if e.knn_k == 0 || !(e.knn_temperature > 0.0) {
+            return Err(Error::Recipe(
+                "eval.knn_k must be ≥ 1 and eval.knn_temperature > 0".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn data_path(&self) -> Option<PathBuf> {
+        (!self.data.path.is_empty()).then(|| PathBuf::from(&self.data.path))
+    }
+
+    pub fn image_size(&self) -> Option<usize> {
+        (self.data.image_size > 0).then_some(self.data.image_size)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("recipes serialise")
+    }
+
+    pub fn load(path: &Path) -> Result<Recipe> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let recipe = Self::from_table(
+            parse_toml(&text, &path.display().to_string())?,
+            &path.display().to_string(),
+        )?;
+        recipe.validate()?;
+        Ok(recipe)
+    }
+}

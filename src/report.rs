@@ -1,0 +1,55 @@
+//! The short human-readable report (`report.md`) left in a run directory.
+
+use crate::diagnose::CollapseStats;
+use crate::error::{Result, write_atomic};
+use crate::eval::EvalReport;
+use crate::recipe::Recipe;
+use crate::run::RunDir;
+use crate::train::TrainSummary;
+
+pub fn write(
+    run: &RunDir,
+    recipe: &Recipe,
+    summary: &TrainSummary,
+    stats: &CollapseStats,
+    eval: Option<&EvalReport>,
+) -> Result<()> {
+    let mut s = format!("# selfsup run: {}\n\n", recipe.method.name);
+    s += &format!(
+        "- backbone: {:?}, width {}, {:?} stem\n- epochs {}, batch {}, {} steps, {:.0} s ({:.0} img/s)\n- final loss {:.4}\n",
+        recipe.model.arch,
+        recipe.model.width,
+        recipe.model.stem,
+        summary.epochs,
+        recipe.train.batch_size,
+        summary.steps,
+        summary.seconds,
+        summary.images_per_s,
+        summary.final_loss
+    );
+    if let Some(step) = summary.collapse_warning_step {
+        s += &format!("- **collapse warning** first raised at step {step}\n");
+    }
+    s += &format!(
+        "\n## Collapse diagnostics\n\nverdict **{}** — embedding std {:.4} (healthy {:.4}), effective rank {:.1} of {}. Spectrum: `spectrum.png`.\n",
+        stats.verdict.as_str(),
+        stats.embedding_std,
+        stats.healthy_std,
+        stats.effective_rank,
+        stats.dim
+    );
+    if let Some(r) = eval {
+        s += &format!(
+            "\n## Evaluation ({} train / {} test)\n\n| features | kNN top-1 | linear top-1 |\n|---|---|---|\n| trained encoder | {:.3} | {:.3} |\n| random-init encoder | {:.3} | {:.3} |\n| raw pixels | {:.3} | {:.3} |\n",
+            r.train_images,
+            r.test_images,
+            r.knn_top1,
+            r.linear_top1,
+            r.baselines.random_init.knn_top1,
+            r.baselines.random_init.linear_top1,
+            r.baselines.pixels.knn_top1,
+            r.baselines.pixels.linear_top1
+        );
+    }
+    write_atomic(&run.report_path(), s.as_bytes())
+}

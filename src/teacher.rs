@@ -1,0 +1,60 @@
+//! EMA teachers: blend a student's parameters into a teacher of the same architecture.
+//!
+//! The teacher must be built with `init` (fresh parameter ids — the optimizer matches gradients
+//! by id) and never `clone()`d from the student (clones share BatchNorm running state).
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::Tensor;
+
+struct Collect(Vec<Tensor<1>>);
+
+impl ModuleVisitor for Collect {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let t = param.val().detach();
+        let n = t.shape().num_elements();
+        self.0.push(t.reshape([n]));
+    }
+}
+
+struct Blend {
+    student: std::vec::IntoIter<Tensor<1>>,
+    momentum: f64,
+}
+
+impl ModuleMapper for Blend {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, teacher, mapper) = param.consume();
+        let student = self
+            .student
+            .next()
+            .expect("teacher and student have the same architecture");
+        let dims = teacher.dims();
+        let student: Tensor<D> = student.reshape(dims);
+        let blended = (teacher.detach().mul_scalar(self.momentum)
+            + student.mul_scalar(1.0 - self.momentum))
+        .detach();
+        Param::from_mapped_value(id, blended, mapper)
+    }
+}
+
+/// θ_teacher ← m·θ_teacher + (1 − m)·θ_student, for parameters and BatchNorm running statistics.
+pub fn ema_update<M: Module>(teacher: M, student: &M, momentum: f64) -> M {
+    let mut collect = Collect(Vec::new());
+    student.visit(&mut collect);
+    let mut blend = Blend {
+        student: collect.0.into_iter(),
+        momentum,
+    };
+    teacher.map(&mut blend)
+}
+
+/// A teacher initialised as an exact copy of `student`'s values, with its own ids and state.
+pub fn copy_into<M: Module>(fresh: M, student: &M) -> M {
+    ema_update(fresh, student, 0.0).no_grad()
+}
+
+/// BYOL's cosine momentum schedule: τ = 1 − (1 − τ_base)(cos(πk/K) + 1)/2.
+pub fn cosine_momentum(base: f64, step: usize, total_steps: usize) -> f64 {
+    let progress = step as f64 / total_steps.max(1) as f64;
+    1.0 - (1.0 - base) * ((std::f64::consts::PI * progress).cos() + 1.0) / 2.0
+}

@@ -1,0 +1,77 @@
+//! Checkpoints: the whole method (students, teacher, BatchNorm statistics), the optimizer's
+//! momentum buffers and the loop position, written as one directory that replaces the previous
+//! one atomically (write `checkpoint.tmp/`, then swap).
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::optim::Optimizer;
+use crate::run::{RunDir, load_module, read_json, save_module, write_json};
+
+/// Where the loop stands: the next batch to run is `batch` of `epoch`; `step` steps are done.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Position {
+    pub epoch: usize,
+    pub batch: usize,
+    pub step: usize,
+}
+
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    dir.with_file_name(name)
+}
+
+pub fn save<M: Module>(
+    run: &RunDir,
+    method: &M,
+    optimizer: &Optimizer,
+    position: Position,
+) -> Result<()> {
+    let dir = run.checkpoint_dir();
+    let tmp = sibling(&dir, ".tmp");
+    let old = sibling(&dir, ".old");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    save_module(method.clone(), &tmp.join("model.bpk"))?;
+    optimizer.save(&tmp.join("optimizer.safetensors"))?;
+    write_json(&tmp.join("position.json"), &position)?;
+    if dir.exists() {
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        }
+        std::fs::rename(&dir, &old).map_err(|e| Error::io(&dir, e))?;
+    }
+    std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&tmp, e))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    }
+    Ok(())
+}
+
+/// The newest complete checkpoint directory, if any (`checkpoint/`, or `checkpoint.old/` when a
+/// crash hit between the two renames).
+pub fn latest(run: &RunDir) -> Option<PathBuf> {
+    let dir = run.checkpoint_dir();
+    [dir.clone(), sibling(&dir, ".old")]
+        .into_iter()
+        .find(|d| d.join("position.json").is_file())
+}
+
+pub fn load<M: Module>(
+    dir: &Path,
+    fresh: M,
+    optimizer: &mut Optimizer,
+    device: &Device,
+) -> Result<(M, Position)> {
+    let method = load_module(fresh, &dir.join("model.bpk"))?;
+    optimizer.load(&dir.join("optimizer.safetensors"), device)?;
+    let position = read_json(&dir.join("position.json"))?;
+    Ok((method, position))
+}

@@ -1,0 +1,79 @@
+//! `metrics.jsonl`: one JSON object per logging step.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result, write_atomic};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MetricsLine {
+    pub step: usize,
+    pub epoch: usize,
+    pub loss: f64,
+    pub lr: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f64>,
+    /// Mean per-dimension std of the L2-normalised batch embeddings.
+    pub embedding_std: f64,
+    /// The healthy value of `embedding_std` (1/√d).
+    pub healthy_std: f64,
+    pub effective_rank: f64,
+    pub images_per_s: f64,
+}
+
+pub struct MetricsLog {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl MetricsLog {
+    /// Opens the log for appending; lines at or after `keep_before_step` (left by a run that was
+    /// killed after its last checkpoint) are dropped so a resumed log matches an uninterrupted one.
+    pub fn open(path: &Path, keep_before_step: Option<usize>) -> Result<Self> {
+        match keep_before_step {
+            Some(limit) if path.exists() => {
+                let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+                let kept: String = text
+                    .lines()
+                    .filter(|line| {
+                        serde_json::from_str::<MetricsLine>(line).is_ok_and(|m| m.step < limit)
+                    })
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                write_atomic(path, kept.as_bytes())?;
+            }
+            Some(_) => {}
+            None => write_atomic(path, b"")?,
+        }
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        Ok(MetricsLog {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    pub fn write(&mut self, line: &MetricsLine) -> Result<()> {
+        let mut text = serde_json::to_string(line).expect("serialisable");
+        text.push('\n');
+        self.file
+            .write_all(text.as_bytes())
+            .map_err(|e| Error::io(&self.path, e))
+    }
+
+    pub fn read(path: &Path) -> Result<Vec<MetricsLine>> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l)
+                    .map_err(|e| Error::data(path, format!("bad metrics line ({e}): {l}")))
+            })
+            .collect()
+    }
+}

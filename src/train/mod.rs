@@ -1,0 +1,312 @@
+//! The training loop: data → views → method step → optimizer → after-step, with schedules,
+//! metrics, collapse monitoring, checkpoints and exact resume.
+
+pub mod checkpoint;
+pub mod metrics;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::optim::GradientsParams;
+use burn::tensor::{Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::data::loader::{Loader, Normalize};
+use crate::device::{DeviceChoice, train_device};
+use crate::diagnose::{self, Verdict};
+use crate::error::{Error, Result};
+use crate::method::{Byol, Method, MethodName, Progress, SimSiam};
+use crate::optim::{Optimizer, WarmupCosine};
+use crate::recipe::Recipe;
+use crate::run::{RunDir, RunInfo, save_module, write_json};
+use checkpoint::Position;
+use metrics::{MetricsLine, MetricsLog};
+
+pub struct TrainOptions {
+    pub out: PathBuf,
+    pub resume: bool,
+    pub device: DeviceChoice,
+    /// Show a progress bar (off for machine-readable output).
+    pub progress: bool,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrainSummary {
+    pub run_dir: PathBuf,
+    pub method: String,
+    pub epochs: usize,
+    pub steps: usize,
+    pub final_loss: f64,
+    pub seconds: f64,
+    pub images_per_s: f64,
+    /// The first step at which the batch embeddings looked completely collapsed, if any.
+    pub collapse_warning_step: Option<usize>,
+    pub resumed_from_step: Option<usize>,
+}
+
+/// Trains the recipe's method into `options.out`.
+pub fn train(recipe: &Recipe, options: &TrainOptions) -> Result<TrainSummary> {
+    match recipe.method.name {
+        MethodName::Simsiam => train_method::<SimSiam>(recipe, options),
+        MethodName::Byol => train_method::<Byol>(recipe, options),
+    }
+}
+
+fn prepare_run(recipe: &Recipe, options: &TrainOptions) -> Result<RunDir> {
+    let run = RunDir::new(&options.out);
+    if options.resume {
+        if checkpoint::latest(&run).is_none() {
+            return Err(Error::data(
+                &options.out,
+                "--resume: no checkpoint in this run directory; start it without --resume",
+            ));
+        }
+    } else if run.recipe_path().exists() || run.checkpoint_dir().exists() {
+        return Err(Error::data(
+            &options.out,
+            "already holds a run; pass --resume to continue it, or choose another --out",
+        ));
+    }
+    std::fs::create_dir_all(&run.root).map_err(|e| Error::io(&run.root, e))?;
+    crate::error::write_atomic(&run.recipe_path(), recipe.to_toml().as_bytes())?;
+    Ok(run)
+}
+
+fn tensor_views(
+    batch: &crate::data::loader::Batch,
+    device: &burn::tensor::Device,
+) -> Vec<Tensor<4>> {
+    batch
+        .views
+        .iter()
+        .map(|v| {
+            Tensor::from_data(
+                TensorData::new(
+                    v.clone(),
+                    [batch.size, batch.channels, batch.side, batch.side],
+                ),
+                device,
+            )
+        })
+        .collect()
+}
+
+fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<TrainSummary> {
+    let splits = crate::data::load(recipe.data_path().as_deref(), recipe.image_size())?;
+    let mut train_set = splits.train;
+    if recipe.data.max_images > 0 {
+        train_set = train_set.take(recipe.data.max_images);
+    }
+    let batch_size = recipe.train.batch_size;
+    if train_set.len() < batch_size {
+        return Err(Error::Recipe(format!(
+            "train.batch_size = {batch_size} is larger than the {} training images; lower it",
+            train_set.len()
+        )));
+    }
+    let run = prepare_run(recipe, options)?;
+    let (mean, std) = train_set.channel_stats();
+    let normalize = Normalize {
+        mean: mean.clone(),
+        std: std.clone(),
+    };
+    let channels = train_set.channels;
+    let train_images = train_set.len();
+    let device = train_device(options.device)?;
+    device.seed(recipe.train.seed);
+    let mut method = M::init(recipe, channels, &device);
+    let loader = Arc::new(Loader::new(
+        Arc::new(train_set),
+        recipe.augment.clone(),
+        normalize,
+        batch_size,
+        recipe.train.seed,
+    ));
+    write_json(
+        &run.info_path(),
+        &RunInfo {
+            method: recipe.method.name.to_string(),
+            channels,
+            image_side: loader.side(),
+            mean,
+            std,
+            data: splits.description.clone(),
+            train_images,
+            encoder_dim: method.encoder().out_dim(),
+        },
+    )?;
+
+    let mut optimizer = Optimizer::new(recipe.optim.clone());
+    let mut position = Position {
+        epoch: 0,
+        batch: 0,
+        step: 0,
+    };
+    let mut resumed_from_step = None;
+    if options.resume {
+        let dir = checkpoint::latest(&run).expect("checked in prepare_run");
+        let (loaded, pos) = checkpoint::load(&dir, method, &mut optimizer, &device)?;
+        method = loaded;
+        position = pos;
+        resumed_from_step = Some(pos.step);
+    }
+    let mut log = MetricsLog::open(&run.metrics_path(), resumed_from_step)?;
+
+    let steps_per_epoch = loader.batches_per_epoch();
+    let epochs = recipe.train.epochs;
+    let total_steps = epochs * steps_per_epoch;
+    let peak_lr = recipe.optim.base_lr * batch_size as f64 / 256.0;
+    let schedule = WarmupCosine {
+        base_lr: peak_lr,
+        warmup_steps: (recipe.optim.warmup_epochs * steps_per_epoch as f64).round() as usize,
+        total_steps,
+        final_fraction: recipe.optim.final_lr_fraction,
+    };
+
+    let bar = if options.progress {
+        ProgressBar::new(total_steps as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps  {msg}  ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!(
+        "{} epoch {}/{}",
+        recipe.method.name,
+        position.epoch + 1,
+        epochs
+    ));
+    bar.set_position(position.step as u64);
+
+    let started = Instant::now();
+    let mut window_start = Instant::now();
+    let mut window_images = 0usize;
+    let mut trained_images = 0usize;
+    let mut final_loss = f64::NAN;
+    let mut collapse_warning_step = None;
+
+    for epoch in position.epoch..epochs {
+        bar.set_prefix(format!(
+            "{} epoch {}/{}",
+            recipe.method.name,
+            epoch + 1,
+            epochs
+        ));
+        let start_batch = if epoch == position.epoch {
+            position.batch
+        } else {
+            0
+        };
+        for batch in loader.epoch(epoch, start_batch).iter() {
+            let progress = Progress {
+                step: position.step,
+                total_steps,
+            };
+            let lr = schedule.lr(position.step);
+            let views = tensor_views(&batch, &device);
+            let out = method.step(&views, progress);
+            let loss = out.loss.clone().into_scalar::<f32>() as f64;
+            if !loss.is_finite() {
+                bar.abandon();
+                return Err(Error::Diverged(format!(
+                    "the loss became {loss} at step {} (epoch {}); the last good checkpoint in {} is kept. Lower optim.base_lr or raise optim.warmup_epochs, then start a new run (or --resume to retry from the checkpoint)",
+                    position.step,
+                    epoch + 1,
+                    run.checkpoint_dir().display()
+                )));
+            }
+            final_loss = loss;
+            let grads = GradientsParams::from_grads(out.loss.backward(), &method);
+            let constant_lr = method.constant_lr_modules();
+            method = optimizer.step(lr, peak_lr, method, grads, constant_lr);
+            method = method.after_step(progress);
+            position = Position {
+                epoch,
+                batch: batch.index + 1,
+                step: position.step + 1,
+            };
+            window_images += batch.size;
+            trained_images += batch.size;
+            bar.set_position(position.step as u64);
+
+            if position.step % recipe.train.log_every == 0 || position.step == 1 {
+                let emb = out.embeddings;
+                let [n, d] = emb.dims();
+                let values = crate::host::to_f32(emb);
+                let stats = diagnose::analyze(&values, n, d);
+                let images_per_s = window_images as f64 / window_start.elapsed().as_secs_f64();
+                window_start = Instant::now();
+                window_images = 0;
+                log.write(&MetricsLine {
+                    step: position.step,
+                    epoch,
+                    loss,
+                    lr,
+                    momentum: method.momentum(progress),
+                    embedding_std: stats.embedding_std,
+                    healthy_std: stats.healthy_std,
+                    effective_rank: stats.effective_rank,
+                    images_per_s,
+                })?;
+                bar.set_message(format!(
+                    "loss {loss:.4}  std {:.3} (healthy {:.3})  rank {:.1}  {images_per_s:.0} img/s",
+                    stats.embedding_std, stats.healthy_std, stats.effective_rank
+                ));
+                if stats.verdict == Verdict::CompleteCollapse && collapse_warning_step.is_none() {
+                    collapse_warning_step = Some(position.step);
+                    bar.println(format!(
+                        "warning: complete collapse at step {}: embedding std {:.4} vs healthy {:.4} — every image maps to nearly the same point. {}",
+                        position.step,
+                        stats.embedding_std,
+                        stats.healthy_std,
+                        collapse_hint(recipe)
+                    ));
+                }
+            }
+            let every = recipe.train.checkpoint_every_steps;
+            if every > 0 && position.step % every == 0 {
+                checkpoint::save(&run, &method, &optimizer, position)?;
+            }
+        }
+        position = Position {
+            epoch: epoch + 1,
+            batch: 0,
+            step: position.step,
+        };
+        if (epoch + 1) % recipe.train.checkpoint_every == 0 || epoch + 1 == epochs {
+            checkpoint::save(&run, &method, &optimizer, position)?;
+        }
+    }
+    bar.finish_and_clear();
+    save_module(method.encoder().clone(), &run.encoder_path())?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(TrainSummary {
+        run_dir: run.root.clone(),
+        method: recipe.method.name.to_string(),
+        epochs,
+        steps: position.step,
+        final_loss,
+        seconds,
+        images_per_s: trained_images as f64 / seconds.max(1e-9),
+        collapse_warning_step,
+        resumed_from_step,
+    })
+}
+
+fn collapse_hint(recipe: &Recipe) -> &'static str {
+    match recipe.method.name {
+        MethodName::Simsiam if !recipe.method.stop_gradient => {
+            "SimSiam without stop-gradient collapses by design: set method.stop_gradient=true."
+        }
+        MethodName::Simsiam => {
+            "Check that the predictor is present and the learning rate is not too high."
+        }
+        MethodName::Byol => {
+            "Check method.base_momentum (too low lets the target chase the online network) and the learning rate."
+        }
+    }
+}
