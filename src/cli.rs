@@ -40,7 +40,7 @@ pub enum Command {
     Eval(EvalArgs),
     /// Collapse diagnostics of a run: embedding std, singular-value spectrum, effective rank, verdict.
     #[command(
-        after_help = "Example:\n  selfsup diagnose --run runs/byol\n\nVerdicts: complete_collapse when the mean per-dimension std of the L2-normalised\nembeddings is below 0.1 × the healthy 1/√d; dimensional_collapse when the effective\nrank (RankMe) is below max(2, 0.05·d); healthy otherwise."
+        after_help = "Example:\n  selfsup diagnose --run runs/byol\n\nVerdicts: complete_collapse when the RMS per-dimension std of the L2-normalised\nembeddings is below 0.1 × the healthy 1/√d (total variance < 0.01); dimensional_collapse\nwhen the effective rank (RankMe) is below max(2, 0.05·d); healthy otherwise."
     )]
     Diagnose(DiagnoseArgs),
     /// The method families: which are implemented, what prevents collapse, whether negatives are needed.
@@ -167,7 +167,7 @@ pub fn diagnose_table(d: &CollapseStats) -> String {
         d.samples, d.dim
     );
     s += &format!(
-        "  embedding std     {:.4}  (healthy ≈ 1/√d = {:.4}; ratio {:.2})\n",
+        "  embedding std     {:.4}  (healthy ≈ 1/√d = {:.4}; RMS ratio {:.2})\n",
         d.embedding_std,
         d.healthy_std,
         d.std_ratio()
@@ -186,7 +186,7 @@ pub fn diagnose_table(d: &CollapseStats) -> String {
         d.verdict.explain()
     );
     s += &format!(
-        "  (complete_collapse: std ratio < {COMPLETE_COLLAPSE_STD_RATIO}; dimensional_collapse: effective rank < max(2, {DIMENSIONAL_COLLAPSE_RANK_FRACTION}·d))\n"
+        "  (complete_collapse: RMS std ratio < {COMPLETE_COLLAPSE_STD_RATIO}; dimensional_collapse: effective rank < max(2, {DIMENSIONAL_COLLAPSE_RANK_FRACTION}·d))\n"
     );
     s
 }

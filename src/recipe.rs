@@ -375,3 +375,74 @@ impl Recipe {
         Ok(recipe)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(method: MethodName, sets: &[&str]) -> Result<Recipe> {
+        Recipe::resolve(&Overrides {
+            method: Some(method),
+            sets: sets.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn builtin_recipes_resolve_and_validate() {
+        for m in MethodName::IMPLEMENTED {
+            let r = resolve(m, &[]).unwrap();
+            assert_eq!(r.method.name, m);
+            // The resolved recipe round-trips through its own TOML.
+            let back = Recipe::from_table(r.to_toml().parse().unwrap(), "test").unwrap();
+            assert_eq!(back, r);
+        }
+    }
+
+    #[test]
+    fn set_overrides_typed_values() {
+        let r = resolve(
+            MethodName::Simsiam,
+            &[
+                "method.stop_gradient=false",
+                "optim.base_lr=0.1",
+                "augment.crop_scale=[0.3, 1.0]",
+            ],
+        )
+        .unwrap();
+        assert!(!r.method.stop_gradient);
+        assert_eq!(r.optim.base_lr, 0.1);
+        assert_eq!(r.augment.crop_scale, [0.3, 1.0]);
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let err = resolve(MethodName::Byol, &["optim.learning_rate=0.1"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown key 'optim.learning_rate'") && err.contains("base_lr"),
+            "{err}"
+        );
+        let err = resolve(MethodName::Byol, &["nosuch.key=1"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown key 'nosuch'"), "{err}");
+        let err = resolve(MethodName::Byol, &["train.batch_size=0"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("train.batch_size"), "{err}");
+        let err = resolve(MethodName::Byol, &["optim.base_lr=fast"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--set"), "{err}");
+        let err = Recipe::resolve(&Overrides {
+            method: Some(MethodName::Byol),
+            batch_size: Some(-4),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("batch size"), "{err}");
+    }
+}

@@ -28,7 +28,10 @@ pub fn write(
         summary.final_loss
     );
     if let Some(step) = summary.collapse_warning_step {
-        s += &format!("- **collapse warning** first raised at step {step}\n");
+        s += &format!("- **complete collapse warning** first raised at step {step}\n");
+    }
+    if let Some(step) = summary.dimensional_collapse_warning_step {
+        s += &format!("- **dimensional collapse warning** first raised at step {step}\n");
     }
     s += &format!(
         "\n## Collapse diagnostics\n\nverdict **{}** — embedding std {:.4} (healthy {:.4}), effective rank {:.1} of {}. Spectrum: `spectrum.png`.\n",

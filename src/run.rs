@@ -125,6 +125,9 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 }
 
 pub fn save_module<M: Module>(module: M, path: &Path) -> Result<()> {
+    // BatchNorm running statistics buffer their last update per thread until the next forward;
+    // `valid()` folds it in (the returned copy is not needed), so the file holds current values.
+    let _ = module.valid();
     let bytes = module
         .into_record()
         .into_bytes()

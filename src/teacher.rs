@@ -58,3 +58,57 @@ pub fn cosine_momentum(base: f64, step: usize, total_steps: usize) -> f64 {
     let progress = step as f64 / total_steps.max(1) as f64;
     1.0 - (1.0 - base) * ((std::f64::consts::PI * progress).cos() + 1.0) / 2.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::{BatchNorm, BatchNormConfig, LinearConfig};
+    use burn::tensor::Device;
+
+    #[test]
+    fn ema_blends_parameters_and_keeps_teacher_ids() {
+        let device = Device::flex().autodiff();
+        let student = LinearConfig::new(3, 2).init(&device);
+        let teacher = LinearConfig::new(3, 2).init(&device);
+        let (s, t) = (
+            crate::host::to_f32(student.weight.val()),
+            crate::host::to_f32(teacher.weight.val()),
+        );
+        let teacher_id = teacher.weight.id;
+        let blended = ema_update(teacher, &student, 0.9);
+        let b = crate::host::to_f32(blended.weight.val());
+        for i in 0..6 {
+            assert!((b[i] - (0.9 * t[i] + 0.1 * s[i])).abs() < 1e-6);
+        }
+        assert_eq!(blended.weight.id, teacher_id);
+        assert!(!blended.weight.val().is_require_grad());
+    }
+
+    #[test]
+    fn copy_does_not_share_batchnorm_state() {
+        let device = Device::flex().autodiff();
+        let student: BatchNorm = BatchNormConfig::new(2).init(&device);
+        let teacher = copy_into(BatchNormConfig::new(2).init(&device), &student);
+        // A training forward of the student updates its running mean; the teacher's must not move.
+        let x = Tensor::<2>::from_data(
+            burn::tensor::TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2]),
+            &device,
+        );
+        let _ = student.forward(x);
+        assert_ne!(
+            crate::host::to_f32(student.running_mean.value_sync()),
+            vec![0.0, 0.0]
+        );
+        assert_eq!(
+            crate::host::to_f32(teacher.running_mean.value_sync()),
+            vec![0.0, 0.0]
+        );
+    }
+
+    #[test]
+    fn cosine_momentum_runs_from_base_to_one() {
+        assert!((cosine_momentum(0.996, 0, 100) - 0.996).abs() < 1e-12);
+        assert!((cosine_momentum(0.996, 50, 100) - 0.998).abs() < 1e-12);
+        assert!((cosine_momentum(0.996, 100, 100) - 1.0).abs() < 1e-12);
+    }
+}

@@ -248,3 +248,139 @@ pub fn solarize(img: &mut Image, threshold: f32) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn ramp(channels: usize, h: usize, w: usize) -> Image {
+        let n = channels * h * w;
+        Image {
+            channels,
+            height: h,
+            width: w,
+            data: (0..n).map(|i| i as f32 / n as f32).collect(),
+        }
+    }
+
+    #[test]
+    fn crop_windows_stay_inside_and_respect_scale() {
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        for _ in 0..500 {
+            let (top, left, h, w) =
+                resized_crop_window(&mut rng, 28, 28, (0.2, 1.0), (0.75, 4.0 / 3.0));
+            assert!(top + h <= 28 && left + w <= 28 && h > 0 && w > 0);
+            let area = (h * w) as f32 / 784.0;
+            assert!((0.15..=1.0).contains(&area), "area {area}");
+        }
+    }
+
+    #[test]
+    fn crop_resize_of_the_full_window_is_identity() {
+        let img = ramp(3, 5, 7);
+        assert_eq!(crop_resize(&img, (0, 0, 5, 7), 5, 7), img);
+    }
+
+    #[test]
+    fn bilinear_upsampling_matches_align_corners_false() {
+        // 1×2 → 1×4: sources at -0.25, 0.25, 0.75, 1.25 → clamped 0, 0.25, 0.75, 1.
+        let img = Image {
+            channels: 1,
+            height: 1,
+            width: 2,
+            data: vec![0.0, 1.0],
+        };
+        let out = crop_resize(&img, (0, 0, 1, 2), 1, 4);
+        assert_eq!(out.data, vec![0.0, 0.25, 0.75, 1.0]);
+    }
+
+    #[test]
+    fn flip_grayscale_solarize_and_brightness() {
+        let mut img = Image {
+            channels: 1,
+            height: 1,
+            width: 3,
+            data: vec![0.1, 0.5, 0.9],
+        };
+        hflip(&mut img);
+        assert_eq!(img.data, vec![0.9, 0.5, 0.1]);
+        solarize(&mut img, 0.5);
+        assert!(
+            (img.data[0] - 0.1).abs() < 1e-6
+                && (img.data[1] - 0.5).abs() < 1e-6
+                && img.data[2] == 0.1
+        );
+        adjust_brightness(&mut img, 2.0);
+        assert!((img.data[0] - 0.2).abs() < 1e-6 && img.data[1] == 1.0);
+        let mut rgb = Image {
+            channels: 3,
+            height: 1,
+            width: 1,
+            data: vec![1.0, 0.0, 0.0],
+        };
+        grayscale(&mut rgb);
+        assert!(rgb.data.iter().all(|&v| (v - 0.299).abs() < 1e-6));
+    }
+
+    #[test]
+    fn contrast_blends_towards_the_mean() {
+        let mut img = Image {
+            channels: 1,
+            height: 1,
+            width: 2,
+            data: vec![0.2, 0.6],
+        };
+        adjust_contrast(&mut img, 0.5);
+        assert!((img.data[0] - 0.3).abs() < 1e-6 && (img.data[1] - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn hue_shift_of_a_full_turn_is_identity_and_gray_is_fixed() {
+        let mut img = Image {
+            channels: 3,
+            height: 1,
+            width: 2,
+            data: vec![0.8, 0.3, 0.2, 0.5, 0.1, 0.5],
+        };
+        let orig = img.clone();
+        adjust_hue(&mut img, 0.5);
+        assert_ne!(img, orig);
+        adjust_hue(&mut img, 0.5);
+        for (a, b) in img.data.iter().zip(&orig.data) {
+            assert!((a - b).abs() < 1e-5);
+        }
+        // Pure red shifted by 1/3 turn is pure green.
+        let mut red = Image {
+            channels: 3,
+            height: 1,
+            width: 1,
+            data: vec![1.0, 0.0, 0.0],
+        };
+        adjust_hue(&mut red, 1.0 / 3.0);
+        assert!((red.data[0]).abs() < 1e-5 && (red.data[1] - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn blur_preserves_constants_and_mass() {
+        let mut flat = Image {
+            channels: 1,
+            height: 6,
+            width: 6,
+            data: vec![0.4; 36],
+        };
+        gaussian_blur(&mut flat, 3, 1.0);
+        assert!(flat.data.iter().all(|v| (v - 0.4).abs() < 1e-6));
+        let mut dot = Image {
+            channels: 1,
+            height: 7,
+            width: 7,
+            data: vec![0.0; 49],
+        };
+        dot.data[24] = 1.0;
+        gaussian_blur(&mut dot, 5, 1.0);
+        let sum: f32 = dot.data.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-5 && dot.data[24] < 0.5 && dot.data[23] > 0.0);
+    }
+}

@@ -172,3 +172,47 @@ pub fn blur_kernel_size(side: usize) -> usize {
     let k = (side as f32 * 0.1).round() as usize;
     (k | 1).max(3)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn views_are_seeded_and_shaped() {
+        let img = Image {
+            channels: 1,
+            height: 28,
+            width: 28,
+            data: (0..784).map(|i| (i % 29) as f32 / 29.0).collect(),
+        };
+        let cfg = AugmentConfig {
+            size: 32,
+            ..Default::default()
+        };
+        let a = cfg.apply(&mut ChaCha8Rng::seed_from_u64(7), &img, 0);
+        let b = cfg.apply(&mut ChaCha8Rng::seed_from_u64(7), &img, 0);
+        let c = cfg.apply(&mut ChaCha8Rng::seed_from_u64(8), &img, 0);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!((a.channels, a.height, a.width), (1, 32, 32));
+        assert!(a.data.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+
+    #[test]
+    fn validation_names_the_bad_field() {
+        let bad = AugmentConfig {
+            crop_scale: [0.5, 0.2],
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("augment.crop_scale"));
+        let bad = AugmentConfig {
+            blur_p: vec![1.5, 0.1],
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("augment.blur_p"));
+        assert_eq!(blur_kernel_size(28), 3);
+        assert_eq!(blur_kernel_size(224), 23);
+    }
+}

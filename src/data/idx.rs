@@ -155,3 +155,53 @@ pub fn encode_labels(labels: &[u32]) -> Vec<u8> {
     out.extend(labels.iter().map(|&l| l as u8));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> ImageSet {
+        ImageSet {
+            pixels: (0..2 * 3 * 4).map(|i| i as u8).collect(),
+            channels: 1,
+            height: 3,
+            width: 4,
+            labels: Some(vec![1, 7]),
+            classes: vec![],
+        }
+    }
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+
+    #[test]
+    fn round_trip_and_truncation_errors() {
+        let dir = std::env::temp_dir().join(format!("selfsup-idx-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let set = tiny();
+        write(&dir, "train-images-idx3-ubyte", &encode_images(&set));
+        write(
+            &dir,
+            "train-labels-idx1-ubyte",
+            &encode_labels(set.labels.as_ref().unwrap()),
+        );
+        let back = read_split(&dir, "train").unwrap();
+        assert_eq!(back.pixels, set.pixels);
+        assert_eq!(back.labels, set.labels);
+        assert_eq!((back.height, back.width, back.len()), (3, 4, 2));
+
+        let full = encode_images(&set);
+        write(&dir, "train-images-idx3-ubyte", &full[..full.len() - 5]);
+        let err = read_split(&dir, "train").unwrap_err().to_string();
+        assert!(
+            err.contains("train-images-idx3-ubyte") && err.contains("truncated"),
+            "{err}"
+        );
+
+        write(&dir, "train-images-idx3-ubyte", b"hello world");
+        let err = read_split(&dir, "train").unwrap_err().to_string();
+        assert!(err.contains("not an IDX file"), "{err}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

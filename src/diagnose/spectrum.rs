@@ -61,3 +61,31 @@ pub fn effective_rank(singular_values: &[f64]) -> f64 {
         .sum();
     entropy.exp()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eigenvalues_of_known_matrices() {
+        let e = symmetric_eigenvalues(vec![2.0, 1.0, 1.0, 2.0], 2);
+        assert!((e[0] - 3.0).abs() < 1e-10 && (e[1] - 1.0).abs() < 1e-10);
+        // diag(1,2,3) rotated stays {3,2,1}: A = [[2,0,-1],[0,2,0]...] use a tridiagonal one:
+        // [[2,-1,0],[-1,2,-1],[0,-1,2]] has eigenvalues 2−√2, 2, 2+√2.
+        let e = symmetric_eigenvalues(vec![2.0, -1.0, 0.0, -1.0, 2.0, -1.0, 0.0, -1.0, 2.0], 3);
+        let s = std::f64::consts::SQRT_2;
+        assert!(
+            (e[0] - (2.0 + s)).abs() < 1e-10
+                && (e[1] - 2.0).abs() < 1e-10
+                && (e[2] - (2.0 - s)).abs() < 1e-10
+        );
+    }
+
+    #[test]
+    fn effective_rank_bounds() {
+        assert!((effective_rank(&[1.0; 8]) - 8.0).abs() < 1e-4);
+        assert!((effective_rank(&[1.0, 0.0, 0.0, 0.0]) - 1.0).abs() < 1e-4);
+        // p = (0.5, 0.5, 0, 0) → entropy ln 2 → rank 2.
+        assert!((effective_rank(&[3.0, 3.0, 0.0, 0.0]) - 2.0).abs() < 1e-4);
+    }
+}

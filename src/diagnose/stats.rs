@@ -4,7 +4,10 @@ use serde::Serialize;
 
 use super::spectrum::{effective_rank, symmetric_eigenvalues};
 
-/// Below this fraction of the healthy per-dimension std (1/√d), outputs are (nearly) identical.
+/// Below this fraction of the healthy per-dimension std (1/√d), taken as the RMS over dimensions
+/// (i.e. total variance of the L2-normalised embeddings below its square), outputs are (nearly)
+/// identical. The RMS, not the mean, so that variation squeezed into few dimensions (dimensional
+/// collapse) is not mistaken for no variation at all.
 pub const COMPLETE_COLLAPSE_STD_RATIO: f64 = 0.1;
 /// Below this fraction of the dimension, the effective rank says variation lives in few directions.
 pub const DIMENSIONAL_COLLAPSE_RANK_FRACTION: f64 = 0.05;
@@ -47,6 +50,8 @@ pub struct CollapseStats {
     pub embedding_std: f64,
     /// What a healthy (isotropic) embedding would have: 1/√d.
     pub healthy_std: f64,
+    /// Total variance (covariance trace) of the L2-normalised embeddings: 0 when collapsed.
+    pub total_variance: f64,
     /// RankMe of the embedding matrix.
     pub effective_rank: f64,
     /// Eigenvalues (= singular values) of the covariance of the L2-normalised embeddings.
@@ -55,8 +60,9 @@ pub struct CollapseStats {
 }
 
 impl CollapseStats {
+    /// RMS per-dimension std relative to the healthy 1/√d (= √(total variance)).
     pub fn std_ratio(&self) -> f64 {
-        self.embedding_std / self.healthy_std
+        self.total_variance.sqrt()
     }
 }
 
@@ -116,8 +122,6 @@ pub fn analyze(embeddings: &[f32], n: usize, d: usize) -> CollapseStats {
         .collect();
     eig.resize(d, 0.0);
     let variance_sum: f64 = eig.iter().sum();
-    // Per-dimension std averaged over dimensions: from the covariance diagonal via the trace
-    // would give RMS; compute the mean of the stds directly.
     let embedding_std = (0..d)
         .map(|k| {
             let var: f64 = x.chunks_exact(d).map(|r| r[k] * r[k]).sum::<f64>() / (n - 1) as f64;
@@ -132,7 +136,7 @@ pub fn analyze(embeddings: &[f32], n: usize, d: usize) -> CollapseStats {
         1.0
     };
     let healthy_std = 1.0 / (d as f64).sqrt();
-    let verdict = if embedding_std / healthy_std < COMPLETE_COLLAPSE_STD_RATIO {
+    let verdict = if variance_sum.sqrt() < COMPLETE_COLLAPSE_STD_RATIO {
         Verdict::CompleteCollapse
     } else if effective_rank < (DIMENSIONAL_COLLAPSE_RANK_FRACTION * d as f64).max(2.0) {
         Verdict::DimensionalCollapse
@@ -144,8 +148,73 @@ pub fn analyze(embeddings: &[f32], n: usize, d: usize) -> CollapseStats {
         dim: d,
         embedding_std,
         healthy_std,
+        total_variance: variance_sum,
         effective_rank,
         singular_values: eig,
         verdict,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn gaussian(n: usize, d: usize, rank: usize, seed: u64) -> Vec<f32> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut normal = || {
+            let (u, v): (f64, f64) = (rng.random_range(1e-9..1.0), rng.random());
+            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+        };
+        (0..n)
+            .flat_map(|_| {
+                let mut row = vec![0f32; d];
+                for k in 0..rank {
+                    row[k] = normal();
+                }
+                row
+            })
+            .collect()
+    }
+
+    #[test]
+    fn isotropic_gaussian_is_healthy_with_std_near_one_over_sqrt_d() {
+        let s = analyze(&gaussian(2000, 32, 32, 1), 2000, 32);
+        assert_eq!(s.verdict, Verdict::Healthy);
+        assert!((s.std_ratio() - 1.0).abs() < 0.1, "{}", s.std_ratio());
+        assert!(s.effective_rank > 28.0, "{}", s.effective_rank);
+    }
+
+    #[test]
+    fn identical_rows_are_complete_collapse() {
+        let row = [0.3f32, -1.0, 2.0, 0.5];
+        let data: Vec<f32> = (0..100).flat_map(|_| row).collect();
+        let s = analyze(&data, 100, 4);
+        assert_eq!(s.verdict, Verdict::CompleteCollapse);
+        assert!(s.embedding_std < 1e-6);
+    }
+
+    #[test]
+    fn variation_in_one_direction_is_dimensional_collapse() {
+        // Rank-1 variation around a common offset in 64 dimensions.
+        let mut data = gaussian(500, 64, 1, 2);
+        for row in data.chunks_exact_mut(64) {
+            row[1] += 0.5;
+        }
+        let s = analyze(&data, 500, 64);
+        assert_eq!(
+            s.verdict,
+            Verdict::DimensionalCollapse,
+            "rank {}",
+            s.effective_rank
+        );
+    }
+
+    #[test]
+    fn fewer_samples_than_dims_uses_the_gram_matrix() {
+        let s = analyze(&gaussian(10, 50, 50, 3), 10, 50);
+        assert_eq!(s.singular_values.len(), 50);
+        // Centred 10 samples span at most 9 directions.
+        assert!(s.singular_values[9] < 1e-9 && s.singular_values[8] > 1e-6);
     }
 }

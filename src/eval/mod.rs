@@ -194,3 +194,65 @@ pub fn evaluate(
         data: splits.description.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clusters(n: usize, offset: f32) -> (Features, Vec<u32>) {
+        // Three classes around three orthogonal directions, with a little deterministic jitter.
+        let mut data = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..n {
+            let c = i % 3;
+            let mut row = vec![0.1 * ((i * 7 + 3) % 5) as f32 / 5.0 + offset; 3];
+            row[c] += 1.0;
+            data.extend(row);
+            labels.push(c as u32);
+        }
+        (Features { data, n, dim: 3 }, labels)
+    }
+
+    #[test]
+    fn knn_and_probe_separate_clusters() {
+        let device = Device::flex();
+        let (tr, ytr) = clusters(90, 0.0);
+        let (te, yte) = clusters(30, 0.05);
+        let acc = knn::knn_top1(&tr, &ytr, &te, &yte, 3, 5, 0.1, &device);
+        assert_eq!(acc, 1.0);
+        let probe = linear::ProbeConfig {
+            epochs: 30,
+            lr: 0.5,
+            weight_decay: 0.0,
+            batch_size: 16,
+            seed: 0,
+        };
+        let acc = linear::linear_probe_top1(&tr, &ytr, &te, &yte, 3, &probe, &device);
+        assert_eq!(acc, 1.0);
+    }
+
+    #[test]
+    fn knn_weights_votes_by_similarity() {
+        // One very close neighbour of class 1 outweighs two distant ones of class 0 at T = 0.1.
+        let device = Device::flex();
+        let train = Features {
+            data: vec![1.0, 0.0, 0.6, 0.8, 0.6, -0.8],
+            n: 3,
+            dim: 2,
+        };
+        let test = Features {
+            data: vec![1.0, 0.01],
+            n: 1,
+            dim: 2,
+        };
+        assert_eq!(
+            knn::knn_top1(&train, &[1, 0, 0], &test, &[1], 2, 3, 0.1, &device),
+            1.0
+        );
+        // At a very high temperature the votes are nearly equal and the majority wins.
+        assert_eq!(
+            knn::knn_top1(&train, &[1, 0, 0], &test, &[0], 2, 3, 100.0, &device),
+            1.0
+        );
+    }
+}

@@ -20,3 +20,28 @@ impl WarmupCosine {
         floor + (self.base_lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warmup_then_cosine() {
+        let s = WarmupCosine {
+            base_lr: 1.0,
+            warmup_steps: 10,
+            total_steps: 110,
+            final_fraction: 0.0,
+        };
+        assert!((s.lr(0) - 0.1).abs() < 1e-12);
+        assert!((s.lr(9) - 1.0).abs() < 1e-12);
+        assert!((s.lr(10) - 1.0).abs() < 1e-12);
+        assert!((s.lr(60) - 0.5).abs() < 1e-12);
+        assert!(s.lr(110).abs() < 1e-12);
+        let floor = WarmupCosine {
+            final_fraction: 0.1,
+            ..s
+        };
+        assert!((floor.lr(110) - 0.1).abs() < 1e-12);
+    }
+}

@@ -261,3 +261,104 @@ impl Optimizer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::{Linear, LinearConfig};
+
+    fn layer(device: &Device) -> Linear {
+        let layer = LinearConfig::new(2, 1).init(device);
+        let weight = Tensor::<2>::from_data(TensorData::new(vec![3.0f32, 4.0], [2, 1]), device);
+        let bias = Tensor::<1>::from_data(TensorData::new(vec![1.0f32], [1]), device);
+        Linear {
+            weight: Param::initialized(layer.weight.id, weight.require_grad()),
+            bias: Some(Param::initialized(
+                layer.bias.unwrap().id,
+                bias.require_grad(),
+            )),
+            ..layer
+        }
+    }
+
+    fn grads(layer: &Linear, w: [f32; 2], b: f32) -> GradientsParams {
+        let device = Device::flex();
+        let mut g = GradientsParams::new();
+        g.register(
+            layer.weight.id,
+            Tensor::<2>::from_data(TensorData::new(w.to_vec(), [2, 1]), &device),
+        );
+        g.register(
+            layer.bias.as_ref().unwrap().id,
+            Tensor::<1>::from_data(TensorData::new(vec![b], [1]), &device),
+        );
+        g
+    }
+
+    fn values(layer: &Linear) -> (Vec<f32>, Vec<f32>) {
+        (
+            crate::host::to_f32(layer.weight.val()),
+            crate::host::to_f32(layer.bias.as_ref().unwrap().val()),
+        )
+    }
+
+    #[test]
+    fn lars_scales_matrices_by_trust_ratio_and_skips_biases() {
+        let device = Device::flex().autodiff();
+        let mut opt = Optimizer::new(OptimizerConfig {
+            kind: OptimizerKind::Lars,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            trust_coefficient: 0.001,
+            ..Default::default()
+        });
+        let l = layer(&device);
+        let g = grads(&l, [0.6, 0.8], 0.5);
+        let l = opt.step(1.0, 1.0, l, g, &[]);
+        let (w, b) = values(&l);
+        // ‖w‖ = 5, ‖g‖ = 1 → trust 0.005; the bias gets the plain gradient.
+        assert!(
+            (w[0] - (3.0 - 0.003)).abs() < 1e-6 && (w[1] - (4.0 - 0.004)).abs() < 1e-6,
+            "{w:?}"
+        );
+        assert!((b[0] - 0.5).abs() < 1e-6, "{b:?}");
+    }
+
+    #[test]
+    fn sgd_momentum_has_no_dampening_and_decays_weights() {
+        let device = Device::flex().autodiff();
+        let mut opt = Optimizer::new(OptimizerConfig {
+            kind: OptimizerKind::Sgd,
+            momentum: 0.9,
+            weight_decay: 0.1,
+            ..Default::default()
+        });
+        let mut l = layer(&device);
+        // Step 1: g' = g + 0.1·w = (1.3, 1.4); v = g'; w ← w − 0.1·v.
+        l = opt.step(0.1, 0.1, l.clone(), grads(&l, [1.0, 1.0], 0.0), &[]);
+        let (w1, _) = values(&l);
+        assert!((w1[0] - (3.0 - 0.13)).abs() < 1e-6, "{w1:?}");
+        // Step 2: v = 0.9·v + g'' with g'' = 1 + 0.1·w1.
+        l = opt.step(0.1, 0.1, l.clone(), grads(&l, [1.0, 1.0], 0.0), &[]);
+        let (w2, _) = values(&l);
+        let v = 0.9 * 1.3 + (1.0 + 0.1 * w1[0]);
+        assert!((w2[0] - (w1[0] - 0.1 * v)).abs() < 1e-5, "{w2:?}");
+    }
+
+    #[test]
+    fn state_round_trips_through_a_file() {
+        let device = Device::flex().autodiff();
+        let mut opt = Optimizer::new(OptimizerConfig::default());
+        let l = layer(&device);
+        let l = opt.step(0.1, 0.1, l.clone(), grads(&l, [1.0, 2.0], 3.0), &[]);
+        let dir = std::env::temp_dir().join(format!("selfsup-opt-{}", std::process::id()));
+        let path = dir.join("opt.safetensors");
+        opt.save(&path).unwrap();
+        let mut loaded = Optimizer::new(OptimizerConfig::default());
+        loaded.load(&path, &device).unwrap();
+        let a = opt.step(0.1, 0.1, l.clone(), grads(&l, [1.0, 1.0], 1.0), &[]);
+        let b = loaded.step(0.1, 0.1, l.clone(), grads(&l, [1.0, 1.0], 1.0), &[]);
+        assert_eq!(values(&a), values(&b));
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

@@ -29,16 +29,16 @@ pub struct MetricsLog {
 }
 
 impl MetricsLog {
-    /// Opens the log for appending; lines at or after `keep_before_step` (left by a run that was
+    /// Opens the log for appending; lines after step `keep_through_step` (left by a run that was
     /// killed after its last checkpoint) are dropped so a resumed log matches an uninterrupted one.
-    pub fn open(path: &Path, keep_before_step: Option<usize>) -> Result<Self> {
-        match keep_before_step {
+    pub fn open(path: &Path, keep_through_step: Option<usize>) -> Result<Self> {
+        match keep_through_step {
             Some(limit) if path.exists() => {
                 let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
                 let kept: String = text
                     .lines()
                     .filter(|line| {
-                        serde_json::from_str::<MetricsLine>(line).is_ok_and(|m| m.step < limit)
+                        serde_json::from_str::<MetricsLine>(line).is_ok_and(|m| m.step <= limit)
                     })
                     .map(|l| format!("{l}\n"))
                     .collect();

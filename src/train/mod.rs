@@ -42,6 +42,8 @@ pub struct TrainSummary {
     pub images_per_s: f64,
     /// The first step at which the batch embeddings looked completely collapsed, if any.
     pub collapse_warning_step: Option<usize>,
+    /// The first step at which they looked dimensionally collapsed, if any.
+    pub dimensional_collapse_warning_step: Option<usize>,
     pub resumed_from_step: Option<usize>,
 }
 
@@ -188,6 +190,7 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
     let mut trained_images = 0usize;
     let mut final_loss = f64::NAN;
     let mut collapse_warning_step = None;
+    let mut dimensional_collapse_warning_step = None;
 
     for epoch in position.epoch..epochs {
         bar.set_prefix(format!(
@@ -256,13 +259,20 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
                     "loss {loss:.4}  std {:.3} (healthy {:.3})  rank {:.1}  {images_per_s:.0} img/s",
                     stats.embedding_std, stats.healthy_std, stats.effective_rank
                 ));
-                if stats.verdict == Verdict::CompleteCollapse && collapse_warning_step.is_none() {
-                    collapse_warning_step = Some(position.step);
+                let first = match stats.verdict {
+                    Verdict::CompleteCollapse => &mut collapse_warning_step,
+                    Verdict::DimensionalCollapse => &mut dimensional_collapse_warning_step,
+                    Verdict::Healthy => &mut None,
+                };
+                if stats.verdict != Verdict::Healthy && first.is_none() {
+                    *first = Some(position.step);
                     bar.println(format!(
-                        "warning: complete collapse at step {}: embedding std {:.4} vs healthy {:.4} — every image maps to nearly the same point. {}",
+                        "warning: {} at step {}: embedding std {:.4} (healthy {:.4}), effective rank {:.1} of {d}. {}",
+                        stats.verdict.as_str().replace('_', " "),
                         position.step,
                         stats.embedding_std,
                         stats.healthy_std,
+                        stats.effective_rank,
                         collapse_hint(recipe)
                     ));
                 }
@@ -293,6 +303,7 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
         seconds,
         images_per_s: trained_images as f64 / seconds.max(1e-9),
         collapse_warning_step,
+        dimensional_collapse_warning_step,
         resumed_from_step,
     })
 }

@@ -1,0 +1,160 @@
+//! Bad input ends with one clear message and a non-zero exit, never a panic.
+
+mod common;
+use common::*;
+
+#[test]
+fn missing_data_path() {
+    let out = run(&[
+        "train",
+        "--method",
+        "byol",
+        "--data",
+        "/no/such/folder",
+        "--out",
+        path(&scratch("e-missing").join("run")),
+    ]);
+    assert_clean_error(&out, "/no/such/folder: data path does not exist");
+}
+
+#[test]
+fn truncated_idx_file() {
+    let dir = scratch("e-truncated");
+    let bundled = selfsup::data::bundled_path();
+    let bytes = std::fs::read(bundled.join("t10k-images-idx3-ubyte.gz")).unwrap();
+    let raw = {
+        use std::io::Read;
+        let mut v = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_end(&mut v)
+            .unwrap();
+        v
+    };
+    std::fs::write(dir.join("train-images-idx3-ubyte"), &raw[..raw.len() / 2]).unwrap();
+    let out = run(&[
+        "train",
+        "--method",
+        "simsiam",
+        "--data",
+        path(&dir),
+        "--out",
+        path(&dir.join("run")),
+    ]);
+    assert_clean_error(&out, "train-images-idx3-ubyte: IDX file is truncated");
+    // A truncated gzip stream is caught too.
+    std::fs::remove_file(dir.join("train-images-idx3-ubyte")).unwrap();
+    std::fs::write(
+        dir.join("train-images-idx3-ubyte.gz"),
+        &bytes[..bytes.len() / 2],
+    )
+    .unwrap();
+    let out = run(&[
+        "train",
+        "--method",
+        "simsiam",
+        "--data",
+        path(&dir),
+        "--out",
+        path(&dir.join("run")),
+    ]);
+    assert_clean_error(&out, "gzip stream is corrupt or truncated");
+    assert!(
+        !dir.join("run").exists(),
+        "nothing should be written for bad data"
+    );
+}
+
+#[test]
+fn corrupt_image_in_a_folder() {
+    let dir = scratch("e-corrupt");
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(dir.join(class)).unwrap();
+        let img = image::GrayImage::from_fn(12, 12, |x, y| image::Luma([(x * 20 + y) as u8]));
+        img.save(dir.join(class).join("ok.png")).unwrap();
+    }
+    std::fs::write(
+        dir.join("b").join("broken.png"),
+        b"\x89PNG\r\n\x1a\nnot really",
+    )
+    .unwrap();
+    let out = run(&[
+        "train",
+        "--method",
+        "byol",
+        "--data",
+        path(&dir),
+        "--out",
+        path(&dir.join("run")),
+    ]);
+    assert_clean_error(&out, "broken.png: cannot decode image");
+}
+
+#[test]
+fn unknown_and_planned_methods() {
+    let out = run(&["train", "--method", "nosuch"]);
+    assert_clean_error(&out, "unknown method 'nosuch'");
+    let out = run(&["train", "--method", "dino"]);
+    assert_clean_error(&out, "method 'dino' is planned but not implemented yet");
+}
+
+#[test]
+fn zero_or_negative_batch_size() {
+    let out = run(&["train", "--method", "byol", "--batch-size", "0"]);
+    assert_clean_error(&out, "--batch-size 0");
+    let out = run(&["train", "--method", "byol", "--batch-size", "-3"]);
+    assert_clean_error(&out, "--batch-size -3");
+}
+
+#[test]
+fn unknown_set_key() {
+    let out = run(&["train", "--method", "byol", "--set", "optim.lr=0.1"]);
+    assert_clean_error(&out, "unknown key 'optim.lr'; valid keys here:");
+    let out = run(&["train", "--method", "byol", "--set", "optim.base_lr"]);
+    assert_clean_error(&out, "expected key=value");
+}
+
+#[test]
+fn eval_and_diagnose_need_a_run() {
+    let dir = scratch("e-norun");
+    let out = run(&["eval", "--run", path(&dir.join("absent"))]);
+    assert_clean_error(&out, "run directory does not exist");
+    let out = run(&["diagnose", "--run", path(&dir)]);
+    assert_clean_error(&out, "not a selfsup run directory");
+}
+
+#[test]
+fn methods_table_and_json() {
+    let out = run(&["methods"]);
+    assert!(out.status.success());
+    let table = stdout(&out);
+    assert!(
+        table.contains("SimSiam")
+            && table.contains("predictor + stop-gradient")
+            && table.contains("(planned)")
+    );
+    let rows = json(&run(&["methods", "--json"]));
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 13);
+    let implemented: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["implemented"] == true)
+        .map(|r| r["cli_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(implemented, vec!["byol", "simsiam"]);
+    assert!(
+        rows.iter()
+            .any(|r| r["cli_name"] == "simclr" && r["negatives"] == true)
+    );
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    for cmd in ["train", "eval", "diagnose", "methods"] {
+        let out = run(&[cmd, "--help"]);
+        assert!(out.status.success());
+        assert!(
+            stdout(&out).contains("Example"),
+            "{cmd} --help lacks an example"
+        );
+    }
+}

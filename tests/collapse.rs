@@ -1,0 +1,94 @@
+//! SimSiam without stop-gradient collapses completely and `diagnose` says so; the default run
+//! stays healthy. Real Fashion-MNIST images from the bundled subset, small network for CI speed.
+
+mod common;
+use common::*;
+
+fn train_simsiam(name: &str, extra: &[&str]) -> (std::path::PathBuf, serde_json::Value) {
+    let out_dir = scratch(name).join("run");
+    let mut args = vec![
+        "train",
+        "--method",
+        "simsiam",
+        "--epochs",
+        "5",
+        "--batch-size",
+        "64",
+        "--seed",
+        "3",
+        "--out",
+        path(&out_dir),
+        "--no-eval",
+        "--json",
+        "--set",
+        "model.width=8",
+        "--set",
+        "data.max_images=1280",
+        "--set",
+        "method.projector=[128, 128]",
+        "--set",
+        "method.predictor=[32, 128]",
+        // A higher learning rate than the recipe's so that collapse shows within 100 steps.
+        "--set",
+        "optim.base_lr=0.4",
+    ];
+    args.extend_from_slice(extra);
+    let summary = json(&run(&args));
+    (out_dir, summary)
+}
+
+#[test]
+fn simsiam_without_stop_gradient_collapses_and_default_is_healthy() {
+    let (collapsed_dir, summary) =
+        train_simsiam("collapse-nosg", &["--set", "method.stop_gradient=false"]);
+    // The loss heads for its trivial minimum −1 …
+    let loss = summary["train"]["final_loss"].as_f64().unwrap();
+    assert!(loss < -0.9, "loss {loss}");
+    // … the training monitor warned, and diagnose (BatchNorm in eval mode) names the collapse.
+    let t = &summary["train"];
+    assert!(
+        t["collapse_warning_step"].is_u64() || t["dimensional_collapse_warning_step"].is_u64(),
+        "{summary}"
+    );
+    let diag = json(&run(&[
+        "diagnose",
+        "--run",
+        path(&collapsed_dir),
+        "--json",
+        "--samples",
+        "500",
+    ]));
+    assert_eq!(diag["verdict"], "complete_collapse", "{diag}");
+    let std = diag["embedding_std"].as_f64().unwrap();
+    let healthy = 1.0 / (diag["dim"].as_f64().unwrap()).sqrt();
+    assert!(std < 0.1 * healthy, "std {std} vs healthy {healthy}");
+
+    let (healthy_dir, summary) = train_simsiam("collapse-default", &[]);
+    assert!(
+        summary["train"]["collapse_warning_step"].is_null(),
+        "{summary}"
+    );
+    assert!(
+        summary["train"]["dimensional_collapse_warning_step"].is_null(),
+        "{summary}"
+    );
+    assert!(
+        summary["train"]["final_loss"].as_f64().unwrap() > -0.9,
+        "{summary}"
+    );
+    let diag = json(&run(&[
+        "diagnose",
+        "--run",
+        path(&healthy_dir),
+        "--json",
+        "--samples",
+        "500",
+    ]));
+    assert_eq!(diag["verdict"], "healthy", "{diag}");
+    assert!(diag["effective_rank"].as_f64().unwrap() > 10.0, "{diag}");
+    assert_eq!(
+        diag["singular_values"].as_array().unwrap().len(),
+        diag["dim"].as_u64().unwrap() as usize
+    );
+    assert!(healthy_dir.join("spectrum.png").is_file());
+}

@@ -1,0 +1,60 @@
+//! Helpers shared by the integration tests: run the real `selfsup` binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_selfsup"))
+}
+
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("selfsup runs")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A fresh scratch directory under the target dir, unique per test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Asserts a clean user-facing failure: non-zero exit, one `error:` line, no panic/backtrace.
+pub fn assert_clean_error(out: &Output, needle: &str) {
+    let err = stderr(out);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success: {err}"
+    );
+    assert_eq!(out.status.code(), Some(1), "exit code for: {err}");
+    assert!(
+        err.contains(needle),
+        "error should mention {needle:?}: {err}"
+    );
+    assert!(
+        !err.contains("panicked")
+            && !err.contains("RUST_BACKTRACE")
+            && !err.contains("internal error"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line expected: {err}");
+}
+
+pub fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "selfsup failed: {}", stderr(out));
+    serde_json::from_str(&stdout(out)).unwrap_or_else(|e| panic!("bad JSON ({e}): {}", stdout(out)))
+}
+
+pub fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
