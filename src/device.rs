@@ -2,7 +2,9 @@
 
 use burn::tensor::Device;
 
-use crate::error::{Error, Result};
+#[cfg(not(feature = "gpu"))]
+use crate::error::Error;
+use crate::error::Result;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum DeviceChoice {
