@@ -255,7 +255,7 @@ impl Recipe {
         if let (Some(file), Some(path)) = (file, &o.recipe_file) {
             merge(&mut table, file, "", &path.display().to_string())?;
         }
-        let mut recipe = Self::from_table(table.clone(), "recipe")?;
+        let mut recipe = Self::from_table(table, "recipe")?;
         recipe.method.name = method;
         if let Some(data) = &o.data {
             recipe.data.path = data.display().to_string();
