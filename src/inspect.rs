@@ -57,7 +57,7 @@ pub fn diagnose_run(run: &RunDir, choice: DeviceChoice, samples: usize) -> Resul
     diagnose::plot::write_spectrum(
         &stats,
         &format!(
-            "{} EMBEDDING SPECTRUM (LOG10 SIGMA / SIGMA_MAX)",
+            "{} EMBEDDING COVARIANCE EIGENVALUES (LOG10, RELATIVE TO THE LARGEST)",
             recipe.method.name
         ),
         &run.spectrum_path(),

@@ -64,6 +64,8 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// Also checkpoint every N steps inside an epoch (0: off).
     pub checkpoint_every_steps: usize,
+    /// kNN-evaluate the frozen encoder every N epochs into `eval_history.jsonl` (0: off).
+    pub eval_every: usize,
 }
 
 impl Default for TrainConfig {
@@ -75,6 +77,7 @@ impl Default for TrainConfig {
             log_every: 10,
             checkpoint_every: 1,
             checkpoint_every_steps: 0,
+            eval_every: 0,
         }
     }
 }

@@ -71,6 +71,9 @@ impl RunDir {
     pub fn metrics_path(&self) -> PathBuf {
         self.root.join("metrics.jsonl")
     }
+    pub fn eval_history_path(&self) -> PathBuf {
+        self.root.join("eval_history.jsonl")
+    }
     pub fn checkpoint_dir(&self) -> PathBuf {
         self.root.join("checkpoint")
     }

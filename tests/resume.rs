@@ -34,6 +34,12 @@ const ARGS: &[&str] = &[
     "train.log_every=1",
     "--set",
     "train.checkpoint_every_steps=3",
+    "--set",
+    "train.eval_every=1",
+    "--set",
+    "eval.max_train=200",
+    "--set",
+    "eval.max_test=100",
 ];
 
 fn args_with_out(out: &std::path::Path) -> Vec<String> {
@@ -102,6 +108,10 @@ fn sigkill_then_resume_matches_uninterrupted_run() {
         metrics_without_timing(&straight),
         metrics_without_timing(&killed)
     );
+    let history =
+        |dir: &std::path::Path| std::fs::read_to_string(dir.join("eval_history.jsonl")).unwrap();
+    assert_eq!(history(&straight).lines().count(), 2);
+    assert_eq!(history(&straight), history(&killed));
     // Whole method (online, predictor, EMA target, BatchNorm statistics) and the final encoder,
     // compared value by value (parameter ids differ between processes by design).
     let device = burn::tensor::Device::flex();

@@ -1,4 +1,4 @@
-//! The singular-value spectrum as a PNG: log10 of each eigenvalue (normalised by the largest)
+//! The covariance spectrum as a PNG: log10 of each eigenvalue (normalised by the largest)
 //! against its index, with horizontal grid lines at every decade.
 
 use std::path::Path;

@@ -23,6 +23,26 @@ pub struct MetricsLine {
     pub images_per_s: f64,
 }
 
+/// Drops the lines of a JSON-lines log whose `step` is past `limit` (written by a run that was
+/// killed after its last checkpoint), so a resumed log matches an uninterrupted one.
+pub fn truncate_after_step(path: &Path, limit: usize) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let kept: String = text
+        .lines()
+        .filter(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|step| step as usize <= limit)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    write_atomic(path, kept.as_bytes())
+}
+
 pub struct MetricsLog {
     path: PathBuf,
     file: std::fs::File,
@@ -33,18 +53,7 @@ impl MetricsLog {
     /// killed after its last checkpoint) are dropped so a resumed log matches an uninterrupted one.
     pub fn open(path: &Path, keep_through_step: Option<usize>) -> Result<Self> {
         match keep_through_step {
-            Some(limit) if path.exists() => {
-                let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-                let kept: String = text
-                    .lines()
-                    .filter(|line| {
-                        serde_json::from_str::<MetricsLine>(line).is_ok_and(|m| m.step <= limit)
-                    })
-                    .map(|l| format!("{l}\n"))
-                    .collect();
-                write_atomic(path, kept.as_bytes())?;
-            }
-            Some(_) => {}
+            Some(limit) => truncate_after_step(path, limit)?,
             None => write_atomic(path, b"")?,
         }
         let file = std::fs::OpenOptions::new()

@@ -96,6 +96,11 @@ fn tensor_views(
 
 fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<TrainSummary> {
     let splits = crate::data::load(recipe.data_path().as_deref(), recipe.image_size())?;
+    let online_eval = if recipe.train.eval_every > 0 {
+        Some(crate::eval::labelled_splits(&splits, &recipe.eval)?)
+    } else {
+        None
+    };
     let mut train_set = splits.train;
     if recipe.data.max_images > 0 {
         train_set = train_set.take(recipe.data.max_images);
@@ -113,6 +118,7 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
         mean: mean.clone(),
         std: std.clone(),
     };
+    let loader_normalize = normalize.clone();
     let channels = train_set.channels;
     let train_images = train_set.len();
     let device = train_device(options.device)?;
@@ -154,6 +160,11 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
         resumed_from_step = Some(pos.step);
     }
     let mut log = MetricsLog::open(&run.metrics_path(), resumed_from_step)?;
+    match resumed_from_step {
+        Some(step) => metrics::truncate_after_step(&run.eval_history_path(), step)?,
+        None if online_eval.is_some() => crate::error::write_atomic(&run.eval_history_path(), b"")?,
+        None => {}
+    }
 
     let steps_per_epoch = loader.batches_per_epoch();
     let epochs = recipe.train.epochs;
@@ -287,6 +298,25 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
             batch: 0,
             step: position.step,
         };
+        if let Some((fit, held_out)) = &online_eval
+            && (epoch + 1) % recipe.train.eval_every == 0
+        {
+            let knn_top1 = online_knn(
+                method.encoder(),
+                fit,
+                held_out,
+                &loader_normalize,
+                recipe,
+                &device,
+            );
+            bar.println(format!(
+                "epoch {}: kNN top-1 {:.4} on {} held-out images",
+                epoch + 1,
+                knn_top1,
+                held_out.len()
+            ));
+            append_eval_history(&run, epoch + 1, position.step, knn_top1)?;
+        }
         if (epoch + 1) % recipe.train.checkpoint_every == 0 || epoch + 1 == epochs {
             checkpoint::save(&run, &method, &optimizer, position)?;
         }
@@ -306,6 +336,46 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
         dimensional_collapse_warning_step,
         resumed_from_step,
     })
+}
+
+/// kNN top-1 of the current encoder (BatchNorm in eval mode) — solo-learn-style online monitoring.
+fn online_knn(
+    encoder: &crate::nn::ResNet,
+    fit: &crate::data::ImageSet,
+    held_out: &crate::data::ImageSet,
+    normalize: &Normalize,
+    recipe: &Recipe,
+    device: &burn::tensor::Device,
+) -> f64 {
+    use burn::module::Module;
+    let encoder = encoder.valid();
+    let plain = device.clone().inner();
+    let features =
+        |set| crate::eval::features::extract(set, normalize, &plain, 256, |x| encoder.forward(x));
+    let (tr, te) = (features(fit), features(held_out));
+    let classes = fit.num_classes().max(held_out.num_classes());
+    crate::eval::knn::knn_top1(
+        &tr,
+        fit.labels.as_deref().expect("labelled"),
+        &te,
+        held_out.labels.as_deref().expect("labelled"),
+        classes,
+        recipe.eval.knn_k,
+        recipe.eval.knn_temperature,
+        &plain,
+    )
+}
+
+fn append_eval_history(run: &RunDir, epoch: usize, step: usize, knn_top1: f64) -> Result<()> {
+    use std::io::Write;
+    let path = run.eval_history_path();
+    let line = serde_json::json!({"epoch": epoch, "step": step, "knn_top1": knn_top1});
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    writeln!(file, "{line}").map_err(|e| Error::io(&path, e))
 }
 
 fn collapse_hint(recipe: &Recipe) -> &'static str {
