@@ -333,7 +333,11 @@ fn train_command(args: TrainArgs) -> Result<()> {
             summary.images_per_s,
             summary.final_loss
         );
-        println!("Run directory: {}\n", summary.run_dir.display());
+        println!(
+            "Waited for data {:.1}% of the time. Run directory: {}\n",
+            100.0 * summary.data_wait_fraction,
+            summary.run_dir.display()
+        );
         print!("{}", diagnose_table(&stats));
         println!("  spectrum plot     {}\n", run.spectrum_path().display());
         if let Some(r) = &report {

@@ -105,3 +105,59 @@ pub fn read(dir: &Path, variant: Variant) -> Result<(ImageSet, Option<ImageSet>)
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(label_bytes: &[u8], fill: u8) -> Vec<u8> {
+        let mut r = label_bytes.to_vec();
+        r.extend((0..IMAGE).map(|i| fill.wrapping_add(i as u8)));
+        r
+    }
+
+    #[test]
+    fn reads_cifar10_and_cifar100_batches() {
+        let dir = std::env::temp_dir().join(format!("selfsup-cifar-{}", std::process::id()));
+        let ten = dir.join("c10");
+        std::fs::create_dir_all(&ten).unwrap();
+        std::fs::write(
+            ten.join("data_batch_1.bin"),
+            [record(&[3], 0), record(&[9], 1)].concat(),
+        )
+        .unwrap();
+        std::fs::write(ten.join("test_batch.bin"), record(&[5], 2)).unwrap();
+        std::fs::write(
+            ten.join("batches.meta.txt"),
+            "airplane\nautomobile\nbird\ncat\n\n",
+        )
+        .unwrap();
+        assert_eq!(detect(&ten), Some(Variant::Cifar10));
+        let (train, test) = read(&ten, Variant::Cifar10).unwrap();
+        assert_eq!((train.len(), train.channels, train.height), (2, 3, 32));
+        assert_eq!(train.labels, Some(vec![3, 9]));
+        assert_eq!(train.image(1)[0], 1);
+        assert_eq!(train.classes[3], "cat");
+        assert_eq!(test.unwrap().labels, Some(vec![5]));
+
+        let hundred = dir.join("c100");
+        std::fs::create_dir_all(&hundred).unwrap();
+        // (coarse, fine) labels: the fine one is used.
+        std::fs::write(hundred.join("train.bin"), record(&[4, 77], 0)).unwrap();
+        std::fs::write(
+            hundred.join("test.bin"),
+            [record(&[1, 12], 0), vec![0u8; 10]].concat(),
+        )
+        .unwrap();
+        assert_eq!(detect(&hundred), Some(Variant::Cifar100));
+        let err = read(&hundred, Variant::Cifar100).unwrap_err().to_string();
+        assert!(
+            err.contains("test.bin") && err.contains("truncated"),
+            "{err}"
+        );
+        std::fs::write(hundred.join("test.bin"), record(&[1, 12], 0)).unwrap();
+        let (train, _) = read(&hundred, Variant::Cifar100).unwrap();
+        assert_eq!(train.labels, Some(vec![77]));
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

@@ -149,3 +149,52 @@ pub fn split_dirs(dir: &Path) -> Option<(PathBuf, PathBuf)> {
         .filter(|_| train.is_dir())
         .map(|test| (train, test))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_folders_flat_folders_and_resizing() {
+        let dir = std::env::temp_dir().join(format!("selfsup-folder-{}", std::process::id()));
+        let labelled = dir.join("labelled");
+        for (class, shade) in [("cats", 40u8), ("dogs", 200u8)] {
+            std::fs::create_dir_all(labelled.join(class)).unwrap();
+            for i in 0..2u8 {
+                let img = image::RgbImage::from_pixel(20, 10, image::Rgb([shade, i, 0]));
+                img.save(labelled.join(class).join(format!("{i}.png")))
+                    .unwrap();
+            }
+        }
+        let set = read(&labelled, Some(8)).unwrap();
+        assert_eq!(
+            (set.len(), set.channels, set.height, set.width),
+            (4, 3, 8, 8)
+        );
+        assert_eq!(set.labels, Some(vec![0, 0, 1, 1]));
+        assert_eq!(set.classes, vec!["cats", "dogs"]);
+        assert_eq!(set.image(2)[0], 200, "red plane of a dog image");
+
+        let flat = dir.join("flat");
+        std::fs::create_dir_all(&flat).unwrap();
+        image::GrayImage::from_pixel(6, 6, image::Luma([9]))
+            .save(flat.join("a.png"))
+            .unwrap();
+        image::GrayImage::from_pixel(6, 6, image::Luma([7]))
+            .save(flat.join("b.jpg"))
+            .unwrap();
+        let set = read(&flat, None).unwrap();
+        assert_eq!((set.len(), set.channels, set.height), (2, 1, 6));
+        assert!(set.labels.is_none());
+
+        image::GrayImage::from_pixel(5, 6, image::Luma([7]))
+            .save(flat.join("c.png"))
+            .unwrap();
+        let err = read(&flat, None).unwrap_err().to_string();
+        assert!(
+            err.contains("c.png") && err.contains("data.image_size"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

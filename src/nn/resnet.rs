@@ -211,3 +211,41 @@ impl ResNet {
         self.out_dim
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn depths_stems_and_output_dims() {
+        let device = Device::flex();
+        let x1 = Tensor::<4>::random([2, 1, 28, 28], Distribution::Default, &device);
+        let r18 = ResNetConfig {
+            arch: Depth::Resnet18,
+            stem: Stem::Small,
+            width: 4,
+        }
+        .init(1, &device);
+        assert_eq!(r18.layers.len(), 8);
+        assert_eq!(r18.forward(x1).dims(), [2, 32]);
+        let x3 = Tensor::<4>::random([2, 3, 64, 64], Distribution::Default, &device);
+        let r34 = ResNetConfig {
+            arch: Depth::Resnet34,
+            stem: Stem::Imagenet,
+            width: 2,
+        }
+        .init(3, &device);
+        assert_eq!(r34.layers.len(), 16);
+        assert_eq!(r34.forward(x3.clone()).dims(), [2, 16]);
+        let r50 = ResNetConfig {
+            arch: Depth::Resnet50,
+            stem: Stem::Imagenet,
+            width: 2,
+        }
+        .init(3, &device);
+        assert_eq!(r50.out_dim(), 64);
+        assert!(r50.layers.iter().all(|b| b.conv3.is_some()));
+        assert_eq!(r50.forward(x3).dims(), [2, 64]);
+    }
+}

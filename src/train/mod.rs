@@ -45,6 +45,8 @@ pub struct TrainSummary {
     /// The first step at which they looked dimensionally collapsed, if any.
     pub dimensional_collapse_warning_step: Option<usize>,
     pub resumed_from_step: Option<usize>,
+    /// Fraction of the training time spent waiting for the loader (0: the model never waited).
+    pub data_wait_fraction: f64,
 }
 
 /// Trains the recipe's method into `options.out`.
@@ -202,6 +204,7 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
     let mut final_loss = f64::NAN;
     let mut collapse_warning_step = None;
     let mut dimensional_collapse_warning_step = None;
+    let mut data_wait = 0.0;
 
     for epoch in position.epoch..epochs {
         bar.set_prefix(format!(
@@ -215,7 +218,11 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
         } else {
             0
         };
-        for batch in loader.epoch(epoch, start_batch).iter() {
+        let batches = loader.epoch(epoch, start_batch);
+        loop {
+            let wait = Instant::now();
+            let Ok(batch) = batches.recv() else { break };
+            data_wait += wait.elapsed().as_secs_f64();
             let progress = Progress {
                 step: position.step,
                 total_steps,
@@ -335,6 +342,7 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
         collapse_warning_step,
         dimensional_collapse_warning_step,
         resumed_from_step,
+        data_wait_fraction: data_wait / seconds.max(1e-9),
     })
 }
 
