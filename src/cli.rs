@@ -271,6 +271,23 @@ fn train_command(args: TrainArgs) -> Result<()> {
     let method = args.method.as_deref().map(MethodName::parse).transpose()?;
     let recipe = if args.resume {
         // The run's own resolved recipe is authoritative; only the epoch count may grow.
+        let changed: Vec<&str> = [
+            ("--recipe", args.recipe.is_some()),
+            ("--data", args.data.is_some()),
+            ("--batch-size", args.batch_size.is_some()),
+            ("--seed", args.seed.is_some()),
+            ("--set", !args.sets.is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, given)| given.then_some(flag))
+        .collect();
+        if !changed.is_empty() {
+            return Err(crate::error::Error::Usage(format!(
+                "--resume continues with the run's own recipe ({}); drop {} (only --epochs may change)",
+                RunDir::new(&args.out).recipe_path().display(),
+                changed.join(", ")
+            )));
+        }
         let mut recipe = RunDir::open(&args.out)?.recipe()?;
         if let Some(m) = method
             && m != recipe.method.name

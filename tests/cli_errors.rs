@@ -158,3 +158,19 @@ fn every_command_has_help_with_an_example() {
         );
     }
 }
+
+#[test]
+fn resume_refuses_recipe_changes_and_missing_runs() {
+    let dir = scratch("e-resume");
+    let out = run(&["train", "--resume", "--out", path(&dir.join("none"))]);
+    assert_clean_error(&out, "run directory does not exist");
+    let out = run(&[
+        "train",
+        "--resume",
+        "--out",
+        path(&dir),
+        "--set",
+        "optim.base_lr=1",
+    ]);
+    assert_clean_error(&out, "drop --set");
+}
