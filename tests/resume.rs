@@ -99,8 +99,15 @@ fn sigkill_then_resume_matches_uninterrupted_run() {
     assert!(at < 20, "killed too late (step {at})");
     assert!(!killed.join("encoder.bpk").exists());
 
-    let mut resume = args_with_out(&killed);
-    resume.push("--resume".into());
+    // What a user types: the run's own recipe is reused.
+    let resume = [
+        "train",
+        "--resume",
+        "--out",
+        path(&killed),
+        "--no-eval",
+        "--json",
+    ];
     let summary = json(&bin().args(&resume).output().unwrap());
     assert_eq!(summary["train"]["resumed_from_step"].as_u64(), Some(at));
 
