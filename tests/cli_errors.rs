@@ -174,3 +174,42 @@ fn resume_refuses_recipe_changes_and_missing_runs() {
     ]);
     assert_clean_error(&out, "drop --set");
 }
+
+#[test]
+fn diverging_loss_stops_with_a_clear_error_and_keeps_the_checkpoint() {
+    let out_dir = scratch("e-nan").join("run");
+    let out = run(&[
+        "train",
+        "--method",
+        "simsiam",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--no-eval",
+        "--out",
+        path(&out_dir),
+        "--set",
+        "model.width=4",
+        "--set",
+        "data.max_images=256",
+        "--set",
+        "method.projector=[16, 16]",
+        "--set",
+        "method.predictor=[8, 16]",
+        "--set",
+        "optim.base_lr=1e30",
+        "--set",
+        "train.checkpoint_every_steps=1",
+    ]);
+    assert_clean_error(&out, "training diverged: the loss became");
+    assert!(stderr(&out).contains("optim.base_lr"), "{}", stderr(&out));
+    let position =
+        std::fs::read_to_string(out_dir.join("checkpoint").join("position.json")).unwrap();
+    let step = serde_json::from_str::<serde_json::Value>(&position).unwrap()["step"]
+        .as_u64()
+        .unwrap();
+    assert!(step >= 1, "a good checkpoint must remain");
+    assert!(out_dir.join("metrics.jsonl").is_file());
+    assert!(!out_dir.join("encoder.bpk").exists());
+}
