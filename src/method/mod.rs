@@ -43,7 +43,7 @@ impl MethodName {
                 let names: Vec<&str> = Self::IMPLEMENTED.iter().map(|m| m.as_str()).collect();
                 Error::Usage(if known {
                     format!(
-                        "method '{name}' is planned but not implemented yet; implemented: {} (see `selfsup methods`)",
+                        "method '{name}' is planned for a later release; available now: {} (see `selfsup methods`)",
                         names.join(", ")
                     )
                 } else {
