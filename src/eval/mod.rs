@@ -81,6 +81,33 @@ fn hold_out(set: &ImageSet, fraction: f64) -> (ImageSet, ImageSet) {
     (pick(&|i| i % every != 0), pick(&|i| i % every == 0))
 }
 
+fn labels(set: &ImageSet) -> &[u32] {
+    set.labels
+        .as_deref()
+        .expect("labelled_splits keeps only labelled sets")
+}
+
+/// Weighted kNN top-1 of `test` features against `train` features.
+pub fn knn_score(
+    train: &Features,
+    train_set: &ImageSet,
+    test: &Features,
+    test_set: &ImageSet,
+    config: &EvalConfig,
+    device: &Device,
+) -> f64 {
+    knn::knn_top1(
+        train,
+        labels(train_set),
+        test,
+        labels(test_set),
+        train_set.num_classes().max(test_set.num_classes()),
+        config.knn_k,
+        config.knn_temperature,
+        device,
+    )
+}
+
 /// kNN and linear probe for one pair of feature sets.
 pub fn score(
     train: &Features,
@@ -91,21 +118,7 @@ pub fn score(
     seed: u64,
     device: &Device,
 ) -> Scores {
-    let classes = train_set.num_classes().max(test_set.num_classes());
-    let (ytr, yte) = (
-        train_set.labels.as_deref().unwrap(),
-        test_set.labels.as_deref().unwrap(),
-    );
-    let knn_top1 = knn::knn_top1(
-        train,
-        ytr,
-        test,
-        yte,
-        classes,
-        config.knn_k,
-        config.knn_temperature,
-        device,
-    );
+    let knn_top1 = knn_score(train, train_set, test, test_set, config, device);
     let probe = linear::ProbeConfig {
         epochs: config.linear_epochs,
         lr: config.linear_lr,
@@ -113,14 +126,24 @@ pub fn score(
         batch_size: 256,
         seed,
     };
-    let linear_top1 = linear::linear_probe_top1(train, ytr, test, yte, classes, &probe, device);
+    let classes = train_set.num_classes().max(test_set.num_classes());
+    let linear_top1 = linear::linear_probe_top1(
+        train,
+        labels(train_set),
+        test,
+        labels(test_set),
+        classes,
+        &probe,
+        device,
+    );
     Scores {
         knn_top1,
         linear_top1,
     }
 }
 
-fn encoder_features(
+/// Backbone features of `set` with BatchNorm in eval mode.
+pub fn encoder_features(
     encoder: &ResNet,
     set: &ImageSet,
     normalize: &Normalize,

@@ -77,22 +77,15 @@ fn prepare_run(recipe: &Recipe, options: &TrainOptions) -> Result<RunDir> {
     Ok(run)
 }
 
+/// Moves a batch's view buffers into tensors (no copy of the pixels on the host).
 fn tensor_views(
-    batch: &crate::data::loader::Batch,
+    views: Vec<Vec<f32>>,
+    shape: [usize; 4],
     device: &burn::tensor::Device,
 ) -> Vec<Tensor<4>> {
-    batch
-        .views
-        .iter()
-        .map(|v| {
-            Tensor::from_data(
-                TensorData::new(
-                    v.clone(),
-                    [batch.size, batch.channels, batch.side, batch.side],
-                ),
-                device,
-            )
-        })
+    views
+        .into_iter()
+        .map(|v| Tensor::from_data(TensorData::new(v, shape), device))
         .collect()
 }
 
@@ -228,7 +221,9 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
                 total_steps,
             };
             let lr = schedule.lr(position.step);
-            let views = tensor_views(&batch, &device);
+            let (batch_index, batch_size) = (batch.index, batch.size);
+            let shape = [batch.size, batch.channels, batch.side, batch.side];
+            let views = tensor_views(batch.views, shape, &device);
             let out = method.step(&views, progress);
             let loss = out.loss.clone().into_scalar::<f32>() as f64;
             if !loss.is_finite() {
@@ -247,11 +242,11 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
             method = method.after_step(progress);
             position = Position {
                 epoch,
-                batch: batch.index + 1,
+                batch: batch_index + 1,
                 step: position.step + 1,
             };
-            window_images += batch.size;
-            trained_images += batch.size;
+            window_images += batch_size;
+            trained_images += batch_size;
             bar.set_position(position.step as u64);
 
             if position.step % recipe.train.log_every == 0 || position.step == 1 {
@@ -355,23 +350,11 @@ fn online_knn(
     recipe: &Recipe,
     device: &burn::tensor::Device,
 ) -> f64 {
-    use burn::module::Module;
-    let encoder = encoder.valid();
+    use crate::eval::{encoder_features, knn_score};
     let plain = device.clone().inner();
-    let features =
-        |set| crate::eval::features::extract(set, normalize, &plain, 256, |x| encoder.forward(x));
-    let (tr, te) = (features(fit), features(held_out));
-    let classes = fit.num_classes().max(held_out.num_classes());
-    crate::eval::knn::knn_top1(
-        &tr,
-        fit.labels.as_deref().expect("labelled"),
-        &te,
-        held_out.labels.as_deref().expect("labelled"),
-        classes,
-        recipe.eval.knn_k,
-        recipe.eval.knn_temperature,
-        &plain,
-    )
+    let tr = encoder_features(encoder, fit, normalize, &plain);
+    let te = encoder_features(encoder, held_out, normalize, &plain);
+    knn_score(&tr, fit, &te, held_out, &recipe.eval, &plain)
 }
 
 fn append_eval_history(run: &RunDir, epoch: usize, step: usize, knn_top1: f64) -> Result<()> {
