@@ -1,5 +1,13 @@
 //! Losses as free functions on tensors, reusable outside any method.
 
+pub mod barlow;
+pub mod contrastive;
 pub mod cosine;
+#[cfg(test)]
+pub(crate) mod testing;
+pub mod vicreg;
 
+pub use barlow::{BarlowTerms, barlow_twins, standardize_batch};
+pub use contrastive::{info_nce, info_nce_queue, logsumexp_rows, nt_xent};
 pub use cosine::{byol_regression, l2_normalize, mean_cosine, negative_cosine};
+pub use vicreg::{VicRegTerms, VicRegWeights, vicreg};
