@@ -7,7 +7,7 @@ use crate::device::{DeviceChoice, device};
 use crate::diagnose::{self, CollapseStats};
 use crate::error::{Error, Result};
 use crate::eval::{self, EvalReport, features};
-use crate::method::{Byol, Method, MethodName, SimSiam};
+use crate::method::Method;
 use crate::run::{RunDir, load_module, write_json};
 use crate::train::checkpoint;
 
@@ -30,7 +30,7 @@ fn embed_with<M: Method>(
         )
     })?;
     let method = load_module(
-        M::init(&recipe, info.channels, device),
+        M::init(&recipe, info.shape(), device),
         &dir.join("model.bpk"),
     )?;
     let method = method.valid();
@@ -48,10 +48,8 @@ pub fn diagnose_run(run: &RunDir, choice: DeviceChoice, samples: usize) -> Resul
     if set.len() < 2 {
         return Err(Error::Usage("diagnostics need at least 2 images".into()));
     }
-    let (values, dim) = match recipe.method.name {
-        MethodName::Simsiam => embed_with::<SimSiam>(run, &set, &device)?,
-        MethodName::Byol => embed_with::<Byol>(run, &set, &device)?,
-    };
+    let (values, dim) =
+        crate::with_method!(recipe.method.name, M => embed_with::<M>(run, &set, &device)?);
     let stats = diagnose::analyze(&values, set.len(), dim);
     write_json(&run.diagnose_path(), &stats)?;
     diagnose::plot::write_spectrum(
@@ -81,6 +79,12 @@ pub fn evaluate_run(
         return Err(Error::Usage(format!(
             "{}: images have {} channel(s) but the encoder was trained on {}",
             splits.description, splits.train.channels, info.channels
+        )));
+    }
+    if recipe.model.is_vit() && splits.train.height != info.image_side {
+        return Err(Error::Usage(format!(
+            "{}: images are {} px but this ViT was trained on {} px; set data.image_size in the run's recipe.toml or pass data of that size",
+            splits.description, splits.train.height, info.image_side
         )));
     }
     let encoder = run.encoder(&device)?;

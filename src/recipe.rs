@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::augment::AugmentConfig;
 use crate::error::{Error, Result};
 use crate::method::MethodName;
-use crate::nn::ResNetConfig;
+use crate::nn::ModelConfig;
 use crate::optim::OptimizerConfig;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -16,7 +16,7 @@ use crate::optim::OptimizerConfig;
 pub struct DataConfig {
     /// Dataset folder; empty means the Fashion-MNIST subset bundled with selfsup.
     pub path: String,
-    /// Resize image-folder images to this side (0: keep their common size).
+    /// Resize every image (train and test, any source) to this side (0: keep the native size).
     pub image_size: usize,
     /// Use only the first N training images (0: all).
     pub max_images: usize,
@@ -29,14 +29,28 @@ pub struct MethodConfig {
     pub name: MethodName,
     /// Projector layer widths after the backbone: hidden…, output.
     pub projector: Vec<usize>,
-    /// Predictor layer widths: hidden, output (output must equal the projector's).
+    /// Predictor layer widths: hidden, output (output must equal the projector's). SimSiam, BYOL
+    /// and MoCo v3 have one.
     pub predictor: Vec<usize>,
     /// SimSiam: stop the gradient through the target branch (off → the model collapses).
     pub stop_gradient: bool,
     /// SimSiam: keep the predictor's learning rate constant (the paper's fix_pred_lr).
     pub fix_predictor_lr: bool,
-    /// BYOL: base EMA momentum τ_base of the target network, raised to 1 with a cosine.
+    /// BYOL / MoCo v3: base EMA momentum of the target (key) network, raised to 1 with a cosine;
+    /// MoCo v1/v2: the constant key-encoder momentum m.
     pub base_momentum: f64,
+    /// SimCLR / MoCo: softmax temperature τ of the contrastive loss.
+    pub temperature: f64,
+    /// MoCo v1/v2: number of past keys kept as negatives (65536 in the paper).
+    pub queue_size: usize,
+    /// Barlow Twins: weight λ of the off-diagonal (redundancy) term.
+    pub lambda: f64,
+    /// VICReg: weight of the invariance (MSE) term.
+    pub invariance_weight: f64,
+    /// VICReg: weight of the variance hinge.
+    pub variance_weight: f64,
+    /// VICReg: weight of the covariance penalty.
+    pub covariance_weight: f64,
 }
 
 impl Default for MethodConfig {
@@ -48,6 +62,12 @@ impl Default for MethodConfig {
             stop_gradient: true,
             fix_predictor_lr: true,
             base_momentum: 0.99,
+            temperature: 0.5,
+            queue_size: 4096,
+            lambda: 5e-3,
+            invariance_weight: 25.0,
+            variance_weight: 25.0,
+            covariance_weight: 1.0,
         }
     }
 }
@@ -115,7 +135,7 @@ impl Default for EvalConfig {
 pub struct Recipe {
     pub method: MethodConfig,
     pub data: DataConfig,
-    pub model: ResNetConfig,
+    pub model: ModelConfig,
     pub augment: AugmentConfig,
     pub optim: OptimizerConfig,
     pub train: TrainConfig,
@@ -127,6 +147,12 @@ pub fn builtin_source(method: MethodName) -> &'static str {
     match method {
         MethodName::Simsiam => include_str!("../recipes/simsiam.toml"),
         MethodName::Byol => include_str!("../recipes/byol.toml"),
+        MethodName::Simclr => include_str!("../recipes/simclr.toml"),
+        MethodName::MocoV1 => include_str!("../recipes/moco-v1.toml"),
+        MethodName::MocoV2 => include_str!("../recipes/moco-v2.toml"),
+        MethodName::MocoV3 => include_str!("../recipes/moco-v3.toml"),
+        MethodName::BarlowTwins => include_str!("../recipes/barlow-twins.toml"),
+        MethodName::Vicreg => include_str!("../recipes/vicreg.toml"),
     }
 }
 
@@ -329,12 +355,13 @@ impl Recipe {
                 "method.projector needs at least one positive width (e.g. [512, 128])".into(),
             ));
         }
-        if m.predictor.len() < 2 || m.predictor.contains(&0) {
+        let predictor = m.name.uses_predictor();
+        if predictor && (m.predictor.len() < 2 || m.predictor.contains(&0)) {
             return Err(Error::Recipe(
                 "method.predictor needs [hidden, output] positive widths".into(),
             ));
         }
-        if m.predictor.last() != m.projector.last() {
+        if predictor && m.predictor.last() != m.projector.last() {
             return Err(Error::Recipe(format!(
                 "method.predictor output {} must equal the projector output {}",
                 m.predictor.last().unwrap(),
@@ -346,6 +373,27 @@ impl Recipe {
                 "method.base_momentum = {} must be in [0, 1]",
                 m.base_momentum
             )));
+        }
+        if !(m.temperature.is_finite() && m.temperature > 0.0) {
+            return Err(Error::Recipe(format!(
+                "method.temperature = {} must be a positive number (0.07–0.5 is usual)",
+                m.temperature
+            )));
+        }
+        if m.queue_size == 0 {
+            return Err(Error::Recipe(
+                "method.queue_size must be at least 1 (the paper uses 65536)".into(),
+            ));
+        }
+        for (name, w) in [
+            ("lambda", m.lambda),
+            ("invariance_weight", m.invariance_weight),
+            ("variance_weight", m.variance_weight),
+            ("covariance_weight", m.covariance_weight),
+        ] {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(Error::Recipe(format!("method.{name} = {w} must be ≥ 0")));
+            }
         }
         let e = &self.eval;
         if e.knn_k == 0 || !(e.knn_temperature > 0.0) {

@@ -16,10 +16,8 @@ pub fn write(
 ) -> Result<()> {
     let mut s = format!("# selfsup run: {}\n\n", recipe.method.name);
     s += &format!(
-        "- backbone: {:?}, width {}, {:?} stem\n- epochs {}, batch {}, {} steps, {:.0} s ({:.0} img/s)\n- final loss {:.4}\n",
-        recipe.model.arch,
-        recipe.model.width,
-        recipe.model.stem,
+        "- backbone: {}\n- epochs {}, batch {}, {} steps, {:.0} s ({:.0} img/s)\n- final loss {:.4}\n",
+        recipe.model.describe(),
         summary.epochs,
         recipe.train.batch_size,
         summary.steps,

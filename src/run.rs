@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::loader::Normalize;
 use crate::error::{Error, Result, write_atomic};
-use crate::nn::ResNet;
+use crate::nn::Backbone;
+use crate::nn::backbone::ImageShape;
 use crate::recipe::Recipe;
 
 /// Facts about the data a run was trained on, needed to use its encoder later.
@@ -26,6 +27,14 @@ pub struct RunInfo {
 }
 
 impl RunInfo {
+    /// The images the encoder was trained on.
+    pub fn shape(&self) -> ImageShape {
+        ImageShape {
+            channels: self.channels,
+            side: self.image_side,
+        }
+    }
+
     pub fn normalize(&self) -> Normalize {
         Normalize {
             mean: self.mean.clone(),
@@ -102,7 +111,7 @@ impl RunDir {
     }
 
     /// The trained encoder (falls back to the last checkpoint while a run is unfinished).
-    pub fn encoder(&self, device: &Device) -> Result<ResNet> {
+    pub fn encoder(&self, device: &Device) -> Result<Backbone> {
         let recipe = self.recipe()?;
         let info = self.info()?;
         let path = self.encoder_path();
@@ -112,7 +121,7 @@ impl RunDir {
                 "no trained encoder yet: the run has not finished; finish it with `selfsup train --resume --out <run>`",
             ));
         }
-        load_module(recipe.model.init(info.channels, device), &path)
+        load_module(recipe.model.init(info.shape(), device), &path)
     }
 }
 

@@ -42,6 +42,37 @@ impl ImageSet {
         }
     }
 
+    /// Every image bilinearly resized to `side × side` (itself when it already is).
+    pub fn resized(self, side: usize) -> ImageSet {
+        if self.height == side && self.width == side {
+            return self;
+        }
+        use rayon::prelude::*;
+        let pixels: Vec<u8> = self
+            .pixels
+            .par_chunks_exact(self.image_len())
+            .flat_map_iter(|raw| {
+                let img =
+                    crate::augment::Image::from_u8(raw, self.channels, self.height, self.width);
+                let out = crate::augment::ops::crop_resize(
+                    &img,
+                    (0, 0, self.height, self.width),
+                    side,
+                    side,
+                );
+                out.data
+                    .into_iter()
+                    .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+            })
+            .collect();
+        ImageSet {
+            pixels,
+            height: side,
+            width: side,
+            ..self
+        }
+    }
+
     pub fn num_classes(&self) -> usize {
         match &self.labels {
             Some(labels) => self

@@ -25,6 +25,19 @@ pub const DEBIAN_FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
 /// `path` may be an IDX folder (`train-*` / `t10k-*` files), a CIFAR-10/100 binary folder, an
 /// image folder split into `train/` and `test/` (or `val/`), or a single image folder.
 pub fn load(path: Option<&Path>, image_size: Option<usize>) -> Result<Splits> {
+    let splits = load_native(path, image_size)?;
+    // Folders are resized while decoding; IDX and CIFAR arrive at their native size.
+    Ok(match image_size {
+        Some(side) => Splits {
+            train: splits.train.resized(side),
+            test: splits.test.map(|t| t.resized(side)),
+            ..splits
+        },
+        None => splits,
+    })
+}
+
+fn load_native(path: Option<&Path>, image_size: Option<usize>) -> Result<Splits> {
     let dir = path.map(Path::to_path_buf).unwrap_or_else(bundled_path);
     if !dir.exists() {
         return Err(Error::data(

@@ -12,7 +12,8 @@ use serde::Serialize;
 use crate::data::loader::Normalize;
 use crate::data::{ImageSet, Splits};
 use crate::error::{Error, Result};
-use crate::nn::ResNet;
+use crate::nn::Backbone;
+use crate::nn::backbone::ImageShape;
 use crate::recipe::{EvalConfig, Recipe};
 pub use features::Features;
 
@@ -144,7 +145,7 @@ pub fn score(
 
 /// Backbone features of `set` with BatchNorm in eval mode.
 pub fn encoder_features(
-    encoder: &ResNet,
+    encoder: &Backbone,
     set: &ImageSet,
     normalize: &Normalize,
     device: &Device,
@@ -155,7 +156,7 @@ pub fn encoder_features(
 
 /// Evaluates `encoder` and both baselines on the labelled splits of `splits`.
 pub fn evaluate(
-    encoder: &ResNet,
+    encoder: &Backbone,
     recipe: &Recipe,
     splits: &Splits,
     normalize: &Normalize,
@@ -172,7 +173,11 @@ pub fn evaluate(
 
     progress("scoring a randomly initialised encoder");
     device.seed(seed.wrapping_add(1));
-    let random = recipe.model.init(train_set.channels, device);
+    let shape = ImageShape {
+        channels: train_set.channels,
+        side: train_set.height,
+    };
+    let random = recipe.model.init(shape, device);
     let rtr = encoder_features(&random, &train_set, normalize, device);
     let rte = encoder_features(&random, &test_set, normalize, device);
     let random_init = score(

@@ -75,7 +75,11 @@ mod tests {
 
     fn sample(n: usize, d: usize, seed: usize) -> Rows {
         (0..n)
-            .map(|i| (0..d).map(|j| ((i * 5 + j * 7 + seed * 3) % 13) as f64 / 4.0 - 1.5).collect())
+            .map(|i| {
+                (0..d)
+                    .map(|j| ((i * 5 + j * 7 + seed * 3) % 13) as f64 / 4.0 - 1.5)
+                    .collect()
+            })
             .collect()
     }
 

@@ -19,7 +19,10 @@ pub fn logsumexp_rows(x: Tensor<2>) -> Tensor<1> {
 pub fn info_nce(queries: Tensor<2>, keys: Tensor<2>, temperature: f64) -> Tensor<1> {
     let q = l2_normalize(queries);
     let k = l2_normalize(keys);
-    let logits = q.clone().matmul(k.clone().transpose()).div_scalar(temperature);
+    let logits = q
+        .clone()
+        .matmul(k.clone().transpose())
+        .div_scalar(temperature);
     let positive = (q * k).sum_dim(1).squeeze_dim(1).div_scalar(temperature);
     (logsumexp_rows(logits) - positive).mean()
 }
@@ -47,7 +50,10 @@ pub fn nt_xent(z1: Tensor<2>, z2: Tensor<2>, temperature: f64) -> Tensor<1> {
     let [n, _] = z1.dims();
     let device = z1.device();
     let z = l2_normalize(Tensor::cat(vec![z1, z2], 0));
-    let sim = z.clone().matmul(z.clone().transpose()).div_scalar(temperature);
+    let sim = z
+        .clone()
+        .matmul(z.clone().transpose())
+        .div_scalar(temperature);
     // exp(−1e9) underflows to exactly 0: an anchor is never its own negative.
     let sim = sim + self_mask(2 * n, &device);
     let pair = Tensor::cat(vec![z.clone().slice(n..2 * n), z.clone().slice(0..n)], 0);
@@ -174,7 +180,10 @@ mod tests {
         for t in [0.01, 0.2, 1.0, 10.0] {
             let got = scalar(info_nce(rows(&q), rows(&k), t));
             let want = info_nce_ref(&q, &k, t);
-            assert!((got - want).abs() < 1e-5 * want.abs().max(1.0), "τ={t}: {got} vs {want}");
+            assert!(
+                (got - want).abs() < 1e-5 * want.abs().max(1.0),
+                "τ={t}: {got} vs {want}"
+            );
         }
     }
 
@@ -194,15 +203,26 @@ mod tests {
         for t in [0.07, 0.2, 5.0] {
             let got = scalar(info_nce_queue(rows(&q), rows(&k), rows(&queue), t));
             let want = queue_ref(&q, &k, &queue, t);
-            assert!((got - want).abs() < 1e-5 * want.abs().max(1.0), "τ={t}: {got} vs {want}");
+            assert!(
+                (got - want).abs() < 1e-5 * want.abs().max(1.0),
+                "τ={t}: {got} vs {want}"
+            );
         }
     }
 
     #[test]
     fn contrastive_gradients_match_finite_differences() {
         let (a, b) = (sample(4, 3, 8), sample(4, 3, 9));
-        check_gradient(&a, |x| nt_xent(x, rows(&b), 0.5), |x| nt_xent_ref(x, &b, 0.5));
-        check_gradient(&a, |x| info_nce(x, rows(&b), 0.2), |x| info_nce_ref(x, &b, 0.2));
+        check_gradient(
+            &a,
+            |x| nt_xent(x, rows(&b), 0.5),
+            |x| nt_xent_ref(x, &b, 0.5),
+        );
+        check_gradient(
+            &a,
+            |x| info_nce(x, rows(&b), 0.2),
+            |x| info_nce_ref(x, &b, 0.2),
+        );
         let queue = normalize(&sample(5, 3, 10));
         check_gradient(
             &a,

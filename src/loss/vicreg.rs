@@ -39,7 +39,11 @@ fn variance_term(centered: Tensor<2>, n: usize) -> Tensor<1> {
 
 fn covariance_term(centered: Tensor<2>, n: usize) -> Tensor<1> {
     let [_, d] = centered.dims();
-    let var = centered.clone().square().sum_dim(0).div_scalar((n - 1) as f64);
+    let var = centered
+        .clone()
+        .square()
+        .sum_dim(0)
+        .div_scalar((n - 1) as f64);
     let cov = centered
         .clone()
         .transpose()
@@ -87,7 +91,8 @@ mod tests {
     fn var_cov(z: &Rows) -> (f64, f64) {
         let c = centered(z);
         let (n, d) = (c.len(), c[0].len());
-        let cov = |i: usize, j: usize| (0..n).map(|k| c[k][i] * c[k][j]).sum::<f64>() / (n - 1) as f64;
+        let cov =
+            |i: usize, j: usize| (0..n).map(|k| c[k][i] * c[k][j]).sum::<f64>() / (n - 1) as f64;
         let var = (0..d)
             .map(|j| (1.0 - (cov(j, j) + 1e-4).sqrt()).max(0.0))
             .sum::<f64>()
@@ -124,7 +129,11 @@ mod tests {
 
     fn sample(n: usize, d: usize, seed: usize) -> Rows {
         (0..n)
-            .map(|i| (0..d).map(|j| ((i * 3 + j * 5 + seed * 7) % 11) as f64 / 8.0 - 0.6).collect())
+            .map(|i| {
+                (0..d)
+                    .map(|j| ((i * 3 + j * 5 + seed * 7) % 11) as f64 / 8.0 - 0.6)
+                    .collect()
+            })
             .collect()
     }
 
@@ -136,7 +145,10 @@ mod tests {
         let want = reference(&a, &b, w);
         let got = [t.loss, t.invariance, t.variance, t.covariance].map(scalar);
         for (g, w) in got.iter().zip(want) {
-            assert!((g - w).abs() < 1e-5 * w.abs().max(1.0), "{got:?} vs {want:?}");
+            assert!(
+                (g - w).abs() < 1e-5 * w.abs().max(1.0),
+                "{got:?} vs {want:?}"
+            );
         }
     }
 
@@ -169,6 +181,10 @@ mod tests {
     fn gradient_matches_finite_differences() {
         let (a, b) = (sample(5, 3, 3), sample(5, 3, 4));
         let w = VicRegWeights::default();
-        check_gradient(&a, |x| vicreg(x, rows(&b), w).loss, |x| reference(x, &b, w)[0]);
+        check_gradient(
+            &a,
+            |x| vicreg(x, rows(&b), w).loss,
+            |x| reference(x, &b, w)[0],
+        );
     }
 }

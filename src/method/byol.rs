@@ -3,34 +3,13 @@
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
+use super::branch::{Branch, predictor};
 use super::{Method, Progress, StepOutput};
 use crate::loss::byol_regression;
-use crate::nn::{Mlp, MlpConfig, ResNet};
+use crate::nn::backbone::ImageShape;
+use crate::nn::{Backbone, Mlp};
 use crate::recipe::Recipe;
 use crate::teacher::{copy_into, cosine_momentum, ema_update};
-
-/// Encoder + projector: the part the target network mirrors.
-#[derive(Module, Debug)]
-pub struct Branch {
-    pub encoder: ResNet,
-    pub projector: Mlp,
-}
-
-impl Branch {
-    fn new(recipe: &Recipe, in_channels: usize, device: &Device) -> Self {
-        let encoder = recipe.model.init(in_channels, device);
-        let mut dims = vec![encoder.out_dim()];
-        dims.extend(&recipe.method.projector);
-        Branch {
-            encoder,
-            projector: MlpConfig::new(dims).init(device),
-        }
-    }
-
-    fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.projector.forward(self.encoder.forward(x))
-    }
-}
 
 #[derive(Module, Debug)]
 pub struct Byol {
@@ -43,21 +22,20 @@ pub struct Byol {
 }
 
 impl Method for Byol {
-    fn init(recipe: &Recipe, in_channels: usize, device: &Device) -> Self {
-        let online = Branch::new(recipe, in_channels, device);
-        let target = copy_into(Branch::new(recipe, in_channels, device), &online);
-        let out = *recipe.method.projector.last().unwrap();
-        let mut pred = vec![out];
-        pred.extend(&recipe.method.predictor);
+    type Carry = ();
+
+    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> Self {
+        let online = Branch::new(recipe, shape, |h| h, device);
+        let target = copy_into(Branch::new(recipe, shape, |h| h, device), &online);
         Byol {
             online,
-            predictor: MlpConfig::new(pred).init(device),
+            predictor: predictor(recipe, device),
             target,
             base_momentum: recipe.method.base_momentum,
         }
     }
 
-    fn step(&self, views: &[Tensor<4>], _progress: Progress) -> StepOutput {
+    fn step(&self, views: &[Tensor<4>], _progress: Progress) -> StepOutput<()> {
         let z1 = self.online.forward(views[0].clone());
         let z2 = self.online.forward(views[1].clone());
         let embeddings = z1.clone().detach();
@@ -66,10 +44,10 @@ impl Method for Byol {
         let t1 = self.target.forward(views[0].clone()).detach();
         let t2 = self.target.forward(views[1].clone()).detach();
         let loss = byol_regression(p1, t2) + byol_regression(p2, t1);
-        StepOutput { loss, embeddings }
+        StepOutput::plain(loss, embeddings)
     }
 
-    fn after_step(mut self, progress: Progress) -> Self {
+    fn after_step(mut self, _carry: (), progress: Progress) -> Self {
         let momentum = self.momentum(progress).unwrap_or(1.0);
         self.target = ema_update(self.target, &self.online, momentum);
         self
@@ -83,7 +61,7 @@ impl Method for Byol {
         ))
     }
 
-    fn encoder(&self) -> &ResNet {
+    fn encoder(&self) -> &Backbone {
         &self.online.encoder
     }
 

@@ -1,18 +1,31 @@
 //! SSL methods, all behind one [`Method`] trait so the training loop never knows which it runs.
 
+pub mod barlow_twins;
+pub mod branch;
 pub mod byol;
+pub mod moco;
+pub mod moco_v3;
+pub mod simclr;
 pub mod simsiam;
+pub mod vicreg;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::nn::ResNet;
+use crate::nn::Backbone;
+use crate::nn::backbone::ImageShape;
 use crate::recipe::Recipe;
 
+pub use barlow_twins::BarlowTwins;
+pub use branch::Branch;
 pub use byol::Byol;
+pub use moco::Moco;
+pub use moco_v3::MocoV3;
+pub use simclr::SimClr;
 pub use simsiam::SimSiam;
+pub use vicreg::VicReg;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -20,16 +33,84 @@ pub enum MethodName {
     #[default]
     Simsiam,
     Byol,
+    Simclr,
+    MocoV1,
+    MocoV2,
+    MocoV3,
+    BarlowTwins,
+    Vicreg,
+}
+
+/// Runs `$body` with `$M` bound to the method type that implements `$name`: the one place that
+/// maps names to types.
+#[macro_export]
+macro_rules! with_method {
+    ($name:expr, $M:ident => $body:expr) => {{
+        use $crate::method::MethodName as N;
+        match $name {
+            N::Simsiam => {
+                type $M = $crate::method::SimSiam;
+                $body
+            }
+            N::Byol => {
+                type $M = $crate::method::Byol;
+                $body
+            }
+            N::Simclr => {
+                type $M = $crate::method::SimClr;
+                $body
+            }
+            N::MocoV1 | N::MocoV2 => {
+                type $M = $crate::method::Moco;
+                $body
+            }
+            N::MocoV3 => {
+                type $M = $crate::method::MocoV3;
+                $body
+            }
+            N::BarlowTwins => {
+                type $M = $crate::method::BarlowTwins;
+                $body
+            }
+            N::Vicreg => {
+                type $M = $crate::method::VicReg;
+                $body
+            }
+        }
+    }};
 }
 
 impl MethodName {
-    pub const IMPLEMENTED: [MethodName; 2] = [MethodName::Simsiam, MethodName::Byol];
+    pub const IMPLEMENTED: [MethodName; 8] = [
+        MethodName::Simclr,
+        MethodName::MocoV1,
+        MethodName::MocoV2,
+        MethodName::MocoV3,
+        MethodName::Byol,
+        MethodName::Simsiam,
+        MethodName::BarlowTwins,
+        MethodName::Vicreg,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             MethodName::Simsiam => "simsiam",
             MethodName::Byol => "byol",
+            MethodName::Simclr => "simclr",
+            MethodName::MocoV1 => "moco-v1",
+            MethodName::MocoV2 => "moco-v2",
+            MethodName::MocoV3 => "moco-v3",
+            MethodName::BarlowTwins => "barlow-twins",
+            MethodName::Vicreg => "vicreg",
         }
+    }
+
+    /// Whether the method has a predictor head (and reads `method.predictor`).
+    pub fn uses_predictor(self) -> bool {
+        matches!(
+            self,
+            MethodName::Simsiam | MethodName::Byol | MethodName::MocoV3
+        )
     }
 
     pub fn parse(name: &str) -> Result<MethodName> {
@@ -69,26 +150,48 @@ pub struct Progress {
     pub total_steps: usize,
 }
 
+/// One named part of a loss, detached, for the metrics log (VICReg's three terms, …).
+pub struct LossTerm {
+    pub name: &'static str,
+    pub value: Tensor<1>,
+}
+
 /// What a method returns for one batch of views.
-pub struct StepOutput {
+pub struct StepOutput<C> {
     /// Scalar loss, shape `[1]`, attached to the graph.
     pub loss: Tensor<1>,
     /// Detached embeddings of the first view (what collapse monitoring watches).
     pub embeddings: Tensor<2>,
+    /// The loss's parts worth logging (empty when the loss has one part).
+    pub terms: Vec<LossTerm>,
+    /// What the step hands to [`Method::after_step`] (MoCo's new keys for its queue).
+    pub carry: C,
+}
+
+impl StepOutput<()> {
+    pub fn plain(loss: Tensor<1>, embeddings: Tensor<2>) -> Self {
+        StepOutput {
+            loss,
+            embeddings,
+            terms: Vec::new(),
+            carry: (),
+        }
+    }
 }
 
 /// A self-supervised method: its networks plus what a training step needs from them.
 pub trait Method: Module + Sized {
-    /// Builds the method's networks for images with `in_channels` channels.
-    fn init(recipe: &Recipe, in_channels: usize, device: &Device) -> Self;
+    /// State passed from `step` to `after_step`.
+    type Carry;
+
+    /// Builds the method's networks for images of `shape`.
+    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> Self;
 
     /// The loss for one batch of augmented views (as many as the recipe's augment section makes).
-    fn step(&self, views: &[Tensor<4>], progress: Progress) -> StepOutput;
+    fn step(&self, views: &[Tensor<4>], progress: Progress) -> StepOutput<Self::Carry>;
 
-    /// Work after the optimizer step (EMA target update, …). The default does nothing.
-    fn after_step(self, _progress: Progress) -> Self {
-        self
-    }
+    /// Work after the optimizer step (EMA update, queue push, …).
+    fn after_step(self, carry: Self::Carry, progress: Progress) -> Self;
 
     /// A scheduled value worth logging (the EMA momentum), if the method has one.
     fn momentum(&self, _progress: Progress) -> Option<f64> {
@@ -101,7 +204,7 @@ pub trait Method: Module + Sized {
     }
 
     /// The backbone that evaluation and export use.
-    fn encoder(&self) -> &ResNet;
+    fn encoder(&self) -> &Backbone;
 
     /// The embedding the loss sees (projector output), for collapse diagnostics.
     fn embed(&self, images: Tensor<4>) -> Tensor<2>;

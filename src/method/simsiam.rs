@@ -3,16 +3,17 @@
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
+use super::branch::{Branch, predictor};
 use super::{Method, Progress, StepOutput};
 use crate::loss::negative_cosine;
-use crate::nn::{Mlp, MlpConfig, ResNet};
+use crate::nn::backbone::ImageShape;
+use crate::nn::{Backbone, Mlp};
 use crate::recipe::Recipe;
 
 #[derive(Module, Debug)]
 pub struct SimSiam {
-    pub encoder: ResNet,
-    /// BatchNorm on every layer including the output (no ReLU there), as in the paper.
-    pub projector: Mlp,
+    /// Projector with BatchNorm on every layer including the output (no ReLU there).
+    pub online: Branch,
     /// Bottleneck MLP with BatchNorm + ReLU in the hidden layer only.
     pub predictor: Mlp,
     stop_gradient: bool,
@@ -20,26 +21,20 @@ pub struct SimSiam {
 }
 
 impl Method for SimSiam {
-    fn init(recipe: &Recipe, in_channels: usize, device: &Device) -> Self {
-        let encoder = recipe.model.init(in_channels, device);
-        let m = &recipe.method;
-        let mut dims = vec![encoder.out_dim()];
-        dims.extend(&m.projector);
-        let out = *dims.last().unwrap();
-        let mut pred = vec![out];
-        pred.extend(&m.predictor);
+    type Carry = ();
+
+    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> Self {
         SimSiam {
-            encoder,
-            projector: MlpConfig::new(dims).with_output_bn(true).init(device),
-            predictor: MlpConfig::new(pred).init(device),
-            stop_gradient: m.stop_gradient,
-            fix_predictor_lr: m.fix_predictor_lr,
+            online: Branch::new(recipe, shape, |h| h.with_output_bn(true), device),
+            predictor: predictor(recipe, device),
+            stop_gradient: recipe.method.stop_gradient,
+            fix_predictor_lr: recipe.method.fix_predictor_lr,
         }
     }
 
-    fn step(&self, views: &[Tensor<4>], _progress: Progress) -> StepOutput {
-        let z1 = self.embed(views[0].clone());
-        let z2 = self.embed(views[1].clone());
+    fn step(&self, views: &[Tensor<4>], _progress: Progress) -> StepOutput<()> {
+        let z1 = self.online.forward(views[0].clone());
+        let z2 = self.online.forward(views[1].clone());
         let p1 = self.predictor.forward(z1.clone());
         let p2 = self.predictor.forward(z2.clone());
         let embeddings = z1.clone().detach();
@@ -49,7 +44,11 @@ impl Method for SimSiam {
             (z1, z2)
         };
         let loss = (negative_cosine(p1, t2) + negative_cosine(p2, t1)).mul_scalar(0.5);
-        StepOutput { loss, embeddings }
+        StepOutput::plain(loss, embeddings)
+    }
+
+    fn after_step(self, _carry: (), _progress: Progress) -> Self {
+        self
     }
 
     fn constant_lr_modules(&self) -> &'static [&'static str] {
@@ -60,11 +59,11 @@ impl Method for SimSiam {
         }
     }
 
-    fn encoder(&self) -> &ResNet {
-        &self.encoder
+    fn encoder(&self) -> &Backbone {
+        &self.online.encoder
     }
 
     fn embed(&self, images: Tensor<4>) -> Tensor<2> {
-        self.projector.forward(self.encoder.forward(images))
+        self.online.forward(images)
     }
 }

@@ -5,8 +5,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-/// `dims = [in, hidden…, out]`; hidden layers get BatchNorm + ReLU, the last layer optionally
-/// BatchNorm (SimSiam's projector, BYOL has none) and never ReLU.
+/// `dims = [in, hidden…, out]`; hidden layers get ReLU and (by default) BatchNorm, the last layer
+/// optionally BatchNorm (SimSiam's projector, BYOL has none) and never ReLU.
 #[derive(Clone, Debug)]
 pub struct MlpConfig {
     pub dims: Vec<usize>,
@@ -33,6 +33,11 @@ impl MlpConfig {
             hidden_bn: true,
             output_bn: false,
         }
+    }
+
+    pub fn with_hidden_bn(mut self, hidden_bn: bool) -> Self {
+        self.hidden_bn = hidden_bn;
+        self
     }
 
     pub fn with_output_bn(mut self, output_bn: bool) -> Self {

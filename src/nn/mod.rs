@@ -1,7 +1,13 @@
-//! Networks: the ResNet backbone and the MLP heads.
+//! Networks: backbones (ResNet, ViT) and the MLP heads.
 
+pub mod backbone;
+pub mod drop_path;
 pub mod mlp;
+pub mod norm;
 pub mod resnet;
+pub mod vit;
 
+pub use backbone::{Arch, Backbone, ModelConfig};
 pub use mlp::{Mlp, MlpConfig};
 pub use resnet::{ResNet, ResNetConfig};
+pub use vit::{Vit, VitConfig};

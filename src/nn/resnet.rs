@@ -35,9 +35,8 @@ pub enum Stem {
     Imagenet,
 }
 
-/// Backbone settings (the `[model]` section of a recipe).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
+/// A ResNet's shape (built from the recipe's `[model]` section).
+#[derive(Clone, Debug, PartialEq)]
 pub struct ResNetConfig {
     pub arch: Depth,
     pub stem: Stem,

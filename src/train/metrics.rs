@@ -21,6 +21,9 @@ pub struct MetricsLine {
     pub healthy_std: f64,
     pub effective_rank: f64,
     pub images_per_s: f64,
+    /// The loss's named parts (VICReg's invariance / variance / covariance, …).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub terms: std::collections::BTreeMap<String, f64>,
 }
 
 /// Drops the lines of a JSON-lines log whose `step` is past `limit` (written by a run that was

@@ -16,7 +16,8 @@ use crate::data::loader::{Loader, Normalize};
 use crate::device::{DeviceChoice, train_device};
 use crate::diagnose::{self, Verdict};
 use crate::error::{Error, Result};
-use crate::method::{Byol, Method, MethodName, Progress, SimSiam};
+use crate::method::{Method, MethodName, Progress};
+use crate::nn::backbone::ImageShape;
 use crate::optim::{Optimizer, WarmupCosine};
 use crate::recipe::Recipe;
 use crate::run::{RunDir, RunInfo, save_module, write_json};
@@ -51,10 +52,7 @@ pub struct TrainSummary {
 
 /// Trains the recipe's method into `options.out`.
 pub fn train(recipe: &Recipe, options: &TrainOptions) -> Result<TrainSummary> {
-    match recipe.method.name {
-        MethodName::Simsiam => train_method::<SimSiam>(recipe, options),
-        MethodName::Byol => train_method::<Byol>(recipe, options),
-    }
+    crate::with_method!(recipe.method.name, M => train_method::<M>(recipe, options))
 }
 
 fn prepare_run(recipe: &Recipe, options: &TrainOptions) -> Result<RunDir> {
@@ -107,7 +105,6 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
             train_set.len()
         )));
     }
-    let run = prepare_run(recipe, options)?;
     let (mean, std) = train_set.channel_stats();
     let normalize = Normalize {
         mean: mean.clone(),
@@ -116,9 +113,7 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
     let loader_normalize = normalize.clone();
     let channels = train_set.channels;
     let train_images = train_set.len();
-    let device = train_device(options.device)?;
-    device.seed(recipe.train.seed);
-    let mut method = M::init(recipe, channels, &device);
+    let native_side = train_set.height;
     let loader = Arc::new(Loader::new(
         Arc::new(train_set),
         recipe.augment.clone(),
@@ -126,6 +121,15 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
         batch_size,
         recipe.train.seed,
     ));
+    let shape = ImageShape {
+        channels,
+        side: loader.side(),
+    };
+    check_backbone(recipe, shape, native_side)?;
+    let run = prepare_run(recipe, options)?;
+    let device = train_device(options.device)?;
+    device.seed(recipe.train.seed);
+    let mut method = M::init(recipe, shape, &device);
     write_json(
         &run.info_path(),
         &RunInfo {
@@ -239,7 +243,7 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
             let grads = GradientsParams::from_grads(out.loss.backward(), &method);
             let constant_lr = method.constant_lr_modules();
             method = optimizer.step(lr, peak_lr, method, grads, constant_lr);
-            method = method.after_step(progress);
+            method = method.after_step(out.carry, progress);
             position = Position {
                 epoch,
                 batch: batch_index + 1,
@@ -250,6 +254,11 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
             bar.set_position(position.step as u64);
 
             if position.step % recipe.train.log_every == 0 || position.step == 1 {
+                let terms = out
+                    .terms
+                    .into_iter()
+                    .map(|t| (t.name.to_string(), t.value.into_scalar::<f32>() as f64))
+                    .collect();
                 let emb = out.embeddings;
                 let [n, d] = emb.dims();
                 let values = crate::host::to_f32(emb);
@@ -267,6 +276,7 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
                     healthy_std: stats.healthy_std,
                     effective_rank: stats.effective_rank,
                     images_per_s,
+                    terms,
                 })?;
                 bar.set_message(format!(
                     "loss {loss:.4}  std {:.3} (healthy {:.3})  rank {:.1}  {images_per_s:.0} img/s",
@@ -341,9 +351,22 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
     })
 }
 
+/// Refuses a backbone that cannot take the training images, or a ViT whose training views
+/// (`augment.size`) differ from the images evaluation will feed it.
+fn check_backbone(recipe: &Recipe, shape: ImageShape, native_side: usize) -> Result<()> {
+    recipe.model.validate_for(shape).map_err(Error::Recipe)?;
+    if recipe.model.is_vit() && shape.side != native_side {
+        return Err(Error::Recipe(format!(
+            "augment.size = {} differs from the {native_side}-pixel images a ViT is evaluated on; set data.image_size = {} (resizes the data) and augment.size = 0",
+            shape.side, shape.side
+        )));
+    }
+    Ok(())
+}
+
 /// kNN top-1 of the current encoder (BatchNorm in eval mode) — solo-learn-style online monitoring.
 fn online_knn(
-    encoder: &crate::nn::ResNet,
+    encoder: &crate::nn::Backbone,
     fit: &crate::data::ImageSet,
     held_out: &crate::data::ImageSet,
     normalize: &Normalize,
@@ -371,6 +394,18 @@ fn append_eval_history(run: &RunDir, epoch: usize, step: usize, knn_top1: f64) -
 
 fn collapse_hint(recipe: &Recipe) -> &'static str {
     match recipe.method.name {
+        MethodName::Simclr | MethodName::MocoV3 => {
+            "In-batch negatives keep contrastive methods apart; check method.temperature (too high flattens the softmax) and the learning rate."
+        }
+        MethodName::MocoV1 | MethodName::MocoV2 => {
+            "Check method.temperature, method.queue_size and method.base_momentum (the key encoder must move slowly)."
+        }
+        MethodName::BarlowTwins => {
+            "Check method.lambda (too small ignores redundancy) and the projector width (method.projector)."
+        }
+        MethodName::Vicreg => {
+            "Raise method.variance_weight (the hinge keeps every dimension alive) or lower the learning rate."
+        }
         MethodName::Simsiam if !recipe.method.stop_gradient => {
             "SimSiam without stop-gradient collapses by design: set method.stop_gradient=true."
         }

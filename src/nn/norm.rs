@@ -1,0 +1,28 @@
+//! LayerNorm with timm's parameter names (`weight`, `bias`; burn's own calls them gamma / beta).
+
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Tensor};
+
+#[derive(Module, Debug)]
+pub struct LayerNorm {
+    pub weight: Param<Tensor<1>>,
+    pub bias: Param<Tensor<1>>,
+    eps: f64,
+}
+
+impl LayerNorm {
+    /// ε = 1e-6 as timm's ViTs.
+    pub fn new(dim: usize, device: &Device) -> Self {
+        LayerNorm {
+            weight: Param::from_tensor(Tensor::ones([dim], device)),
+            bias: Param::from_tensor(Tensor::zeros([dim], device)),
+            eps: 1e-6,
+        }
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let (var, mean) = x.clone().var_mean_bias(D - 1);
+        (x - mean) / var.add_scalar(self.eps).sqrt() * self.weight.val().unsqueeze::<D>()
+            + self.bias.val().unsqueeze::<D>()
+    }
+}

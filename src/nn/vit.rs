@@ -1,0 +1,348 @@
+//! Vision Transformer (Dosovitskiy et al. 2021) with the pieces SSL papers use: fused `qkv`,
+//! pre-norm blocks, optional LayerScale and stochastic depth, CLS and register tokens, fixed 2-D
+//! sin-cos or learned position embeddings. Field names follow timm / the official MAE and DINO
+//! checkpoints (`patch_embed.proj`, `blocks.N.attn.qkv`, `blocks.N.ls1.gamma`, `norm`, …) so their
+//! weights map onto it by name (torch `Linear` weights transposed: burn stores `[in, out]`).
+
+use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+
+use super::drop_path::DropPath;
+use super::norm::LayerNorm;
+
+/// How the encoder turns tokens into one feature vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pool {
+    Cls,
+    MeanPatch,
+}
+
+/// Position embedding kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PosEmbedKind {
+    /// Fixed 2-D sin-cos (MAE, MoCo v3), not trained.
+    SinCos,
+    /// Learned, initialised N(0, 0.02²) (ViT, DINO).
+    Learned,
+}
+
+#[derive(Clone, Debug)]
+pub struct VitConfig {
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub in_channels: usize,
+    pub embed_dim: usize,
+    pub depth: usize,
+    pub heads: usize,
+    pub mlp_ratio: f64,
+    /// LayerScale init value (CaiT / DINOv2: 1e-5 … 0.1); 0 disables LayerScale.
+    pub layer_scale: f64,
+    /// Stochastic-depth rate of the last block; block i drops with rate·i/(depth−1).
+    pub drop_path: f64,
+    pub pos_embed: PosEmbedKind,
+    /// Register tokens (Darcet et al. 2024), appended after CLS; 0 for none.
+    pub registers: usize,
+    pub pool: Pool,
+    /// Keep the random patch projection fixed (MoCo v3's stability trick).
+    pub freeze_patch_embed: bool,
+}
+
+impl VitConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.patch_size == 0 || self.image_size % self.patch_size != 0 {
+            return Err(format!(
+                "model.patch_size = {} must divide the image side {} (set data.image_size to resize)",
+                self.patch_size, self.image_size
+            ));
+        }
+        if self.heads == 0 || self.embed_dim % self.heads != 0 {
+            return Err(format!(
+                "model.embed_dim = {} must be a multiple of model.heads = {}",
+                self.embed_dim, self.heads
+            ));
+        }
+        if self.pos_embed == PosEmbedKind::SinCos && self.embed_dim % 4 != 0 {
+            return Err(format!(
+                "model.embed_dim = {} must be a multiple of 4 for sin-cos position embeddings",
+                self.embed_dim
+            ));
+        }
+        if self.depth == 0 {
+            return Err("model.depth must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.drop_path) {
+            return Err(format!(
+                "model.drop_path = {} must be in [0, 1)",
+                self.drop_path
+            ));
+        }
+        if !(self.mlp_ratio > 0.0) {
+            return Err(format!("model.mlp_ratio = {} must be > 0", self.mlp_ratio));
+        }
+        Ok(())
+    }
+
+    pub fn num_patches(&self) -> usize {
+        (self.image_size / self.patch_size).pow(2)
+    }
+
+    pub fn init(&self, device: &Device) -> Vit {
+        let d = self.embed_dim;
+        let grid = self.image_size / self.patch_size;
+        let mut proj = Conv2dConfig::new([self.in_channels, d], [self.patch_size, self.patch_size])
+            .with_stride([self.patch_size, self.patch_size])
+            .with_initializer(Initializer::XavierUniform { gain: 1.0 })
+            .init(device);
+        if self.freeze_patch_embed {
+            proj = proj.no_grad();
+        }
+        let pos_embed = match self.pos_embed {
+            PosEmbedKind::SinCos => {
+                Param::from_tensor(sincos_2d(d, grid, device)).set_require_grad(false)
+            }
+            PosEmbedKind::Learned => Param::from_tensor(normal([1, 1 + grid * grid, d], device)),
+        };
+        let hidden = (d as f64 * self.mlp_ratio).round() as usize;
+        let blocks = (0..self.depth)
+            .map(|i| {
+                let rate = if self.depth > 1 {
+                    self.drop_path * i as f64 / (self.depth - 1) as f64
+                } else {
+                    self.drop_path
+                };
+                Block {
+                    norm1: LayerNorm::new(d, device),
+                    attn: Attention {
+                        qkv: linear(d, 3 * d, device),
+                        proj: linear(d, d, device),
+                        heads: self.heads,
+                    },
+                    ls1: (self.layer_scale > 0.0)
+                        .then(|| LayerScale::new(d, self.layer_scale, device)),
+                    drop_path1: DropPath::new(rate),
+                    norm2: LayerNorm::new(d, device),
+                    mlp: MlpBlock {
+                        fc1: linear(d, hidden, device),
+                        fc2: linear(hidden, d, device),
+                    },
+                    ls2: (self.layer_scale > 0.0)
+                        .then(|| LayerScale::new(d, self.layer_scale, device)),
+                    drop_path2: DropPath::new(rate),
+                }
+            })
+            .collect();
+        Vit {
+            patch_embed: PatchEmbed { proj },
+            cls_token: Param::from_tensor(normal([1, 1, d], device)),
+            reg_token: (self.registers > 0)
+                .then(|| Param::from_tensor(normal([1, self.registers, d], device))),
+            pos_embed,
+            blocks,
+            norm: LayerNorm::new(d, device),
+            embed_dim: d,
+            registers: self.registers,
+            mean_pool: self.pool == Pool::MeanPatch,
+        }
+    }
+}
+
+fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
+    // Xavier-uniform weights, zero biases: the MAE / MoCo v3 initialisation.
+    LinearConfig::new(d_in, d_out)
+        .with_initializer(Initializer::XavierUniform { gain: 1.0 })
+        .init(device)
+        .map_bias_zero()
+}
+
+trait ZeroBias {
+    fn map_bias_zero(self) -> Self;
+}
+
+impl ZeroBias for Linear {
+    fn map_bias_zero(mut self) -> Self {
+        self.bias = self.bias.map(|b| b.map(|t| t.zeros_like()));
+        self
+    }
+}
+
+fn normal<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::random(shape, Distribution::Normal(0.0, 0.02), device)
+}
+
+/// MAE's fixed 2-D sin-cos embedding `[1, 1 + grid², dim]`: a zero row for CLS, then per patch
+/// (row i, column j) sin/cos of j at dim/4 frequencies followed by the same for i.
+pub fn sincos_2d(dim: usize, grid: usize, device: &Device) -> Tensor<3> {
+    let quarter = dim / 4;
+    let omega: Vec<f64> = (0..quarter)
+        .map(|k| 1.0 / 10000f64.powf(k as f64 / quarter as f64))
+        .collect();
+    let mut data = vec![0.0f32; dim];
+    for i in 0..grid {
+        for j in 0..grid {
+            for coord in [j, i] {
+                data.extend(omega.iter().map(|w| (coord as f64 * w).sin() as f32));
+                data.extend(omega.iter().map(|w| (coord as f64 * w).cos() as f32));
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(data, [1, 1 + grid * grid, dim]), device)
+}
+
+#[derive(Module, Debug)]
+pub struct PatchEmbed {
+    pub proj: Conv2d,
+}
+
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub qkv: Linear,
+    pub proj: Linear,
+    heads: usize,
+}
+
+impl Attention {
+    /// Self-attention over `[b, n, d]`; also returns the attention weights `[b, heads, n, n]`.
+    pub fn forward_with_weights(&self, x: Tensor<3>) -> (Tensor<3>, Tensor<4>) {
+        let [b, n, d] = x.dims();
+        let h = self.heads;
+        let hd = d / h;
+        let qkv = self
+            .qkv
+            .forward(x)
+            .reshape([b, n, 3, h, hd])
+            .permute([2, 0, 3, 1, 4]);
+        let take = |i: usize| qkv.clone().slice(i..i + 1).reshape([b, h, n, hd]);
+        let (q, k, v) = (take(0), take(1), take(2));
+        let scores = q
+            .mul_scalar(1.0 / (hd as f64).sqrt())
+            .matmul(k.swap_dims(2, 3));
+        let weights = softmax(scores, 3);
+        let out = weights.clone().matmul(v).swap_dims(1, 2).reshape([b, n, d]);
+        (self.proj.forward(out), weights)
+    }
+
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.forward_with_weights(x).0
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct MlpBlock {
+    pub fc1: Linear,
+    pub fc2: Linear,
+}
+
+#[derive(Module, Debug)]
+pub struct LayerScale {
+    pub gamma: Param<Tensor<1>>,
+}
+
+impl LayerScale {
+    fn new(dim: usize, init: f64, device: &Device) -> Self {
+        LayerScale {
+            gamma: Param::from_tensor(Tensor::full([dim], init, device)),
+        }
+    }
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        x * self.gamma.val().unsqueeze::<3>()
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Block {
+    pub norm1: LayerNorm,
+    pub attn: Attention,
+    pub ls1: Option<LayerScale>,
+    pub drop_path1: DropPath,
+    pub norm2: LayerNorm,
+    pub mlp: MlpBlock,
+    pub ls2: Option<LayerScale>,
+    pub drop_path2: DropPath,
+}
+
+fn scale(ls: &Option<LayerScale>, x: Tensor<3>) -> Tensor<3> {
+    match ls {
+        Some(ls) => ls.forward(x),
+        None => x,
+    }
+}
+
+impl Block {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let a = self.attn.forward(self.norm1.forward(x.clone()));
+        let x = x + self.drop_path1.forward(scale(&self.ls1, a));
+        let m = self
+            .mlp
+            .fc2
+            .forward(gelu(self.mlp.fc1.forward(self.norm2.forward(x.clone()))));
+        x.clone() + self.drop_path2.forward(scale(&self.ls2, m))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Vit {
+    pub patch_embed: PatchEmbed,
+    pub cls_token: Param<Tensor<3>>,
+    pub reg_token: Option<Param<Tensor<3>>>,
+    pub pos_embed: Param<Tensor<3>>,
+    pub blocks: Vec<Block>,
+    pub norm: LayerNorm,
+    embed_dim: usize,
+    registers: usize,
+    mean_pool: bool,
+}
+
+impl Vit {
+    pub fn out_dim(&self) -> usize {
+        self.embed_dim
+    }
+
+    /// Patch tokens with CLS (+ registers) prepended, position-embedded: `[b, 1 + r + n, d]`.
+    pub fn embed_tokens(&self, images: Tensor<4>) -> Tensor<3> {
+        let b = images.dims()[0];
+        let d = self.embed_dim;
+        let patches = self.patch_embed.proj.forward(images);
+        let [_, _, gh, gw] = patches.dims();
+        let patches = patches.reshape([b, d, gh * gw]).swap_dims(1, 2);
+        let cls = self.cls_token.val().expand([b, 1, d]);
+        let x = Tensor::cat(vec![cls, patches], 1) + self.pos_embed.val();
+        match &self.reg_token {
+            // Registers carry no position (timm / DINOv2): inserted after the embedding is added.
+            Some(reg) => {
+                let regs = reg.val().expand([b, self.registers, d]);
+                let n = x.dims()[1];
+                Tensor::cat(
+                    vec![x.clone().slice([0..b, 0..1]), regs, x.slice([0..b, 1..n])],
+                    1,
+                )
+            }
+            None => x,
+        }
+    }
+
+    /// All tokens after the final norm: `[b, 1 + registers + patches, d]`.
+    pub fn forward_tokens(&self, images: Tensor<4>) -> Tensor<3> {
+        let mut x = self.embed_tokens(images);
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        self.norm.forward(x)
+    }
+
+    /// The image representation: the CLS token, or the mean of the patch tokens.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let x = self.forward_tokens(images);
+        let [b, n, d] = x.dims();
+        if self.mean_pool {
+            x.slice([0..b, 1 + self.registers..n])
+                .mean_dim(1)
+                .reshape([b, d])
+        } else {
+            x.slice([0..b, 0..1]).reshape([b, d])
+        }
+    }
+}
