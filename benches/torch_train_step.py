@@ -1,17 +1,72 @@
-"""PyTorch reference for benches/train_step.rs: torchvision ResNet-18 with the small-image stem
-(3x3 conv, stride 1, no max-pool), batch 64, 32x32x3, forward + backward + SGD step."""
+"""PyTorch reference for benches/train_step.rs, batch 64, 32x32x3, forward + backward + SGD step:
+`resnet18` = torchvision ResNet-18 with the small-image stem (3x3 conv, stride 1, no max-pool);
+`vit-tiny` = a timm-style ViT-Tiny, patch 4 (fused qkv, pre-norm, GELU MLP, fixed position
+embedding, CLS output), attention through F.scaled_dot_product_attention as timm does.
+
+python3 benches/torch_train_step.py [resnet18|vit-tiny] [steps] [threads]"""
 import json, sys, time
 
 import torch
-import torchvision
+import torch.nn as nn
+import torch.nn.functional as F
 
-threads = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+args = sys.argv[1:]
+model_name = args[0] if args and not args[0].isdigit() else "resnet18"
+nums = [int(a) for a in args if a.isdigit()]
+steps = nums[0] if nums else 10
+threads = nums[1] if len(nums) > 1 else 2
 torch.set_num_threads(threads)
-steps = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-model = torchvision.models.resnet18(num_classes=10)
-model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-model.maxpool = torch.nn.Identity()
-model.fc = torch.nn.Identity()
+
+
+class Block(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(d, eps=1e-6)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.norm2 = nn.LayerNorm(d, eps=1e-6)
+        self.fc1 = nn.Linear(d, 4 * d)
+        self.fc2 = nn.Linear(4 * d, d)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        qkv = self.qkv(self.norm1(x)).reshape(b, n, 3, self.heads, d // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d)
+        x = x + self.proj(a)
+        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+
+
+class VitTiny(nn.Module):
+    def __init__(self, side=32, patch=4, d=192, depth=12, heads=3):
+        super().__init__()
+        self.patch_embed = nn.Conv2d(3, d, patch, patch)
+        n = (side // patch) ** 2
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.register_buffer("pos_embed", torch.randn(1, n + 1, d) * 0.02)
+        self.blocks = nn.ModuleList(Block(d, heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(d, eps=1e-6)
+
+    def forward(self, x):
+        x = self.patch_embed(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], 1) + self.pos_embed
+        for blk in self.blocks:
+            x = blk(x)
+        return self.norm(x)[:, 0]
+
+
+if model_name == "vit-tiny":
+    model = VitTiny()
+    bench = "train_step_vit_tiny_p4_b64_32px"
+else:
+    import torchvision
+
+    model = torchvision.models.resnet18(num_classes=10)
+    model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    model.maxpool = torch.nn.Identity()
+    model.fc = torch.nn.Identity()
+    bench = "train_step_resnet18_b64_32px"
 opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
 x = torch.randn(64, 3, 32, 32)
 timed = 0.0
@@ -24,5 +79,5 @@ for step in range(steps + 2):
     loss.item()
     if step >= 2:
         timed += time.perf_counter() - start
-print(json.dumps({"bench": "train_step_resnet18_b64_32px", "framework": "pytorch",
+print(json.dumps({"bench": bench, "framework": "pytorch",
                   "images_per_s": round(steps * 64 / timed, 2), "threads": threads}))

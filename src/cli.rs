@@ -10,7 +10,7 @@ use crate::diagnose::CollapseStats;
 use crate::diagnose::stats::{COMPLETE_COLLAPSE_STD_RATIO, DIMENSIONAL_COLLAPSE_RANK_FRACTION};
 use crate::error::Result;
 use crate::eval::EvalReport;
-use crate::inspect::{diagnose_run, evaluate_run};
+use crate::inspect::{Features, diagnose_run, evaluate_run};
 use crate::method::MethodName;
 use crate::recipe::{Overrides, Recipe};
 use crate::run::RunDir;
@@ -32,7 +32,7 @@ pub struct Cli {
 pub enum Command {
     /// Pretrain an encoder without labels, then diagnose it and evaluate it against baselines.
     #[command(
-        after_help = "Examples:\n  selfsup train --method byol --out runs/byol\n  selfsup train --method simsiam --data /usr/share/datasets/fashion-mnist --epochs 10 --out runs/simsiam\n  selfsup train --method simsiam --set method.stop_gradient=false --out runs/collapse\n  selfsup train --out runs/byol --resume"
+        after_help = "Examples:\n  selfsup train --method byol --out runs/byol\n  selfsup train --method simsiam --data /usr/share/datasets/fashion-mnist --epochs 10 --out runs/simsiam\n  selfsup train --method simsiam --set method.stop_gradient=false --out runs/collapse\n  selfsup train --method moco-v3 --set model.arch=vit-tiny --set data.image_size=32 --out runs/moco-v3-vit\n  selfsup train --out runs/byol --resume\n\nMethods: simclr, moco-v1, moco-v2, moco-v3, byol, simsiam, barlow-twins, vicreg."
     )]
     Train(TrainArgs),
     /// kNN and linear-probe accuracy of a run's frozen encoder, beside a random-init encoder and raw pixels.
@@ -40,7 +40,7 @@ pub enum Command {
     Eval(EvalArgs),
     /// Collapse diagnostics of a run: embedding std, singular-value spectrum, effective rank, verdict.
     #[command(
-        after_help = "Example:\n  selfsup diagnose --run runs/byol\n\nVerdicts: complete_collapse when the RMS per-dimension std of the L2-normalised\nembeddings is below 0.1 × the healthy 1/√d (total variance < 0.01); dimensional_collapse\nwhen the effective rank (RankMe) is below max(2, 0.05·d); healthy otherwise."
+        after_help = "Examples:\n  selfsup diagnose --run runs/byol\n  selfsup diagnose --run runs/moco-v3-vit --encoder   # the CLS-token features themselves\n\nVerdicts: complete_collapse when the RMS per-dimension std of the L2-normalised\nembeddings is below 0.1 × the healthy 1/√d (total variance < 0.01); dimensional_collapse\nwhen the effective rank (RankMe) is below max(2, 0.05·d); healthy otherwise."
     )]
     Diagnose(DiagnoseArgs),
     /// The method families: which are implemented, what prevents collapse, whether negatives are needed.
@@ -105,6 +105,11 @@ pub struct DiagnoseArgs {
     /// Held-out images to embed.
     #[arg(long, default_value_t = 2000)]
     pub samples: usize,
+    /// Diagnose the backbone's representation (pooled ResNet features, the ViT's CLS token)
+    /// instead of the projector output the loss sees; writes diagnose-encoder.json and
+    /// spectrum-encoder.png.
+    #[arg(long)]
+    pub encoder: bool,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
     pub device: DeviceChoice,
     #[arg(long)]
@@ -237,12 +242,21 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Diagnose(args) => {
             let run = RunDir::open(&args.run)?;
-            let stats = diagnose_run(&run, args.device, args.samples)?;
+            let which = if args.encoder {
+                Features::Encoder
+            } else {
+                Features::Projector
+            };
+            let stats = diagnose_run(&run, args.device, args.samples, which)?;
             if args.json {
                 print_json(&stats);
             } else {
                 print!("{}", diagnose_table(&stats));
-                println!("  spectrum plot     {}", run.spectrum_path().display());
+                let png = match which {
+                    Features::Projector => run.spectrum_path(),
+                    Features::Encoder => run.root.join("spectrum-encoder.png"),
+                };
+                println!("  spectrum plot     {}", png.display());
             }
             Ok(())
         }
@@ -324,7 +338,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
         },
     )?;
     let run = RunDir::open(&args.out)?;
-    let stats = diagnose_run(&run, args.device, 2000)?;
+    let stats = diagnose_run(&run, args.device, 2000, Features::Projector)?;
     let report = if args.no_eval {
         None
     } else {

@@ -16,10 +16,20 @@ fn diagnose_images(splits: Splits, samples: usize) -> ImageSet {
     splits.test.unwrap_or(splits.train).take(samples)
 }
 
+/// Which features `diagnose` looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Features {
+    /// The projector output the loss sees (where collapse starts).
+    Projector,
+    /// The backbone's representation: pooled ResNet features, or the ViT's CLS (or mean) token.
+    Encoder,
+}
+
 fn embed_with<M: Method>(
     run: &RunDir,
     set: &ImageSet,
     device: &Device,
+    which: Features,
 ) -> Result<(Vec<f32>, usize)> {
     let recipe = run.recipe()?;
     let info = run.info()?;
@@ -34,13 +44,22 @@ fn embed_with<M: Method>(
         &dir.join("model.bpk"),
     )?;
     let method = method.valid();
-    let f = features::extract(set, &info.normalize(), device, 256, |x| method.embed(x));
+    let f = features::extract(set, &info.normalize(), device, 256, |x| match which {
+        Features::Projector => method.embed(x),
+        Features::Encoder => method.encoder().forward(x),
+    });
     Ok((f.data, f.dim))
 }
 
-/// Collapse statistics of the run's embeddings (the projector output the loss sees) on up to
-/// `samples` held-out images; writes `diagnose.json` and `spectrum.png` into the run.
-pub fn diagnose_run(run: &RunDir, choice: DeviceChoice, samples: usize) -> Result<CollapseStats> {
+/// Collapse statistics of the run's embeddings on up to `samples` held-out images; writes
+/// `diagnose.json` and `spectrum.png` (projector) or `diagnose-encoder.json` and
+/// `spectrum-encoder.png` (encoder) into the run.
+pub fn diagnose_run(
+    run: &RunDir,
+    choice: DeviceChoice,
+    samples: usize,
+    which: Features,
+) -> Result<CollapseStats> {
     let recipe = run.recipe()?;
     let device = device(choice)?;
     let splits = crate::data::load(recipe.data_path().as_deref(), recipe.image_size())?;
@@ -49,16 +68,24 @@ pub fn diagnose_run(run: &RunDir, choice: DeviceChoice, samples: usize) -> Resul
         return Err(Error::Usage("diagnostics need at least 2 images".into()));
     }
     let (values, dim) =
-        crate::with_method!(recipe.method.name, M => embed_with::<M>(run, &set, &device)?);
+        crate::with_method!(recipe.method.name, M => embed_with::<M>(run, &set, &device, which)?);
     let stats = diagnose::analyze(&values, set.len(), dim);
-    write_json(&run.diagnose_path(), &stats)?;
+    let (json, png, label) = match which {
+        Features::Projector => (run.diagnose_path(), run.spectrum_path(), "EMBEDDING"),
+        Features::Encoder => (
+            run.root.join("diagnose-encoder.json"),
+            run.root.join("spectrum-encoder.png"),
+            "ENCODER FEATURE",
+        ),
+    };
+    write_json(&json, &stats)?;
     diagnose::plot::write_spectrum(
         &stats,
         &format!(
-            "{} EMBEDDING COVARIANCE EIGENVALUES (LOG10, RELATIVE TO THE LARGEST)",
+            "{} {label} COVARIANCE EIGENVALUES (LOG10, RELATIVE TO THE LARGEST)",
             recipe.method.name
         ),
-        &run.spectrum_path(),
+        &png,
     )?;
     Ok(stats)
 }

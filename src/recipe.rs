@@ -43,6 +43,9 @@ pub struct MethodConfig {
     pub temperature: f64,
     /// MoCo v1/v2: number of past keys kept as negatives (65536 in the paper).
     pub queue_size: usize,
+    /// MoCo v1/v2: BatchNorm sub-batches emulating the paper's shuffling BN across GPUs
+    /// (keys shuffled between them); 1 turns it off.
+    pub shuffle_bn_groups: usize,
     /// Barlow Twins: weight λ of the off-diagonal (redundancy) term.
     pub lambda: f64,
     /// VICReg: weight of the invariance (MSE) term.
@@ -64,6 +67,7 @@ impl Default for MethodConfig {
             base_momentum: 0.99,
             temperature: 0.5,
             queue_size: 4096,
+            shuffle_bn_groups: 2,
             lambda: 5e-3,
             invariance_weight: 25.0,
             variance_weight: 25.0,
@@ -380,6 +384,11 @@ impl Recipe {
                 m.temperature
             )));
         }
+        if m.shuffle_bn_groups == 0 {
+            return Err(Error::Recipe(
+                "method.shuffle_bn_groups must be at least 1 (1 = off)".into(),
+            ));
+        }
         if m.queue_size == 0 {
             return Err(Error::Recipe(
                 "method.queue_size must be at least 1 (the paper uses 65536)".into(),
@@ -447,6 +456,20 @@ mod tests {
             // The resolved recipe round-trips through its own TOML.
             let back = Recipe::from_table(r.to_toml().parse().unwrap(), "test").unwrap();
             assert_eq!(back, r);
+        }
+    }
+
+    #[test]
+    fn every_shipped_recipe_file_resolves() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let r = Recipe::resolve(&Overrides {
+                recipe_file: Some(path.clone()),
+                ..Default::default()
+            })
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(MethodName::IMPLEMENTED.contains(&r.method.name));
         }
     }
 

@@ -1,19 +1,19 @@
 //! A run killed with SIGKILL mid-epoch and restarted with --resume ends with the same metrics and
-//! weights as an uninterrupted run with the same seed (BYOL: EMA target and momentum schedule too).
+//! weights as an uninterrupted run with the same seed (BYOL: EMA target and momentum schedule too;
+//! MoCo: its key encoder and its queue of past keys).
 
 mod common;
 use common::*;
 
 use selfsup::host::named_values;
-use selfsup::method::{Byol, Method};
+use selfsup::method::{Byol, Method, Moco};
+use selfsup::nn::backbone::ImageShape;
 use selfsup::run::load_module;
 
 use std::time::{Duration, Instant};
 
 const ARGS: &[&str] = &[
     "train",
-    "--method",
-    "byol",
     "--epochs",
     "2",
     "--batch-size",
@@ -29,8 +29,6 @@ const ARGS: &[&str] = &[
     "--set",
     "method.projector=[32, 16]",
     "--set",
-    "method.predictor=[32, 16]",
-    "--set",
     "train.log_every=1",
     "--set",
     "train.checkpoint_every_steps=3",
@@ -42,8 +40,12 @@ const ARGS: &[&str] = &[
     "eval.max_test=100",
 ];
 
-fn args_with_out(out: &std::path::Path) -> Vec<String> {
+fn args_with_out(out: &std::path::Path, method: &str, extra: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = ARGS.iter().map(|s| s.to_string()).collect();
+    v.extend(["--method".to_string(), method.to_string()]);
+    for set in extra {
+        v.extend(["--set".to_string(), set.to_string()]);
+    }
     v.push("--out".into());
     v.push(path(out).into());
     v
@@ -68,15 +70,30 @@ fn checkpoint_step(dir: &std::path::Path) -> Option<u64> {
 }
 
 #[test]
-fn sigkill_then_resume_matches_uninterrupted_run() {
-    let base = scratch("resume");
+fn byol_sigkill_then_resume_matches_uninterrupted_run() {
+    kill_and_resume::<Byol>("byol", &["method.predictor=[32, 16]"], "target");
+}
+
+#[test]
+fn moco_sigkill_then_resume_restores_the_queue() {
+    // A 64-key queue wraps every two steps, so a lost or stale queue changes every later loss.
+    kill_and_resume::<Moco>("moco-v2", &["method.queue_size=64"], "queue");
+}
+
+fn kill_and_resume<M: Method>(method: &str, extra: &[&str], state: &str) {
+    let base = scratch(&format!("resume-{method}"));
     let straight = base.join("straight");
-    json(&bin().args(args_with_out(&straight)).output().unwrap());
+    json(
+        &bin()
+            .args(args_with_out(&straight, method, extra))
+            .output()
+            .unwrap(),
+    );
 
     // 10 steps per epoch, 20 in all; kill once a mid-epoch checkpoint (step 6) exists.
     let killed = base.join("killed");
     let mut child = bin()
-        .args(args_with_out(&killed))
+        .args(args_with_out(&killed, method, extra))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -119,18 +136,24 @@ fn sigkill_then_resume_matches_uninterrupted_run() {
         |dir: &std::path::Path| std::fs::read_to_string(dir.join("eval_history.jsonl")).unwrap();
     assert_eq!(history(&straight).lines().count(), 2);
     assert_eq!(history(&straight), history(&killed));
-    // Whole method (online, predictor, EMA target, BatchNorm statistics) and the final encoder,
-    // compared value by value (parameter ids differ between processes by design).
+    // Whole method (online, heads, EMA target / key encoder, queue, BatchNorm statistics) and
+    // the final encoder, compared value by value (parameter ids differ between processes by
+    // design).
     let device = burn::tensor::Device::flex();
     let recipe = selfsup::recipe::Recipe::load(&straight.join("recipe.toml")).unwrap();
+    let shape = ImageShape {
+        channels: 1,
+        side: 28,
+    };
     let load = |dir: &std::path::Path| {
-        let fresh = <Byol as Method>::init(&recipe, 1, &device);
+        let fresh = M::init(&recipe, shape, &device);
         let method = load_module(fresh, &dir.join("checkpoint").join("model.bpk")).unwrap();
-        let encoder = load_module(recipe.model.init(1, &device), &dir.join("encoder.bpk")).unwrap();
+        let encoder =
+            load_module(recipe.model.init(shape, &device), &dir.join("encoder.bpk")).unwrap();
         (named_values(&method), named_values(&encoder))
     };
     let (a, b) = (load(&straight), load(&killed));
-    assert!(a.0.len() > 50 && a.0.iter().any(|(p, _)| p.starts_with("target")));
+    assert!(a.0.len() > 50 && a.0.iter().any(|(p, _)| p.starts_with(state)));
     for ((pa, va), (pb, vb)) in a.0.iter().chain(&a.1).zip(b.0.iter().chain(&b.1)) {
         assert_eq!(pa, pb);
         assert!(

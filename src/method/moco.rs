@@ -1,9 +1,16 @@
 //! MoCo v1 / v2 (He et al. 2020; Chen et al. 2020b): a momentum key encoder and a queue of past
 //! keys as negatives. v1 and v2 differ only in their recipes: v2 has an MLP head, blur, a higher
 //! temperature and a cosine learning rate.
+//!
+//! Shuffling BN: the paper computes BatchNorm statistics per GPU and shuffles the key batch across
+//! GPUs, so a query and its key never share statistics (otherwise the model can find the positive
+//! through them). On one device we emulate it: both branches run in `shuffle_bn_groups` sub-batches,
+//! the queries in order and the keys after a seeded shuffle.
 
 use burn::module::{Module, Param};
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
 
 use super::branch::Branch;
 use super::{Method, Progress, StepOutput};
@@ -24,6 +31,7 @@ pub struct Moco {
     pub queue: Param<Tensor<2>>,
     temperature: f64,
     momentum: f64,
+    shuffle_bn_groups: usize,
 }
 
 impl Method for Moco {
@@ -46,12 +54,16 @@ impl Method for Moco {
             queue: Param::from_tensor(queue).set_require_grad(false),
             temperature: recipe.method.temperature,
             momentum: recipe.method.base_momentum,
+            shuffle_bn_groups: recipe.method.shuffle_bn_groups,
         }
     }
 
-    fn step(&self, views: &[Tensor<4>], _progress: Progress) -> StepOutput<Tensor<2>> {
-        let q = self.online.forward(views[0].clone());
-        let k = l2_normalize(self.key.forward(views[1].clone()).detach());
+    fn step(&self, views: &[Tensor<4>], progress: Progress) -> StepOutput<Tensor<2>> {
+        let groups = self.shuffle_bn_groups;
+        let q = grouped_forward(&self.online, views[0].clone(), groups, None);
+        let order = shuffled_order(views[1].dims()[0], progress.step);
+        let k = grouped_forward(&self.key, views[1].clone(), groups, Some(order));
+        let k = l2_normalize(k.detach());
         let queue = self.queue.val().detach();
         let loss = info_nce_queue(q.clone(), k.clone(), queue, self.temperature);
         StepOutput {
@@ -83,6 +95,53 @@ impl Method for Moco {
     }
 }
 
+/// A seeded permutation of `0..n` for step `step` (the same after a resume).
+fn shuffled_order(n: usize, step: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(step as u64));
+    order
+}
+
+fn index_tensor(indices: &[usize], device: &Device) -> Tensor<1, Int> {
+    let data: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+    Tensor::from_data(TensorData::new(data, [indices.len()]), device)
+}
+
+/// `branch` applied to `groups` sub-batches (BatchNorm statistics per sub-batch), after permuting
+/// the batch by `order` when given; the output rows come back in the input's order.
+fn grouped_forward(
+    branch: &Branch,
+    x: Tensor<4>,
+    groups: usize,
+    order: Option<Vec<usize>>,
+) -> Tensor<2> {
+    let n = x.dims()[0];
+    if groups <= 1 || n < 2 * groups {
+        return branch.forward(x);
+    }
+    let device = x.device();
+    let x = match &order {
+        Some(order) => x.select(0, index_tensor(order, &device)),
+        None => x,
+    };
+    let outs: Vec<Tensor<2>> = x
+        .chunk(groups, 0)
+        .into_iter()
+        .map(|part| branch.forward(part))
+        .collect();
+    let out = Tensor::cat(outs, 0);
+    match order {
+        Some(order) => {
+            let mut inverse = vec![0; n];
+            for (position, &original) in order.iter().enumerate() {
+                inverse[original] = position;
+            }
+            out.select(0, index_tensor(&inverse, &device))
+        }
+        None => out,
+    }
+}
+
 /// The newest keys in front, the oldest dropped so the queue keeps `size` rows.
 pub fn enqueue(queue: Tensor<2>, keys: Tensor<2>, size: usize) -> Tensor<2> {
     let [_, dim] = queue.dims();
@@ -100,6 +159,39 @@ mod tests {
         let keys = rows(&[vec![8.0, 0.0], vec![9.0, 0.0]]);
         let out = crate::host::to_f32(enqueue(queue, keys, 3));
         assert_eq!(out, [8.0, 0.0, 9.0, 0.0, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn shuffled_groups_return_rows_in_input_order() {
+        use crate::nn::MlpConfig;
+        use crate::nn::backbone::{ImageShape, ModelConfig};
+        let device = burn::tensor::Device::flex();
+        let model = ModelConfig {
+            width: 2,
+            ..ModelConfig::default()
+        };
+        let shape = ImageShape {
+            channels: 1,
+            side: 8,
+        };
+        let encoder = model.init(shape, &device);
+        let branch = Branch {
+            projector: MlpConfig::new(vec![encoder.out_dim(), 4])
+                .with_hidden_bn(false)
+                .init(&device),
+            encoder,
+        };
+        let branch = branch.valid(); // eval-mode BatchNorm: grouping cannot change any row
+        let x = Tensor::<4>::random([8, 1, 8, 8], Distribution::Default, &device);
+        let whole = crate::host::to_f32(branch.forward(x.clone()));
+        let grouped =
+            crate::host::to_f32(grouped_forward(&branch, x, 2, Some(shuffled_order(8, 3))));
+        for (a, b) in whole.iter().zip(&grouped) {
+            assert!((a - b).abs() < 1e-5, "{whole:?} vs {grouped:?}");
+        }
+        let order = shuffled_order(8, 3);
+        assert_ne!(order, (0..8).collect::<Vec<_>>());
+        assert_eq!(order, shuffled_order(8, 3));
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! Optimizers (SGD with momentum, LARS) and schedules.
+//! Optimizers (SGD with momentum, LARS, AdamW) and schedules.
 
+pub mod optimizer;
 pub mod schedule;
-pub mod sgd;
 
+pub use optimizer::{Optimizer, OptimizerConfig, OptimizerKind};
 pub use schedule::WarmupCosine;
-pub use sgd::{Optimizer, OptimizerConfig, OptimizerKind};

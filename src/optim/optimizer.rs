@@ -1,7 +1,9 @@
-//! SGD with momentum (PyTorch semantics: no dampening) and LARS, over a whole module.
+//! SGD with momentum (PyTorch semantics: no dampening), LARS and AdamW, over a whole module.
 //!
 //! LARS follows SimCLR/BYOL: 1-D parameters (biases, BatchNorm) get neither weight decay nor the
-//! trust ratio; every other tensor's update is scaled by η·‖w‖ / ‖g + λw‖.
+//! trust ratio; every other tensor's update is scaled by η·‖w‖ / ‖g + λw‖. AdamW (PyTorch
+//! semantics, bias-corrected, decoupled decay) exempts 1-D parameters from decay too, as MoCo v3,
+//! MAE and DINO do for biases and norms.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,6 +20,8 @@ use crate::error::{Error, Result, write_atomic};
 pub enum OptimizerKind {
     Sgd,
     Lars,
+    /// Adam with decoupled weight decay: the ViT papers' optimizer.
+    Adamw,
 }
 
 /// The `[optim]` section of a recipe.
@@ -31,6 +35,10 @@ pub struct OptimizerConfig {
     pub weight_decay: f64,
     /// LARS trust coefficient η.
     pub trust_coefficient: f64,
+    /// AdamW β₁, β₂ (`momentum` is unused by AdamW).
+    pub betas: [f64; 2],
+    /// AdamW ε.
+    pub eps: f64,
     pub warmup_epochs: f64,
     /// Cosine floor as a fraction of the peak learning rate.
     pub final_lr_fraction: f64,
@@ -44,6 +52,8 @@ impl Default for OptimizerConfig {
             momentum: 0.9,
             weight_decay: 1e-4,
             trust_coefficient: 0.001,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
             warmup_epochs: 0.0,
             final_lr_fraction: 0.0,
         }
@@ -76,6 +86,15 @@ impl OptimizerConfig {
                 self.trust_coefficient
             ));
         }
+        if !self.betas.iter().all(|b| (0.0..1.0).contains(b)) {
+            return Err(format!(
+                "optim.betas = {:?} must both be in [0, 1) (AdamW uses [0.9, 0.999] or [0.9, 0.95])",
+                self.betas
+            ));
+        }
+        if !(self.eps > 0.0) {
+            return Err(format!("optim.eps = {} must be > 0", self.eps));
+        }
         if !(self.warmup_epochs >= 0.0) {
             return Err(format!(
                 "optim.warmup_epochs = {} must be ≥ 0",
@@ -92,11 +111,16 @@ impl OptimizerConfig {
     }
 }
 
-/// The optimizer with its per-parameter momentum buffers (keyed by parameter id, which module
-/// records preserve, so a resumed run finds its buffers).
+/// The optimizer with its per-parameter buffers (keyed by parameter id, which module records
+/// preserve, so a resumed run finds its buffers).
 pub struct Optimizer {
     config: OptimizerConfig,
+    /// SGD / LARS velocity, or AdamW's first moment.
     velocity: HashMap<ParamId, Tensor<1>>,
+    /// AdamW's second moment.
+    second: HashMap<ParamId, Tensor<1>>,
+    /// Completed steps (AdamW's bias correction).
+    steps: u64,
 }
 
 struct StepMapper<'a> {
@@ -141,7 +165,39 @@ impl Optimizer {
         Optimizer {
             config,
             velocity: HashMap::new(),
+            second: HashMap::new(),
+            steps: 0,
         }
+    }
+
+    fn adamw<const D: usize>(
+        &mut self,
+        id: ParamId,
+        w: Tensor<D>,
+        g: Tensor<D>,
+        lr: f64,
+    ) -> Tensor<D> {
+        let c = &self.config;
+        let [b1, b2] = c.betas;
+        let t = (self.steps + 1) as i32;
+        let dims = g.dims();
+        let n = g.shape().num_elements();
+        let g = g.reshape([n]);
+        let m = match self.velocity.remove(&id) {
+            Some(m) => m.mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1),
+            None => g.clone().mul_scalar(1.0 - b1),
+        };
+        let v = match self.second.remove(&id) {
+            Some(v) => v.mul_scalar(b2) + g.square().mul_scalar(1.0 - b2),
+            None => g.square().mul_scalar(1.0 - b2),
+        };
+        self.velocity.insert(id, m.clone());
+        self.second.insert(id, v.clone());
+        let m_hat = m.div_scalar(1.0 - b1.powi(t));
+        let v_hat = v.div_scalar(1.0 - b2.powi(t));
+        let update = m_hat / v_hat.sqrt().add_scalar(c.eps);
+        let decay = if D == 1 { 0.0 } else { lr * c.weight_decay };
+        w.mul_scalar(1.0 - decay) - update.reshape(dims).mul_scalar(lr)
     }
 
     fn update<const D: usize>(
@@ -151,6 +207,9 @@ impl Optimizer {
         mut g: Tensor<D>,
         lr: f64,
     ) -> Tensor<D> {
+        if self.config.kind == OptimizerKind::Adamw {
+            return self.adamw(id, w, g, lr);
+        }
         let c = &self.config;
         let excluded = c.kind == OptimizerKind::Lars && D == 1;
         if c.weight_decay > 0.0 && !excluded {
@@ -196,17 +255,22 @@ impl Optimizer {
             constant_lr,
             base_lr,
         };
-        module.map(&mut mapper)
+        let module = module.map(&mut mapper);
+        self.steps += 1;
+        module
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut data: Vec<(String, Vec<f32>)> = self
             .velocity
             .iter()
-            .map(|(id, v)| {
-                let values = crate::host::to_f32(v.clone());
-                (id.val().to_string(), values)
-            })
+            .map(|(id, v)| (id.val().to_string(), v))
+            .chain(
+                self.second
+                    .iter()
+                    .map(|(id, v)| (format!("v2.{}", id.val()), v)),
+            )
+            .map(|(key, v)| (key, crate::host::to_f32(v.clone())))
             .collect();
         data.sort_by(|a, b| a.0.cmp(&b.0));
         let bytes: Vec<(String, Vec<u8>, usize)> = data
@@ -226,10 +290,13 @@ impl Optimizer {
                 )
             })
             .collect();
-        let serialized = safetensors::serialize(views, None).map_err(|e| Error::Checkpoint {
-            path: path.to_path_buf(),
-            msg: e.to_string(),
-        })?;
+        let metadata =
+            std::collections::HashMap::from([("steps".to_string(), self.steps.to_string())]);
+        let serialized =
+            safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Checkpoint {
+                path: path.to_path_buf(),
+                msg: e.to_string(),
+            })?;
         write_atomic(path, &serialized)
     }
 
@@ -241,8 +308,24 @@ impl Optimizer {
                 msg: e.to_string(),
             })?;
         self.velocity.clear();
+        self.second.clear();
+        let (_, header) =
+            safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| Error::Checkpoint {
+                path: path.to_path_buf(),
+                msg: e.to_string(),
+            })?;
+        self.steps = header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("steps"))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         for (name, view) in file.tensors() {
-            let id: u64 = name.parse().map_err(|_| Error::Checkpoint {
+            let (map, key) = match name.strip_prefix("v2.") {
+                Some(rest) => (&mut self.second, rest.to_string()),
+                None => (&mut self.velocity, name.clone()),
+            };
+            let id: u64 = key.parse().map_err(|_| Error::Checkpoint {
                 path: path.to_path_buf(),
                 msg: format!("unexpected entry {name}"),
             })?;
@@ -253,7 +336,7 @@ impl Optimizer {
                 .collect();
             let n = values.len();
             let device = device.clone().inner();
-            self.velocity.insert(
+            map.insert(
                 ParamId::from(id),
                 Tensor::from_data(TensorData::new(values, [n]), &device),
             );
@@ -346,19 +429,73 @@ mod tests {
     }
 
     #[test]
-    fn state_round_trips_through_a_file() {
+    fn adamw_matches_pytorch_formula_and_spares_biases_from_decay() {
         let device = Device::flex().autodiff();
-        let mut opt = Optimizer::new(OptimizerConfig::default());
-        let l = layer(&device);
-        let l = opt.step(0.1, 0.1, l.clone(), grads(&l, [1.0, 2.0], 3.0), &[]);
-        let dir = std::env::temp_dir().join(format!("selfsup-opt-{}", std::process::id()));
-        let path = dir.join("opt.safetensors");
-        opt.save(&path).unwrap();
-        let mut loaded = Optimizer::new(OptimizerConfig::default());
-        loaded.load(&path, &device).unwrap();
-        let a = opt.step(0.1, 0.1, l.clone(), grads(&l, [1.0, 1.0], 1.0), &[]);
-        let b = loaded.step(0.1, 0.1, l.clone(), grads(&l, [1.0, 1.0], 1.0), &[]);
-        assert_eq!(values(&a), values(&b));
-        std::fs::remove_dir_all(dir).ok();
+        let config = OptimizerConfig {
+            kind: OptimizerKind::Adamw,
+            weight_decay: 0.5,
+            ..Default::default()
+        };
+        let mut opt = Optimizer::new(config);
+        let mut l = layer(&device);
+        let (lr, eps) = (0.1f64, 1e-8f64);
+        let (mut w, mut b) = (3.0f64, 1.0f64);
+        let (mut m, mut v, mut mb, mut vb) = (0.0, 0.0, 0.0, 0.0);
+        for (t, (gw, gb)) in [(0.6, 0.5), (-0.2, 0.3), (1.5, -1.0)]
+            .into_iter()
+            .enumerate()
+        {
+            l = opt.step(
+                lr,
+                lr,
+                l.clone(),
+                grads(&l, [gw as f32, 0.0], gb as f32),
+                &[],
+            );
+            let t = t as i32 + 1;
+            m = 0.9 * m + 0.1 * gw;
+            v = 0.999 * v + 0.001 * gw * gw;
+            let step = (m / (1.0 - 0.9f64.powi(t))) / ((v / (1.0 - 0.999f64.powi(t))).sqrt() + eps);
+            w = w * (1.0 - lr * 0.5) - lr * step;
+            mb = 0.9 * mb + 0.1 * gb;
+            vb = 0.999 * vb + 0.001 * gb * gb;
+            let step =
+                (mb / (1.0 - 0.9f64.powi(t))) / ((vb / (1.0 - 0.999f64.powi(t))).sqrt() + eps);
+            b -= lr * step;
+            let (gotw, gotb) = values(&l);
+            assert!(
+                (gotw[0] as f64 - w).abs() < 1e-5,
+                "step {t}: {gotw:?} vs {w}"
+            );
+            assert!(
+                (gotb[0] as f64 - b).abs() < 1e-5,
+                "step {t}: {gotb:?} vs {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn state_round_trips_through_a_file() {
+        for kind in [OptimizerKind::Sgd, OptimizerKind::Adamw] {
+            let device = Device::flex().autodiff();
+            let config = OptimizerConfig {
+                kind,
+                ..Default::default()
+            };
+            let mut opt = Optimizer::new(config.clone());
+            let l = layer(&device);
+            let l = opt.step(0.1, 0.1, l.clone(), grads(&l, [1.0, 2.0], 3.0), &[]);
+            let dir =
+                std::env::temp_dir().join(format!("selfsup-opt-{}-{kind:?}", std::process::id()));
+            let path = dir.join("opt.safetensors");
+            opt.save(&path).unwrap();
+            let mut loaded = Optimizer::new(config);
+            loaded.load(&path, &device).unwrap();
+            assert_eq!(loaded.steps, 1);
+            let a = opt.step(0.1, 0.1, l.clone(), grads(&l, [1.0, 1.0], 1.0), &[]);
+            let b = loaded.step(0.1, 0.1, l.clone(), grads(&l, [1.0, 1.0], 1.0), &[]);
+            assert_eq!(values(&a), values(&b));
+            std::fs::remove_dir_all(dir).ok();
+        }
     }
 }
