@@ -142,13 +142,25 @@ fn methods_table_and_json() {
     );
     let rows = json(&run(&["methods", "--json"]));
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 13);
+    assert_eq!(rows.len(), 14);
     let implemented: Vec<&str> = rows
         .iter()
         .filter(|r| r["implemented"] == true)
         .map(|r| r["cli_name"].as_str().unwrap())
         .collect();
-    assert_eq!(implemented, vec!["byol", "simsiam"]);
+    assert_eq!(
+        implemented,
+        vec![
+            "simclr",
+            "moco-v1",
+            "moco-v2",
+            "moco-v3",
+            "byol",
+            "simsiam",
+            "barlow-twins",
+            "vicreg"
+        ]
+    );
     assert!(
         rows.iter()
             .any(|r| r["cli_name"] == "simclr" && r["negatives"] == true)
