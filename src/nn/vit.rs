@@ -151,21 +151,11 @@ impl VitConfig {
 
 fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
     // Xavier-uniform weights, zero biases: the MAE / MoCo v3 initialisation.
-    LinearConfig::new(d_in, d_out)
+    let mut layer = LinearConfig::new(d_in, d_out)
         .with_initializer(Initializer::XavierUniform { gain: 1.0 })
-        .init(device)
-        .map_bias_zero()
-}
-
-trait ZeroBias {
-    fn map_bias_zero(self) -> Self;
-}
-
-impl ZeroBias for Linear {
-    fn map_bias_zero(mut self) -> Self {
-        self.bias = self.bias.map(|b| b.map(|t| t.zeros_like()));
-        self
-    }
+        .init(device);
+    layer.bias = layer.bias.map(|b| b.map(|t| t.zeros_like()));
+    layer
 }
 
 fn normal<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
