@@ -50,10 +50,6 @@ impl Method for BarlowTwins {
         }
     }
 
-    fn after_step(self, _carry: (), _progress: Progress) -> Self {
-        self
-    }
-
     fn encoder(&self) -> &Backbone {
         &self.online.encoder
     }

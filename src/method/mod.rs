@@ -190,8 +190,10 @@ pub trait Method: Module + Sized {
     /// The loss for one batch of augmented views (as many as the recipe's augment section makes).
     fn step(&self, views: &[Tensor<4>], progress: Progress) -> StepOutput<Self::Carry>;
 
-    /// Work after the optimizer step (EMA update, queue push, …).
-    fn after_step(self, carry: Self::Carry, progress: Progress) -> Self;
+    /// Work after the optimizer step (EMA update, queue push, …). The default does nothing.
+    fn after_step(self, _carry: Self::Carry, _progress: Progress) -> Self {
+        self
+    }
 
     /// A scheduled value worth logging (the EMA momentum), if the method has one.
     fn momentum(&self, _progress: Progress) -> Option<f64> {

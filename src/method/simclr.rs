@@ -34,10 +34,6 @@ impl Method for SimClr {
         StepOutput::plain(nt_xent(z1, z2, self.temperature), embeddings)
     }
 
-    fn after_step(self, _carry: (), _progress: Progress) -> Self {
-        self
-    }
-
     fn encoder(&self) -> &Backbone {
         &self.online.encoder
     }

@@ -47,10 +47,6 @@ impl Method for SimSiam {
         StepOutput::plain(loss, embeddings)
     }
 
-    fn after_step(self, _carry: (), _progress: Progress) -> Self {
-        self
-    }
-
     fn constant_lr_modules(&self) -> &'static [&'static str] {
         if self.fix_predictor_lr {
             &["predictor"]

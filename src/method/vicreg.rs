@@ -59,10 +59,6 @@ impl Method for VicReg {
         }
     }
 
-    fn after_step(self, _carry: (), _progress: Progress) -> Self {
-        self
-    }
-
     fn encoder(&self) -> &Backbone {
         &self.online.encoder
     }
