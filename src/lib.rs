@@ -13,6 +13,7 @@ pub mod error;
 pub mod eval;
 pub mod host;
 pub mod inspect;
+pub mod kernels;
 pub mod loss;
 pub mod method;
 pub mod nn;

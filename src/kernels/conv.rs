@@ -1,0 +1,403 @@
+//! 2-D convolution on the CPU, forward and backward, as im2col + packed gemm per image.
+//!
+//! Layouts are NCHW throughout. For image `b` and group `g` the column matrix is
+//! `col[K, P]` with rows `(c, ky, kx)` (the weight's own `[cog, cg, kh, kw]` order, so the weight
+//! needs no repacking) and columns the output positions. Then
+//! - forward:      `y_b[g] = W_g · col`                         (`[cog, P]`, straight into NCHW)
+//! - input grad:   `dcol = W_gᵀ · dy_b[g]`, scattered back by col2im
+//! - weight grad:  `dW_g += dy_b[g] · colᵀ`
+//!
+//! Images run in parallel; the weight gradient is summed per contiguous block of images and the
+//! blocks are added in a fixed order, so results do not depend on scheduling.
+
+use burn::tensor::ops::ConvOptions;
+use rayon::prelude::*;
+
+use super::gemm::{MatMut, MatRef, gemm};
+
+/// Every size of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub batch: usize,
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: [usize; 2],
+    /// Padding before (top, left); the end padding only shows in the output size.
+    pub pad: [usize; 2],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl ConvGeometry {
+    /// `x_dims` is `[batch, c_in, h, w]`, `w_dims` is `[c_out, c_in / groups, kh, kw]`.
+    pub fn new(x_dims: [usize; 4], w_dims: [usize; 4], options: &ConvOptions<2>) -> Self {
+        let [batch, c_in, h, w] = x_dims;
+        let [c_out, cg, kh, kw] = w_dims;
+        let groups = options.groups;
+        assert!(
+            groups >= 1 && c_in == cg * groups && c_out % groups == 0,
+            "conv2d: {c_in} input channels, weight expects {cg} per group × {groups} groups"
+        );
+        let out = |size: usize, k: usize, i: usize| {
+            let (begin, end) = options.padding[i];
+            let span = options.dilation[i] * (k - 1) + 1;
+            let padded = size + begin + end;
+            assert!(
+                padded >= span,
+                "conv2d: kernel larger than the padded input"
+            );
+            (padded - span) / options.stride[i] + 1
+        };
+        ConvGeometry {
+            batch,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh,
+            kw,
+            stride: options.stride,
+            pad: [options.padding[0].0, options.padding[1].0],
+            dilation: options.dilation,
+            groups,
+            oh: out(h, kh, 0),
+            ow: out(w, kw, 1),
+        }
+    }
+
+    fn cg(&self) -> usize {
+        self.c_in / self.groups
+    }
+
+    fn cog(&self) -> usize {
+        self.c_out / self.groups
+    }
+
+    /// Rows of the column matrix: one per weight entry of a group.
+    fn k(&self) -> usize {
+        self.cg() * self.kh * self.kw
+    }
+
+    /// Output positions per image.
+    fn p(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    fn x_image(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+
+    fn y_image(&self) -> usize {
+        self.c_out * self.p()
+    }
+
+    /// 1×1, stride 1, no padding: the input image already is the column matrix.
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1
+            && self.kw == 1
+            && self.stride == [1, 1]
+            && self.pad == [0, 0]
+            && self.oh == self.h
+            && self.ow == self.w
+    }
+
+    /// For kernel offset `k` along one axis: the output range whose input index
+    /// `o·stride + k·dilation − pad` lies in `[0, size)`, and that index at `o = 0`.
+    fn valid(&self, axis: usize, k: usize) -> (usize, usize, isize) {
+        let (size, out) = if axis == 0 {
+            (self.h, self.oh)
+        } else {
+            (self.w, self.ow)
+        };
+        let (s, d, p) = (
+            self.stride[axis] as isize,
+            self.dilation[axis] as isize,
+            self.pad[axis] as isize,
+        );
+        let offset = k as isize * d - p;
+        // smallest o with o·s + offset ≥ 0, and first o with o·s + offset ≥ size
+        let first = if offset >= 0 {
+            0
+        } else {
+            (-offset + s - 1) / s
+        };
+        let end = ((size as isize - offset + s - 1) / s).clamp(0, out as isize);
+        let first = first.min(end);
+        (first as usize, end as usize, offset)
+    }
+}
+
+/// Fills `col[K, P]` for one image and group from `x_image` (`[c_in, h, w]`).
+fn im2col(g: &ConvGeometry, group: usize, x_image: &[f32], col: &mut [f32]) {
+    let (p, hw) = (g.p(), g.h * g.w);
+    let mut rows = col.chunks_exact_mut(p);
+    for c in 0..g.cg() {
+        let plane = &x_image[(group * g.cg() + c) * hw..][..hw];
+        for ky in 0..g.kh {
+            let (y0, y1, y_off) = g.valid(0, ky);
+            for kx in 0..g.kw {
+                let (x0, x1, x_off) = g.valid(1, kx);
+                let row = rows.next().expect("K rows");
+                row[..y0 * g.ow].fill(0.0);
+                row[y1 * g.ow..].fill(0.0);
+                for oy in y0..y1 {
+                    let iy = (oy as isize * g.stride[0] as isize + y_off) as usize;
+                    let src = &plane[iy * g.w..][..g.w];
+                    let dst = &mut row[oy * g.ow..][..g.ow];
+                    dst[..x0].fill(0.0);
+                    dst[x1..].fill(0.0);
+                    let ix0 = (x0 as isize * g.stride[1] as isize + x_off) as usize;
+                    if g.stride[1] == 1 {
+                        dst[x0..x1].copy_from_slice(&src[ix0..ix0 + (x1 - x0)]);
+                    } else {
+                        for (o, d) in dst[x0..x1].iter_mut().enumerate() {
+                            *d = src[ix0 + o * g.stride[1]];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds `col[K, P]` back into the input-gradient image `dx_image` (the adjoint of [`im2col`]).
+fn col2im(g: &ConvGeometry, group: usize, col: &[f32], dx_image: &mut [f32]) {
+    let (p, hw) = (g.p(), g.h * g.w);
+    let mut rows = col.chunks_exact(p);
+    for c in 0..g.cg() {
+        let plane = &mut dx_image[(group * g.cg() + c) * hw..][..hw];
+        for ky in 0..g.kh {
+            let (y0, y1, y_off) = g.valid(0, ky);
+            for kx in 0..g.kw {
+                let (x0, x1, x_off) = g.valid(1, kx);
+                let row = rows.next().expect("K rows");
+                for oy in y0..y1 {
+                    let iy = (oy as isize * g.stride[0] as isize + y_off) as usize;
+                    let dst = &mut plane[iy * g.w..][..g.w];
+                    let src = &row[oy * g.ow + x0..oy * g.ow + x1];
+                    let ix0 = (x0 as isize * g.stride[1] as isize + x_off) as usize;
+                    if g.stride[1] == 1 {
+                        for (d, s) in dst[ix0..ix0 + src.len()].iter_mut().zip(src) {
+                            *d += s;
+                        }
+                    } else {
+                        for (o, s) in src.iter().enumerate() {
+                            dst[ix0 + o * g.stride[1]] += s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `y = conv2d(x, weight)` without bias; `x` is `[batch, c_in, h, w]`, the result
+/// `[batch, c_out, oh, ow]`, both row-major.
+pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
+    assert_eq!(x.len(), g.batch * g.x_image());
+    assert_eq!(weight.len(), g.c_out * g.k());
+    let (k, p, cog) = (g.k(), g.p(), g.cog());
+    let mut y = vec![0.0f32; g.batch * g.y_image()];
+    y.par_chunks_mut(g.y_image())
+        .zip(x.par_chunks(g.x_image()))
+        .for_each_init(Vec::new, |col, (y_image, x_image)| {
+            for group in 0..g.groups {
+                let w_g = MatRef::row_major(&weight[group * cog * k..][..cog * k], cog, k);
+                let dst = MatMut::row_major(&mut y_image[group * cog * p..][..cog * p], cog, p);
+                if g.is_pointwise() {
+                    let x_g = MatRef::row_major(&x_image[group * k * p..][..k * p], k, p);
+                    gemm(dst, w_g, x_g, false);
+                } else {
+                    col.resize(k * p, 0.0);
+                    im2col(g, group, x_image, col);
+                    gemm(dst, w_g, MatRef::row_major(col, k, p), false);
+                }
+            }
+        });
+    y
+}
+
+/// Gradients of `sum(dy · conv2d(x, weight))`: `(dx, dweight)`, each computed only when asked.
+pub fn backward(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    dy: &[f32],
+    want_dx: bool,
+    want_dw: bool,
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    assert_eq!(x.len(), g.batch * g.x_image());
+    assert_eq!(weight.len(), g.c_out * g.k());
+    assert_eq!(dy.len(), g.batch * g.y_image());
+    let (k, p, cog) = (g.k(), g.p(), g.cog());
+    let mut dx = want_dx.then(|| vec![0.0f32; g.batch * g.x_image()]);
+    if !want_dx && !want_dw {
+        return (None, None);
+    }
+    // Contiguous blocks of images, one per thread: each block sums its own weight gradient.
+    let blocks = rayon::current_num_threads().clamp(1, g.batch.max(1));
+    let per_block = g.batch.div_ceil(blocks);
+    let dx_blocks: Vec<Option<&mut [f32]>> = match dx.as_mut() {
+        Some(dx) => dx.chunks_mut(per_block * g.x_image()).map(Some).collect(),
+        None => (0..g.batch.div_ceil(per_block)).map(|_| None).collect(),
+    };
+    let partials: Vec<Option<Vec<f32>>> = dx_blocks
+        .into_par_iter()
+        .enumerate()
+        .map(|(block, mut dx_block)| {
+            let first = block * per_block;
+            let images = per_block.min(g.batch - first);
+            let mut dw = want_dw.then(|| vec![0.0f32; weight.len()]);
+            let mut col = Vec::new();
+            let mut dcol = Vec::new();
+            for i in 0..images {
+                let b = first + i;
+                let x_image = &x[b * g.x_image()..][..g.x_image()];
+                let dy_image = &dy[b * g.y_image()..][..g.y_image()];
+                for group in 0..g.groups {
+                    let dy_g = MatRef::row_major(&dy_image[group * cog * p..][..cog * p], cog, p);
+                    let w_g = MatRef::row_major(&weight[group * cog * k..][..cog * k], cog, k);
+                    if let Some(dw) = dw.as_mut() {
+                        let dst = MatMut::row_major(&mut dw[group * cog * k..][..cog * k], cog, k);
+                        let col_g = if g.is_pointwise() {
+                            MatRef::row_major(&x_image[group * k * p..][..k * p], k, p)
+                        } else {
+                            col.resize(k * p, 0.0);
+                            im2col(g, group, x_image, &mut col);
+                            MatRef::row_major(&col, k, p)
+                        };
+                        gemm(dst, dy_g, col_g.transpose(), true);
+                    }
+                    if let Some(dx_block) = dx_block.as_deref_mut() {
+                        let dx_image = &mut dx_block[i * g.x_image()..][..g.x_image()];
+                        if g.is_pointwise() {
+                            let dst =
+                                MatMut::row_major(&mut dx_image[group * k * p..][..k * p], k, p);
+                            gemm(dst, w_g.transpose(), dy_g, false);
+                        } else {
+                            dcol.resize(k * p, 0.0);
+                            gemm(
+                                MatMut::row_major(&mut dcol, k, p),
+                                w_g.transpose(),
+                                dy_g,
+                                false,
+                            );
+                            col2im(g, group, &dcol, dx_image);
+                        }
+                    }
+                }
+            }
+            dw
+        })
+        .collect();
+    let dw = want_dw.then(|| {
+        let mut parts = partials.into_iter().flatten();
+        let mut sum = parts.next().unwrap_or_else(|| vec![0.0; weight.len()]);
+        for part in parts {
+            for (s, v) in sum.iter_mut().zip(&part) {
+                *s += v;
+            }
+        }
+        sum
+    });
+    (dx, dw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct seven-loop convolution, the definition.
+    fn reference(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+        let mut y = vec![0.0; g.batch * g.y_image()];
+        let (cg, cog) = (g.cg(), g.cog());
+        for b in 0..g.batch {
+            for co in 0..g.c_out {
+                let group = co / cog;
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let mut acc = 0.0f64;
+                        for c in 0..cg {
+                            for ky in 0..g.kh {
+                                for kx in 0..g.kw {
+                                    let iy = (oy * g.stride[0] + ky * g.dilation[0]) as isize
+                                        - g.pad[0] as isize;
+                                    let ix = (ox * g.stride[1] + kx * g.dilation[1]) as isize
+                                        - g.pad[1] as isize;
+                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize
+                                    {
+                                        continue;
+                                    }
+                                    let ci = group * cg + c;
+                                    let xv = x[((b * g.c_in + ci) * g.h + iy as usize) * g.w
+                                        + ix as usize];
+                                    let wv = w[((co * cg + c) * g.kh + ky) * g.kw + kx];
+                                    acc += xv as f64 * wv as f64;
+                                }
+                            }
+                        }
+                        y[((b * g.c_out + co) * g.oh + oy) * g.ow + ox] = acc as f32;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn forward_matches_the_definition_on_odd_geometries() {
+        // (batch, c_in, h, w, c_out, k, stride, pad (begin, end), dilation, groups)
+        let cases = [
+            (2, 3, 7, 5, 4, [3, 3], [1, 1], [(1, 1), (1, 1)], [1, 1], 1),
+            (3, 4, 9, 8, 6, [3, 2], [2, 1], [(0, 2), (1, 0)], [1, 2], 2),
+            (1, 6, 5, 5, 6, [3, 3], [1, 2], [(2, 1), (1, 1)], [2, 1], 3),
+            (2, 5, 6, 6, 7, [1, 1], [1, 1], [(0, 0), (0, 0)], [1, 1], 1),
+            (2, 4, 8, 8, 8, [1, 1], [2, 2], [(0, 0), (0, 0)], [1, 1], 1),
+        ];
+        for (n, (batch, c_in, h, w, c_out, k, stride, padding, dilation, groups)) in
+            cases.into_iter().enumerate()
+        {
+            let options = ConvOptions::new_with_padding(stride, padding, dilation, groups);
+            let g = ConvGeometry::new(
+                [batch, c_in, h, w],
+                [c_out, c_in / groups, k[0], k[1]],
+                &options,
+            );
+            let x: Vec<f32> = (0..batch * c_in * h * w)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+                .collect();
+            let wt: Vec<f32> = (0..c_out * g.k())
+                .map(|i| ((i * 53 % 89) as f32 - 44.0) / 44.0)
+                .collect();
+            let want = reference(&g, &x, &wt);
+            let got = forward(&g, &x, &wt);
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-4, "case {n}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        // <im2col(x), c> == <x, col2im(c)> for any x, c: the defining property of the transpose.
+        let options = ConvOptions::new_with_padding([2, 1], [(1, 2), (2, 0)], [1, 2], 2);
+        let g = ConvGeometry::new([1, 4, 7, 6], [2, 2, 3, 2], &options);
+        let x: Vec<f32> = (0..g.x_image()).map(|i| (i % 7) as f32 - 3.0).collect();
+        let c: Vec<f32> = (0..g.k() * g.p()).map(|i| (i % 5) as f32 - 2.0).collect();
+        for group in 0..2 {
+            let mut col = vec![0.0; g.k() * g.p()];
+            im2col(&g, group, &x, &mut col);
+            let mut back = vec![0.0; g.x_image()];
+            col2im(&g, group, &c, &mut back);
+            let lhs: f32 = col.iter().zip(&c).map(|(a, b)| a * b).sum();
+            let rhs: f32 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
+            assert_eq!(lhs, rhs);
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Bounds-checked strided matrix views over slices, and `dst (+)= a · b` on them by the `gemm`
+//! crate's packed kernels (single-threaded: callers parallelise over images).
+
+/// A read-only `rows × cols` matrix at `data[r·row_stride + c·col_stride]`.
+#[derive(Clone, Copy)]
+pub struct MatRef<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+/// A writable `rows × cols` row-major matrix.
+pub struct MatMut<'a> {
+    data: &'a mut [f32],
+    rows: usize,
+    cols: usize,
+}
+
+impl<'a> MatRef<'a> {
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        assert!(data.len() >= rows * cols, "matrix view out of bounds");
+        MatRef {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The same memory read as the transposed matrix.
+    pub fn transpose(self) -> Self {
+        MatRef {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+}
+
+impl<'a> MatMut<'a> {
+    pub fn row_major(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
+        assert!(data.len() >= rows * cols, "matrix view out of bounds");
+        MatMut { data, rows, cols }
+    }
+}
+
+/// `dst = a · b`, or `dst += a · b` when `accumulate`.
+pub fn gemm(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) {
+    assert_eq!(a.rows, dst.rows, "gemm: rows of a and dst differ");
+    assert_eq!(b.cols, dst.cols, "gemm: columns of b and dst differ");
+    assert_eq!(a.cols, b.rows, "gemm: inner sizes differ");
+    let (m, n, k) = (dst.rows, dst.cols, a.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.data[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // The views were checked at construction; strides of a transpose stay inside the same extent.
+    // SAFETY: every index the kernel touches is below rows·row_stride + cols·col_stride of its
+    // view, which lies inside the borrowed slice; `dst` is exclusively borrowed.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.data.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn products_with_transposed_views_and_accumulation() {
+        // a = [[1, 2, 3], [4, 5, 6]], b = aᵀ: a·aᵀ = [[14, 32], [32, 77]]
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let mut out = [1.0f32; 4];
+        let av = MatRef::row_major(&a, 2, 3);
+        gemm(MatMut::row_major(&mut out, 2, 2), av, av.transpose(), false);
+        assert_eq!(out, [14.0, 32.0, 32.0, 77.0]);
+        gemm(MatMut::row_major(&mut out, 2, 2), av, av.transpose(), true);
+        assert_eq!(out, [28.0, 64.0, 64.0, 154.0]);
+        // aᵀ·a is 3×3: first row [17, 22, 27]
+        let mut out = [0.0f32; 9];
+        gemm(MatMut::row_major(&mut out, 3, 3), av.transpose(), av, false);
+        assert_eq!(&out[..3], &[17.0, 22.0, 27.0]);
+    }
+}
