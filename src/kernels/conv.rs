@@ -107,6 +107,38 @@ impl ConvGeometry {
             && self.ow == self.w
     }
 
+    /// For stride 1, the input gradient is itself a convolution: of `dy` with the flipped,
+    /// transposed weight ([`flip_transpose`]) under this geometry.
+    fn input_grad_as_conv(&self) -> Option<ConvGeometry> {
+        if self.stride != [1, 1] {
+            return None;
+        }
+        let mut pad = [0; 2];
+        for axis in 0..2 {
+            let (k, size, out) = if axis == 0 {
+                (self.kh, self.h, self.oh)
+            } else {
+                (self.kw, self.w, self.ow)
+            };
+            let begin = (k - 1) * self.dilation[axis];
+            // Both the mirrored begin and end padding must be non-negative.
+            if self.pad[axis] > begin || size + self.pad[axis] < out {
+                return None;
+            }
+            pad[axis] = begin - self.pad[axis];
+        }
+        Some(ConvGeometry {
+            c_in: self.c_out,
+            h: self.oh,
+            w: self.ow,
+            c_out: self.c_in,
+            pad,
+            oh: self.h,
+            ow: self.w,
+            ..*self
+        })
+    }
+
     /// For kernel offset `k` along one axis: the output range whose input index
     /// `o·stride + k·dilation − pad` lies in `[0, size)`, and that index at `o = 0`.
     fn valid(&self, axis: usize, k: usize) -> (usize, usize, isize) {
@@ -133,10 +165,20 @@ impl ConvGeometry {
     }
 }
 
-/// Fills `col[K, P]` for one image and group from `x_image` (`[c_in, h, w]`).
-fn im2col(g: &ConvGeometry, group: usize, x_image: &[f32], col: &mut [f32]) {
+/// Fills columns `[slot·P, (slot+1)·P)` of `col[K, width]` for one image and group from
+/// `x_image` (`[c_in, h, w]`).
+fn im2col(
+    g: &ConvGeometry,
+    group: usize,
+    x_image: &[f32],
+    col: &mut [f32],
+    width: usize,
+    slot: usize,
+) {
     let (p, hw) = (g.p(), g.h * g.w);
-    let mut rows = col.chunks_exact_mut(p);
+    let mut rows = col
+        .chunks_exact_mut(width)
+        .map(|row| &mut row[slot * p..][..p]);
     for c in 0..g.cg() {
         let plane = &x_image[(group * g.cg() + c) * hw..][..hw];
         for ky in 0..g.kh {
@@ -166,10 +208,18 @@ fn im2col(g: &ConvGeometry, group: usize, x_image: &[f32], col: &mut [f32]) {
     }
 }
 
-/// Adds `col[K, P]` back into the input-gradient image `dx_image` (the adjoint of [`im2col`]).
-fn col2im(g: &ConvGeometry, group: usize, col: &[f32], dx_image: &mut [f32]) {
+/// Adds columns `[slot·P, (slot+1)·P)` of `col[K, width]` back into the input-gradient image
+/// `dx_image` (the adjoint of [`im2col`]).
+fn col2im(
+    g: &ConvGeometry,
+    group: usize,
+    col: &[f32],
+    width: usize,
+    slot: usize,
+    dx_image: &mut [f32],
+) {
     let (p, hw) = (g.p(), g.h * g.w);
-    let mut rows = col.chunks_exact(p);
+    let mut rows = col.chunks_exact(width).map(|row| &row[slot * p..][..p]);
     for c in 0..g.cg() {
         let plane = &mut dx_image[(group * g.cg() + c) * hw..][..hw];
         for ky in 0..g.kh {
@@ -197,26 +247,91 @@ fn col2im(g: &ConvGeometry, group: usize, col: &[f32], dx_image: &mut [f32]) {
     }
 }
 
+/// `W'[g·cg + ci, co, ky, kx] = W[g·cog + co, ci, kh−1−ky, kw−1−kx]`: the weight of the
+/// input-gradient convolution.
+fn flip_transpose(g: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
+    let (cg, cog, taps) = (g.cg(), g.cog(), g.kh * g.kw);
+    let mut flipped = vec![0.0f32; weight.len()];
+    for group in 0..g.groups {
+        for co in 0..cog {
+            for ci in 0..cg {
+                let src = &weight[((group * cog + co) * cg + ci) * taps..][..taps];
+                let dst = &mut flipped[((group * cg + ci) * cog + co) * taps..][..taps];
+                for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                    *d = *s;
+                }
+            }
+        }
+    }
+    flipped
+}
+
+/// Images per gemm: enough output positions per call that the kernel's packing pays off.
+fn images_per_chunk(g: &ConvGeometry) -> usize {
+    const MIN_COLUMNS: usize = 256;
+    MIN_COLUMNS.div_ceil(g.p().max(1)).clamp(1, g.batch.max(1))
+}
+
+/// Scratch matrices reused across the chunks one thread handles.
+#[derive(Default)]
+struct Scratch {
+    col: Vec<f32>,
+    out: Vec<f32>,
+}
+
+fn sized(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    buffer.resize(len, 0.0);
+    &mut buffer[..len]
+}
+
 /// `y = conv2d(x, weight)` without bias; `x` is `[batch, c_in, h, w]`, the result
 /// `[batch, c_out, oh, ow]`, both row-major.
 pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     assert_eq!(x.len(), g.batch * g.x_image());
     assert_eq!(weight.len(), g.c_out * g.k());
     let (k, p, cog) = (g.k(), g.p(), g.cog());
+    let nb = images_per_chunk(g);
     let mut y = vec![0.0f32; g.batch * g.y_image()];
-    y.par_chunks_mut(g.y_image())
-        .zip(x.par_chunks(g.x_image()))
-        .for_each_init(Vec::new, |col, (y_image, x_image)| {
+    y.par_chunks_mut(nb * g.y_image())
+        .zip(x.par_chunks(nb * g.x_image()))
+        .for_each_init(Scratch::default, |scratch, (y_chunk, x_chunk)| {
+            let images = y_chunk.len() / g.y_image();
+            let width = images * p;
             for group in 0..g.groups {
                 let w_g = MatRef::row_major(&weight[group * cog * k..][..cog * k], cog, k);
-                let dst = MatMut::row_major(&mut y_image[group * cog * p..][..cog * p], cog, p);
-                if g.is_pointwise() {
-                    let x_g = MatRef::row_major(&x_image[group * k * p..][..k * p], k, p);
-                    gemm(dst, w_g, x_g, false);
-                } else {
-                    col.resize(k * p, 0.0);
-                    im2col(g, group, x_image, col);
-                    gemm(dst, w_g, MatRef::row_major(col, k, p), false);
+                if images == 1 {
+                    // One image: the gemm writes its NCHW output in place.
+                    let dst = MatMut::row_major(&mut y_chunk[group * cog * p..][..cog * p], cog, p);
+                    if g.is_pointwise() {
+                        gemm(
+                            dst,
+                            w_g,
+                            MatRef::row_major(&x_chunk[group * k * p..][..k * p], k, p),
+                            false,
+                        );
+                    } else {
+                        let col = sized(&mut scratch.col, k * p);
+                        im2col(g, group, x_chunk, col, p, 0);
+                        gemm(dst, w_g, MatRef::row_major(col, k, p), false);
+                    }
+                    continue;
+                }
+                let col = sized(&mut scratch.col, k * width);
+                for (i, x_image) in x_chunk.chunks_exact(g.x_image()).enumerate() {
+                    im2col(g, group, x_image, col, width, i);
+                }
+                let out = sized(&mut scratch.out, cog * width);
+                gemm(
+                    MatMut::row_major(out, cog, width),
+                    w_g,
+                    MatRef::row_major(col, k, width),
+                    false,
+                );
+                for (i, y_image) in y_chunk.chunks_exact_mut(g.y_image()).enumerate() {
+                    for co in 0..cog {
+                        y_image[(group * cog + co) * p..][..p]
+                            .copy_from_slice(&out[co * width + i * p..][..p]);
+                    }
                 }
             }
         });
@@ -235,14 +350,21 @@ pub fn backward(
     assert_eq!(x.len(), g.batch * g.x_image());
     assert_eq!(weight.len(), g.c_out * g.k());
     assert_eq!(dy.len(), g.batch * g.y_image());
-    let (k, p, cog) = (g.k(), g.p(), g.cog());
-    let mut dx = want_dx.then(|| vec![0.0f32; g.batch * g.x_image()]);
     if !want_dx && !want_dw {
         return (None, None);
     }
-    // Contiguous blocks of images, one per thread: each block sums its own weight gradient.
-    let blocks = rayon::current_num_threads().clamp(1, g.batch.max(1));
-    let per_block = g.batch.div_ceil(blocks);
+    if want_dx && let Some(transposed) = g.input_grad_as_conv() {
+        // A gathering convolution: no scatter, and the gemm's inner size is c_out·kh·kw.
+        let dx = forward(&transposed, dy, &flip_transpose(g, weight));
+        let (_, dw) = backward(g, x, weight, dy, false, want_dw);
+        return (Some(dx), dw);
+    }
+    let (k, p, cog) = (g.k(), g.p(), g.cog());
+    let nb = images_per_chunk(g);
+    let chunks = g.batch.div_ceil(nb);
+    // Contiguous blocks of chunks, one per thread: each block sums its own weight gradient.
+    let per_block = chunks.div_ceil(rayon::current_num_threads().clamp(1, chunks.max(1))) * nb;
+    let mut dx = want_dx.then(|| vec![0.0f32; g.batch * g.x_image()]);
     let dx_blocks: Vec<Option<&mut [f32]>> = match dx.as_mut() {
         Some(dx) => dx.chunks_mut(per_block * g.x_image()).map(Some).collect(),
         None => (0..g.batch.div_ceil(per_block)).map(|_| None).collect(),
@@ -251,44 +373,64 @@ pub fn backward(
         .into_par_iter()
         .enumerate()
         .map(|(block, mut dx_block)| {
-            let first = block * per_block;
-            let images = per_block.min(g.batch - first);
             let mut dw = want_dw.then(|| vec![0.0f32; weight.len()]);
-            let mut col = Vec::new();
-            let mut dcol = Vec::new();
-            for i in 0..images {
-                let b = first + i;
-                let x_image = &x[b * g.x_image()..][..g.x_image()];
-                let dy_image = &dy[b * g.y_image()..][..g.y_image()];
+            let mut scratch = Scratch::default();
+            let block_first = block * per_block;
+            let block_end = (block_first + per_block).min(g.batch);
+            for first in (block_first..block_end).step_by(nb) {
+                let images = nb.min(block_end - first);
+                let width = images * p;
+                let x_chunk = &x[first * g.x_image()..][..images * g.x_image()];
+                let dy_chunk = &dy[first * g.y_image()..][..images * g.y_image()];
                 for group in 0..g.groups {
-                    let dy_g = MatRef::row_major(&dy_image[group * cog * p..][..cog * p], cog, p);
                     let w_g = MatRef::row_major(&weight[group * cog * k..][..cog * k], cog, k);
+                    // dy of this group as [cog, width]: in place for one image, else gathered.
+                    let dy_g = if images == 1 {
+                        MatRef::row_major(&dy_chunk[group * cog * p..][..cog * p], cog, p)
+                    } else {
+                        let out = sized(&mut scratch.out, cog * width);
+                        for (i, dy_image) in dy_chunk.chunks_exact(g.y_image()).enumerate() {
+                            for co in 0..cog {
+                                out[co * width + i * p..][..p]
+                                    .copy_from_slice(&dy_image[(group * cog + co) * p..][..p]);
+                            }
+                        }
+                        MatRef::row_major(out, cog, width)
+                    };
+                    let pointwise_single = g.is_pointwise() && images == 1;
                     if let Some(dw) = dw.as_mut() {
                         let dst = MatMut::row_major(&mut dw[group * cog * k..][..cog * k], cog, k);
-                        let col_g = if g.is_pointwise() {
-                            MatRef::row_major(&x_image[group * k * p..][..k * p], k, p)
+                        let col_g = if pointwise_single {
+                            MatRef::row_major(&x_chunk[group * k * p..][..k * p], k, p)
                         } else {
-                            col.resize(k * p, 0.0);
-                            im2col(g, group, x_image, &mut col);
-                            MatRef::row_major(&col, k, p)
+                            let col = sized(&mut scratch.col, k * width);
+                            for (i, x_image) in x_chunk.chunks_exact(g.x_image()).enumerate() {
+                                im2col(g, group, x_image, col, width, i);
+                            }
+                            MatRef::row_major(col, k, width)
                         };
                         gemm(dst, dy_g, col_g.transpose(), true);
                     }
                     if let Some(dx_block) = dx_block.as_deref_mut() {
-                        let dx_image = &mut dx_block[i * g.x_image()..][..g.x_image()];
-                        if g.is_pointwise() {
+                        let dx_chunk = &mut dx_block[(first - block_first) * g.x_image()..]
+                            [..images * g.x_image()];
+                        if pointwise_single {
                             let dst =
-                                MatMut::row_major(&mut dx_image[group * k * p..][..k * p], k, p);
+                                MatMut::row_major(&mut dx_chunk[group * k * p..][..k * p], k, p);
                             gemm(dst, w_g.transpose(), dy_g, false);
                         } else {
-                            dcol.resize(k * p, 0.0);
+                            // The column scratch is free again once dW has used it.
+                            let dcol = sized(&mut scratch.col, k * width);
                             gemm(
-                                MatMut::row_major(&mut dcol, k, p),
+                                MatMut::row_major(dcol, k, width),
                                 w_g.transpose(),
                                 dy_g,
                                 false,
                             );
-                            col2im(g, group, &dcol, dx_image);
+                            for (i, dx_image) in dx_chunk.chunks_exact_mut(g.x_image()).enumerate()
+                            {
+                                col2im(g, group, dcol, width, i, dx_image);
+                            }
                         }
                     }
                 }
@@ -392,9 +534,9 @@ mod tests {
         let c: Vec<f32> = (0..g.k() * g.p()).map(|i| (i % 5) as f32 - 2.0).collect();
         for group in 0..2 {
             let mut col = vec![0.0; g.k() * g.p()];
-            im2col(&g, group, &x, &mut col);
+            im2col(&g, group, &x, &mut col, g.p(), 0);
             let mut back = vec![0.0; g.x_image()];
-            col2im(&g, group, &c, &mut back);
+            col2im(&g, group, &c, g.p(), 0, &mut back);
             let lhs: f32 = col.iter().zip(&c).map(|(a, b)| a * b).sum();
             let rhs: f32 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
             assert_eq!(lhs, rhs);

@@ -7,7 +7,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use crate::kernels::conv2d_layer;
+use crate::kernels::{batch_norm_layer, conv2d_layer};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,13 +124,15 @@ impl Block {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(conv2d_layer(&d.conv, x.clone())),
+            Some(d) => batch_norm_layer(&d.bn, conv2d_layer(&d.conv, x.clone()), false),
             None => x.clone(),
         };
-        let mut out = relu(self.bn1.forward(conv2d_layer(&self.conv1, x)));
-        out = self.bn2.forward(conv2d_layer(&self.conv2, out));
+        let mut out = batch_norm_layer(&self.bn1, conv2d_layer(&self.conv1, x), true);
         if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            out = bn3.forward(conv2d_layer(&conv3, relu(out)));
+            out = batch_norm_layer(&self.bn2, conv2d_layer(&self.conv2, out), true);
+            out = batch_norm_layer(bn3, conv2d_layer(conv3, out), false);
+        } else {
+            out = batch_norm_layer(&self.bn2, conv2d_layer(&self.conv2, out), false);
         }
         relu(out + identity)
     }
@@ -197,7 +199,7 @@ impl ResNetConfig {
 impl ResNet {
     /// Pooled features `[batch, out_dim]` (the representation; no classifier).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(self.bn1.forward(conv2d_layer(&self.conv1, x)));
+        let mut x = batch_norm_layer(&self.bn1, conv2d_layer(&self.conv1, x), true);
         if let Some(pool) = &self.maxpool {
             x = pool.forward(x);
         }

@@ -1,0 +1,55 @@
+use burn::tensor::ops::ConvOptions;
+use selfsup::kernels::conv::{ConvGeometry, backward, forward};
+use std::time::Instant;
+fn main() {
+    let layers = [
+        (3usize, 64usize, 32usize, 1usize, 3usize, 1usize),
+        (64, 64, 32, 1, 3, 4),
+        (64, 128, 32, 2, 3, 1),
+        (128, 128, 16, 1, 3, 3),
+        (64, 128, 32, 2, 1, 1),
+        (128, 256, 16, 2, 3, 1),
+        (256, 256, 8, 1, 3, 3),
+        (128, 256, 16, 2, 1, 1),
+        (256, 512, 8, 2, 3, 1),
+        (512, 512, 4, 1, 3, 3),
+        (256, 512, 8, 2, 1, 1),
+    ];
+    let (mut tf, mut tb, mut fl_all) = (0.0, 0.0, 0.0);
+    for &(cin, cout, side, stride, k, count) in &layers {
+        let o = ConvOptions::new([stride, stride], [k / 2, k / 2], [1, 1], 1);
+        let g = ConvGeometry::new([64, cin, side, side], [cout, cin, k, k], &o);
+        let x = vec![0.5f32; 64 * cin * side * side];
+        let w = vec![0.1f32; cout * cin * k * k];
+        let dy = vec![0.2f32; 64 * cout * g.oh * g.ow];
+        let fl = 2.0 * (64 * cout * cin * k * k * g.oh * g.ow) as f64;
+        let _ = forward(&g, &x, &w);
+        let t = Instant::now();
+        for _ in 0..3 {
+            std::hint::black_box(forward(&g, &x, &w));
+        }
+        let f = t.elapsed().as_secs_f64() / 3.0;
+        let t = Instant::now();
+        for _ in 0..3 {
+            std::hint::black_box(backward(&g, &x, &w, &dy, cin != 3, true));
+        }
+        let b = t.elapsed().as_secs_f64() / 3.0;
+        let bfl = if cin == 3 { fl } else { 2.0 * fl };
+        println!(
+            "{cin}->{cout} {side}px s{stride} k{k} x{count}: fwd {:.1} ms {:.0} GF/s, bwd {:.1} ms {:.0} GF/s",
+            f * 1e3,
+            fl / f / 1e9,
+            b * 1e3,
+            bfl / b / 1e9
+        );
+        tf += f * count as f64;
+        tb += b * count as f64;
+        fl_all += (fl + bfl) * count as f64;
+    }
+    println!(
+        "total conv fwd {:.0} ms, bwd {:.0} ms, {:.0} GF/s",
+        tf * 1e3,
+        tb * 1e3,
+        fl_all / (tf + tb) / 1e9
+    );
+}
