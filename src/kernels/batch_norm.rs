@@ -40,6 +40,28 @@ impl Planes {
     }
 }
 
+/// `(Σ f(i), Σ g(i))` over a plane in eight f32 lanes (vectorisable), returned as f64.
+fn lane_sums(len: usize, f: impl Fn(usize) -> (f32, f32)) -> (f64, f64) {
+    let (mut a, mut b) = ([0.0f32; 8], [0.0f32; 8]);
+    let full = len / 8 * 8;
+    for base in (0..full).step_by(8) {
+        for lane in 0..8 {
+            let (u, v) = f(base + lane);
+            a[lane] += u;
+            b[lane] += v;
+        }
+    }
+    for i in full..len {
+        let (u, v) = f(i);
+        a[0] += u;
+        b[0] += v;
+    }
+    (
+        a.iter().map(|&v| v as f64).sum(),
+        b.iter().map(|&v| v as f64).sum(),
+    )
+}
+
 fn inv_std(var: f32, epsilon: f64) -> f32 {
     (1.0 / (var as f64 + epsilon).sqrt()) as f32
 }
@@ -54,17 +76,23 @@ pub fn forward(
     relu: bool,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), p.batch * p.channels * p.spatial);
-    let sums = p.per_channel(|b, c| {
-        x[p.plane(b, c)].iter().fold((0.0f64, 0.0f64), |(s, q), &v| {
-            let v = v as f64;
-            (s + v, q + v * v)
-        })
-    });
     let n = p.count();
-    let mean: Vec<f32> = sums.iter().map(|(s, _)| (s / n) as f32).collect();
-    let var: Vec<f32> = sums
+    let mean: Vec<f32> = p
+        .per_channel(|b, c| {
+            let plane = &x[p.plane(b, c)];
+            lane_sums(plane.len(), |i| (plane[i], 0.0))
+        })
         .iter()
-        .map(|(s, q)| ((q / n) - (s / n) * (s / n)).max(0.0) as f32)
+        .map(|(s, _)| (s / n) as f32)
+        .collect();
+    // Two passes: the centred sum of squares does not cancel catastrophically.
+    let var: Vec<f32> = p
+        .per_channel(|b, c| {
+            let (plane, m) = (&x[p.plane(b, c)], mean[c]);
+            lane_sums(plane.len(), |i| ((plane[i] - m) * (plane[i] - m), 0.0))
+        })
+        .iter()
+        .map(|(q, _)| (q / n) as f32)
         .collect();
     let mut y = vec![0.0f32; x.len()];
     y.par_chunks_mut(p.spatial.max(1))
@@ -99,16 +127,24 @@ pub fn backward(
     epsilon: f64,
     dy: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let masked = |i: usize| match y {
-        Some(y) if y[i] <= 0.0 => 0.0,
-        _ => dy[i],
+    // With a ReLU, the upstream gradient passes only where the output was positive.
+    let masked: Vec<f32>;
+    let dy = match y {
+        Some(y) => {
+            masked = dy
+                .par_iter()
+                .zip(y.par_iter())
+                .map(|(&g, &out)| if out > 0.0 { g } else { 0.0 })
+                .collect();
+            &masked[..]
+        }
+        None => dy,
     };
     let sums = p.per_channel(|b, c| {
         let (m, s) = (mean[c], inv_std(var[c], epsilon));
-        p.plane(b, c).fold((0.0f64, 0.0f64), |(sd, sdx), i| {
-            let g = masked(i);
-            (sd + g as f64, sdx + (g * (x[i] - m) * s) as f64)
-        })
+        let range = p.plane(b, c);
+        let (xs, gs) = (&x[range.clone()], &dy[range]);
+        lane_sums(xs.len(), |i| (gs[i], gs[i] * (xs[i] - m) * s))
     });
     let n = p.count();
     let dbeta: Vec<f32> = sums.iter().map(|(sd, _)| *sd as f32).collect();
@@ -121,11 +157,11 @@ pub fn backward(
             let s = inv_std(var[c], epsilon);
             let (mean_dy, mean_dy_xhat) = ((sums[c].0 / n) as f32, (sums[c].1 / n) as f32);
             let scale = gamma[c] * s;
-            let start = plane * p.spatial;
-            for (j, o) in out.iter_mut().enumerate() {
-                let i = start + j;
-                let xhat = (x[i] - mean[c]) * s;
-                *o = scale * (masked(i) - mean_dy - xhat * mean_dy_xhat);
+            let range = plane * p.spatial..(plane + 1) * p.spatial;
+            let (xs, gs) = (&x[range.clone()], &dy[range]);
+            for ((o, &xv), &g) in out.iter_mut().zip(xs).zip(gs) {
+                let xhat = (xv - mean[c]) * s;
+                *o = scale * (g - mean_dy - xhat * mean_dy_xhat);
             }
         });
     (dx, dgamma, dbeta)

@@ -139,6 +139,15 @@ impl ConvGeometry {
         })
     }
 
+    /// [`Self::valid`] for every kernel row and every kernel column.
+    #[allow(clippy::type_complexity)]
+    fn valid_ranges(&self) -> (Vec<(usize, usize, isize)>, Vec<(usize, usize, isize)>) {
+        (
+            (0..self.kh).map(|k| self.valid(0, k)).collect(),
+            (0..self.kw).map(|k| self.valid(1, k)).collect(),
+        )
+    }
+
     /// For kernel offset `k` along one axis: the output range whose input index
     /// `o·stride + k·dilation − pad` lies in `[0, size)`, and that index at `o = 0`.
     fn valid(&self, axis: usize, k: usize) -> (usize, usize, isize) {
@@ -220,12 +229,11 @@ fn col2im(
 ) {
     let (p, hw) = (g.p(), g.h * g.w);
     let mut rows = col.chunks_exact(width).map(|row| &row[slot * p..][..p]);
+    let (ys, xs) = g.valid_ranges();
     for c in 0..g.cg() {
         let plane = &mut dx_image[(group * g.cg() + c) * hw..][..hw];
-        for ky in 0..g.kh {
-            let (y0, y1, y_off) = g.valid(0, ky);
-            for kx in 0..g.kw {
-                let (x0, x1, x_off) = g.valid(1, kx);
+        for &(y0, y1, y_off) in &ys {
+            for &(x0, x1, x_off) in &xs {
                 let row = rows.next().expect("K rows");
                 for oy in y0..y1 {
                     let iy = (oy as isize * g.stride[0] as isize + y_off) as usize;
@@ -268,7 +276,7 @@ fn flip_transpose(g: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
 
 /// Images per gemm: enough output positions per call that the kernel's packing pays off.
 fn images_per_chunk(g: &ConvGeometry) -> usize {
-    const MIN_COLUMNS: usize = 256;
+    const MIN_COLUMNS: usize = 64;
     MIN_COLUMNS.div_ceil(g.p().max(1)).clamp(1, g.batch.max(1))
 }
 
