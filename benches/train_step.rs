@@ -13,6 +13,7 @@ use selfsup::nn::{Arch, ModelConfig};
 use selfsup::optim::{Optimizer, OptimizerConfig};
 
 fn main() {
+    selfsup::allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let steps: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(10);
     let vit = args.iter().any(|a| a == "vit-tiny");

@@ -3,6 +3,7 @@
 //! Building blocks (datasets, augmentations, backbones, heads, losses, EMA teachers, optimizers)
 //! are public so they can be used outside the `selfsup` command.
 
+pub mod allocator;
 pub mod augment;
 pub mod catalog;
 pub mod cli;

@@ -174,41 +174,40 @@ impl ConvGeometry {
     }
 }
 
-/// Fills columns `[slot·P, (slot+1)·P)` of `col[K, width]` for one image and group from
-/// `x_image` (`[c_in, h, w]`).
-fn im2col(
-    g: &ConvGeometry,
-    group: usize,
-    x_image: &[f32],
-    col: &mut [f32],
-    width: usize,
-    slot: usize,
-) {
+/// Fills the column matrix `col` (K rows, `row_stride` apart; image `i` in columns
+/// `[i·P, (i+1)·P)`) for one group from the images of `x_chunk` (each `[c_in, h, w]`).
+///
+/// Row by row, every image in turn: writes stay sequential and the few input planes a row
+/// reads stay in cache, however many images there are.
+fn im2col(g: &ConvGeometry, group: usize, x_chunk: &[f32], col: &mut [f32], row_stride: usize) {
     let (p, hw) = (g.p(), g.h * g.w);
-    let mut rows = col
-        .chunks_exact_mut(width)
-        .map(|row| &mut row[slot * p..][..p]);
+    let (ys, xs) = g.valid_ranges();
+    let mut rows = col.chunks_mut(row_stride);
     for c in 0..g.cg() {
-        let plane = &x_image[(group * g.cg() + c) * hw..][..hw];
-        for ky in 0..g.kh {
-            let (y0, y1, y_off) = g.valid(0, ky);
-            for kx in 0..g.kw {
-                let (x0, x1, x_off) = g.valid(1, kx);
+        let plane_start = (group * g.cg() + c) * hw;
+        for &(y0, y1, y_off) in &ys {
+            for &(x0, x1, x_off) in &xs {
                 let row = rows.next().expect("K rows");
-                row[..y0 * g.ow].fill(0.0);
-                row[y1 * g.ow..].fill(0.0);
-                for oy in y0..y1 {
-                    let iy = (oy as isize * g.stride[0] as isize + y_off) as usize;
-                    let src = &plane[iy * g.w..][..g.w];
-                    let dst = &mut row[oy * g.ow..][..g.ow];
-                    dst[..x0].fill(0.0);
-                    dst[x1..].fill(0.0);
-                    let ix0 = (x0 as isize * g.stride[1] as isize + x_off) as usize;
-                    if g.stride[1] == 1 {
-                        dst[x0..x1].copy_from_slice(&src[ix0..ix0 + (x1 - x0)]);
-                    } else {
-                        for (o, d) in dst[x0..x1].iter_mut().enumerate() {
-                            *d = src[ix0 + o * g.stride[1]];
+                for (x_image, dst_image) in x_chunk
+                    .chunks_exact(g.x_image())
+                    .zip(row.chunks_exact_mut(p))
+                {
+                    let plane = &x_image[plane_start..][..hw];
+                    dst_image[..y0 * g.ow].fill(0.0);
+                    dst_image[y1 * g.ow..].fill(0.0);
+                    for oy in y0..y1 {
+                        let iy = (oy as isize * g.stride[0] as isize + y_off) as usize;
+                        let src = &plane[iy * g.w..][..g.w];
+                        let dst = &mut dst_image[oy * g.ow..][..g.ow];
+                        dst[..x0].fill(0.0);
+                        dst[x1..].fill(0.0);
+                        let ix0 = (x0 as isize * g.stride[1] as isize + x_off) as usize;
+                        if g.stride[1] == 1 {
+                            dst[x0..x1].copy_from_slice(&src[ix0..ix0 + (x1 - x0)]);
+                        } else {
+                            for (o, d) in dst[x0..x1].iter_mut().enumerate() {
+                                *d = src[ix0 + o * g.stride[1]];
+                            }
                         }
                     }
                 }
@@ -217,36 +216,35 @@ fn im2col(
     }
 }
 
-/// Adds columns `[slot·P, (slot+1)·P)` of `col[K, width]` back into the input-gradient image
-/// `dx_image` (the adjoint of [`im2col`]).
-fn col2im(
-    g: &ConvGeometry,
-    group: usize,
-    col: &[f32],
-    width: usize,
-    slot: usize,
-    dx_image: &mut [f32],
-) {
+/// Adds the column matrix `col` (laid out as [`im2col`] fills it) back into the input-gradient
+/// images of `dx_chunk`: the adjoint of [`im2col`].
+fn col2im(g: &ConvGeometry, group: usize, col: &[f32], row_stride: usize, dx_chunk: &mut [f32]) {
     let (p, hw) = (g.p(), g.h * g.w);
-    let mut rows = col.chunks_exact(width).map(|row| &row[slot * p..][..p]);
     let (ys, xs) = g.valid_ranges();
+    let mut rows = col.chunks(row_stride);
     for c in 0..g.cg() {
-        let plane = &mut dx_image[(group * g.cg() + c) * hw..][..hw];
+        let plane_start = (group * g.cg() + c) * hw;
         for &(y0, y1, y_off) in &ys {
             for &(x0, x1, x_off) in &xs {
                 let row = rows.next().expect("K rows");
-                for oy in y0..y1 {
-                    let iy = (oy as isize * g.stride[0] as isize + y_off) as usize;
-                    let dst = &mut plane[iy * g.w..][..g.w];
-                    let src = &row[oy * g.ow + x0..oy * g.ow + x1];
-                    let ix0 = (x0 as isize * g.stride[1] as isize + x_off) as usize;
-                    if g.stride[1] == 1 {
-                        for (d, s) in dst[ix0..ix0 + src.len()].iter_mut().zip(src) {
-                            *d += s;
-                        }
-                    } else {
-                        for (o, s) in src.iter().enumerate() {
-                            dst[ix0 + o * g.stride[1]] += s;
+                for (dx_image, src_image) in dx_chunk
+                    .chunks_exact_mut(g.x_image())
+                    .zip(row.chunks_exact(p))
+                {
+                    let plane = &mut dx_image[plane_start..][..hw];
+                    for oy in y0..y1 {
+                        let iy = (oy as isize * g.stride[0] as isize + y_off) as usize;
+                        let dst = &mut plane[iy * g.w..][..g.w];
+                        let src = &src_image[oy * g.ow + x0..oy * g.ow + x1];
+                        let ix0 = (x0 as isize * g.stride[1] as isize + x_off) as usize;
+                        if g.stride[1] == 1 {
+                            for (d, s) in dst[ix0..ix0 + src.len()].iter_mut().zip(src) {
+                                *d += s;
+                            }
+                        } else {
+                            for (o, s) in src.iter().enumerate() {
+                                dst[ix0 + o * g.stride[1]] += s;
+                            }
                         }
                     }
                 }
@@ -274,10 +272,25 @@ fn flip_transpose(g: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
     flipped
 }
 
-/// Images per gemm: enough output positions per call that the kernel's packing pays off.
-fn images_per_chunk(g: &ConvGeometry) -> usize {
-    const MIN_COLUMNS: usize = 64;
-    MIN_COLUMNS.div_ceil(g.p().max(1)).clamp(1, g.batch.max(1))
+/// Images per gemm: enough that a gemm covers `min_columns` output positions, but no more
+/// than a thread's share of the batch.
+///
+/// The forward product wants 64 (a multiple of the gemm kernel's 64-row tile, with the column
+/// matrix still in cache); the weight gradient wants 512, since each of its gemms reads and
+/// writes the whole weight-sized accumulator.
+fn images_per_chunk(g: &ConvGeometry, min_columns: usize) -> usize {
+    let share = g.batch.div_ceil(rayon::current_num_threads().max(1));
+    min_columns.div_ceil(g.p().max(1)).clamp(1, share.max(1))
+}
+
+const FORWARD_COLUMNS: usize = 64;
+const WEIGHT_GRAD_COLUMNS: usize = 512;
+
+/// Row stride for a matrix `width` columns wide: a whole number of cache lines, and an odd
+/// one, so that consecutive rows fall in different cache sets (a stride of a power-of-two
+/// bytes makes the gemm's packing thrash the L1).
+fn padded(width: usize) -> usize {
+    width.next_multiple_of(16) | 16
 }
 
 /// Scratch matrices reused across the chunks one thread handles.
@@ -292,53 +305,58 @@ fn sized(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buffer[..len]
 }
 
+/// Contiguous chunks `(first image, images)` of the batch, grouped into one block per thread.
+fn blocks(g: &ConvGeometry) -> Vec<Vec<(usize, usize)>> {
+    let nb = images_per_chunk(g, WEIGHT_GRAD_COLUMNS);
+    let chunks: Vec<(usize, usize)> = (0..g.batch.div_ceil(nb))
+        .map(|i| (i * nb, nb.min(g.batch - i * nb)))
+        .collect();
+    let per_block = chunks
+        .len()
+        .div_ceil(rayon::current_num_threads().clamp(1, chunks.len().max(1)));
+    chunks.chunks(per_block.max(1)).map(<[_]>::to_vec).collect()
+}
+
 /// `y = conv2d(x, weight)` without bias; `x` is `[batch, c_in, h, w]`, the result
 /// `[batch, c_out, oh, ow]`, both row-major.
 pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     assert_eq!(x.len(), g.batch * g.x_image());
     assert_eq!(weight.len(), g.c_out * g.k());
     let (k, p, cog) = (g.k(), g.p(), g.cog());
-    let nb = images_per_chunk(g);
+    let nb = images_per_chunk(g, FORWARD_COLUMNS);
     let mut y = vec![0.0f32; g.batch * g.y_image()];
     y.par_chunks_mut(nb * g.y_image())
         .zip(x.par_chunks(nb * g.x_image()))
         .for_each_init(Scratch::default, |scratch, (y_chunk, x_chunk)| {
             let images = y_chunk.len() / g.y_image();
             let width = images * p;
+            let stride = padded(width);
             for group in 0..g.groups {
                 let w_g = MatRef::row_major(&weight[group * cog * k..][..cog * k], cog, k);
-                if images == 1 {
-                    // One image: the gemm writes its NCHW output in place.
-                    let dst = MatMut::row_major(&mut y_chunk[group * cog * p..][..cog * p], cog, p);
-                    if g.is_pointwise() {
-                        gemm(
-                            dst,
-                            w_g,
-                            MatRef::row_major(&x_chunk[group * k * p..][..k * p], k, p),
-                            false,
-                        );
-                    } else {
-                        let col = sized(&mut scratch.col, k * p);
-                        im2col(g, group, x_chunk, col, p, 0);
-                        gemm(dst, w_g, MatRef::row_major(col, k, p), false);
-                    }
+                if images == 1 && g.is_pointwise() {
+                    // The input image already is the column matrix, the output its NCHW place.
+                    gemm(
+                        MatMut::row_major(&mut y_chunk[group * cog * p..][..cog * p], cog, p),
+                        w_g,
+                        MatRef::row_major(&x_chunk[group * k * p..][..k * p], k, p),
+                        false,
+                    );
                     continue;
                 }
-                let col = sized(&mut scratch.col, k * width);
-                for (i, x_image) in x_chunk.chunks_exact(g.x_image()).enumerate() {
-                    im2col(g, group, x_image, col, width, i);
+                let col = sized(&mut scratch.col, k * stride);
+                im2col(g, group, x_chunk, col, stride);
+                let col = MatRef::strided(col, k, width, stride);
+                if images == 1 {
+                    let dst = MatMut::row_major(&mut y_chunk[group * cog * p..][..cog * p], cog, p);
+                    gemm(dst, w_g, col, false);
+                    continue;
                 }
-                let out = sized(&mut scratch.out, cog * width);
-                gemm(
-                    MatMut::row_major(out, cog, width),
-                    w_g,
-                    MatRef::row_major(col, k, width),
-                    false,
-                );
+                let out = sized(&mut scratch.out, cog * stride);
+                gemm(MatMut::strided(out, cog, width, stride), w_g, col, false);
                 for (i, y_image) in y_chunk.chunks_exact_mut(g.y_image()).enumerate() {
                     for co in 0..cog {
                         y_image[(group * cog + co) * p..][..p]
-                            .copy_from_slice(&out[co * width + i * p..][..p]);
+                            .copy_from_slice(&out[co * stride + i * p..][..p]);
                     }
                 }
             }
@@ -368,82 +386,69 @@ pub fn backward(
         return (Some(dx), dw);
     }
     let (k, p, cog) = (g.k(), g.p(), g.cog());
-    let nb = images_per_chunk(g);
-    let chunks = g.batch.div_ceil(nb);
-    // Contiguous blocks of chunks, one per thread: each block sums its own weight gradient.
-    let per_block = chunks.div_ceil(rayon::current_num_threads().clamp(1, chunks.max(1))) * nb;
+    let blocks = blocks(g);
+    // Each block of images owns a contiguous slice of dx and sums its own weight gradient.
     let mut dx = want_dx.then(|| vec![0.0f32; g.batch * g.x_image()]);
-    let dx_blocks: Vec<Option<&mut [f32]>> = match dx.as_mut() {
-        Some(dx) => dx.chunks_mut(per_block * g.x_image()).map(Some).collect(),
-        None => (0..g.batch.div_ceil(per_block)).map(|_| None).collect(),
-    };
-    let partials: Vec<Option<Vec<f32>>> = dx_blocks
+    let mut dx_blocks: Vec<Option<&mut [f32]>> = Vec::with_capacity(blocks.len());
+    match dx.as_mut() {
+        Some(dx) => {
+            let mut rest = &mut dx[..];
+            for block in &blocks {
+                let images: usize = block.iter().map(|&(_, images)| images).sum();
+                let (head, tail) = rest.split_at_mut(images * g.x_image());
+                dx_blocks.push(Some(head));
+                rest = tail;
+            }
+        }
+        None => dx_blocks.extend(blocks.iter().map(|_| None)),
+    }
+    let partials: Vec<Option<Vec<f32>>> = blocks
         .into_par_iter()
-        .enumerate()
+        .zip(dx_blocks)
         .map(|(block, mut dx_block)| {
-            let mut dw = want_dw.then(|| vec![0.0f32; weight.len()]);
+            // The weight gradient of each group transposed, `[K, cog]`: the gemm's preferred
+            // layout for this product.
+            let mut dw_t = want_dw.then(|| vec![0.0f32; weight.len()]);
             let mut scratch = Scratch::default();
-            let block_first = block * per_block;
-            let block_end = (block_first + per_block).min(g.batch);
-            for first in (block_first..block_end).step_by(nb) {
-                let images = nb.min(block_end - first);
+            let block_first = block.first().map_or(0, |&(first, _)| first);
+            for &(first, images) in &block {
                 let width = images * p;
+                let stride = padded(width);
                 let x_chunk = &x[first * g.x_image()..][..images * g.x_image()];
                 let dy_chunk = &dy[first * g.y_image()..][..images * g.y_image()];
                 for group in 0..g.groups {
                     let w_g = MatRef::row_major(&weight[group * cog * k..][..cog * k], cog, k);
-                    // dy of this group as [cog, width]: in place for one image, else gathered.
-                    let dy_g = if images == 1 {
-                        MatRef::row_major(&dy_chunk[group * cog * p..][..cog * p], cog, p)
-                    } else {
-                        let out = sized(&mut scratch.out, cog * width);
-                        for (i, dy_image) in dy_chunk.chunks_exact(g.y_image()).enumerate() {
-                            for co in 0..cog {
-                                out[co * width + i * p..][..p]
-                                    .copy_from_slice(&dy_image[(group * cog + co) * p..][..p]);
-                            }
+                    // dy of this group as [cog, width], gathered into padded rows.
+                    let out = sized(&mut scratch.out, cog * stride);
+                    for (i, dy_image) in dy_chunk.chunks_exact(g.y_image()).enumerate() {
+                        for co in 0..cog {
+                            out[co * stride + i * p..][..p]
+                                .copy_from_slice(&dy_image[(group * cog + co) * p..][..p]);
                         }
-                        MatRef::row_major(out, cog, width)
-                    };
-                    let pointwise_single = g.is_pointwise() && images == 1;
-                    if let Some(dw) = dw.as_mut() {
-                        let dst = MatMut::row_major(&mut dw[group * cog * k..][..cog * k], cog, k);
-                        let col_g = if pointwise_single {
-                            MatRef::row_major(&x_chunk[group * k * p..][..k * p], k, p)
-                        } else {
-                            let col = sized(&mut scratch.col, k * width);
-                            for (i, x_image) in x_chunk.chunks_exact(g.x_image()).enumerate() {
-                                im2col(g, group, x_image, col, width, i);
-                            }
-                            MatRef::row_major(col, k, width)
-                        };
-                        gemm(dst, dy_g, col_g.transpose(), true);
+                    }
+                    let dy_g = MatRef::strided(out, cog, width, stride);
+                    if let Some(dw_t) = dw_t.as_mut() {
+                        let col = sized(&mut scratch.col, k * stride);
+                        im2col(g, group, x_chunk, col, stride);
+                        let dst = MatMut::row_major(&mut dw_t[group * cog * k..][..cog * k], k, cog);
+                        gemm(dst, MatRef::strided(col, k, width, stride), dy_g.transpose(), true);
                     }
                     if let Some(dx_block) = dx_block.as_deref_mut() {
                         let dx_chunk = &mut dx_block[(first - block_first) * g.x_image()..]
                             [..images * g.x_image()];
-                        if pointwise_single {
-                            let dst =
-                                MatMut::row_major(&mut dx_chunk[group * k * p..][..k * p], k, p);
-                            gemm(dst, w_g.transpose(), dy_g, false);
-                        } else {
-                            // The column scratch is free again once dW has used it.
-                            let dcol = sized(&mut scratch.col, k * width);
-                            gemm(
-                                MatMut::row_major(dcol, k, width),
-                                w_g.transpose(),
-                                dy_g,
-                                false,
-                            );
-                            for (i, dx_image) in dx_chunk.chunks_exact_mut(g.x_image()).enumerate()
-                            {
-                                col2im(g, group, dcol, width, i, dx_image);
-                            }
-                        }
+                        // The column scratch is free again once dW has used it.
+                        let dcol = sized(&mut scratch.col, k * stride);
+                        gemm(
+                            MatMut::strided(dcol, k, width, stride),
+                            w_g.transpose(),
+                            dy_g,
+                            false,
+                        );
+                        col2im(g, group, dcol, stride, dx_chunk);
                     }
                 }
             }
-            dw
+            dw_t
         })
         .collect();
     let dw = want_dw.then(|| {
@@ -454,9 +459,31 @@ pub fn backward(
                 *s += v;
             }
         }
-        sum
+        untranspose_groups(g, &sum)
     });
     (dx, dw)
+}
+
+/// `[K, cog]` per group back to the weight's `[cog, K]`.
+fn untranspose_groups(g: &ConvGeometry, transposed: &[f32]) -> Vec<f32> {
+    let (k, cog) = (g.k(), g.cog());
+    let mut dw = vec![0.0f32; transposed.len()];
+    for group in 0..g.groups {
+        let src = &transposed[group * cog * k..][..cog * k];
+        let dst = &mut dw[group * cog * k..][..cog * k];
+        // 16×16 tiles: both sides touch whole cache lines.
+        const TILE: usize = 16;
+        for k0 in (0..k).step_by(TILE) {
+            for c0 in (0..cog).step_by(TILE) {
+                for kk in k0..(k0 + TILE).min(k) {
+                    for co in c0..(c0 + TILE).min(cog) {
+                        dst[co * k + kk] = src[kk * cog + co];
+                    }
+                }
+            }
+        }
+    }
+    dw
 }
 
 #[cfg(test)]
@@ -542,9 +569,9 @@ mod tests {
         let c: Vec<f32> = (0..g.k() * g.p()).map(|i| (i % 5) as f32 - 2.0).collect();
         for group in 0..2 {
             let mut col = vec![0.0; g.k() * g.p()];
-            im2col(&g, group, &x, &mut col, g.p(), 0);
+            im2col(&g, group, &x, &mut col, g.p());
             let mut back = vec![0.0; g.x_image()];
-            col2im(&g, group, &c, g.p(), 0, &mut back);
+            col2im(&g, group, &c, g.p(), &mut back);
             let lhs: f32 = col.iter().zip(&c).map(|(a, b)| a * b).sum();
             let rhs: f32 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
             assert_eq!(lhs, rhs);

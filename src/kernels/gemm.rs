@@ -11,11 +11,12 @@ pub struct MatRef<'a> {
     col_stride: usize,
 }
 
-/// A writable `rows × cols` row-major matrix.
+/// A writable `rows × cols` row-major matrix, rows `row_stride` apart.
 pub struct MatMut<'a> {
     data: &'a mut [f32],
     rows: usize,
     cols: usize,
+    row_stride: usize,
 }
 
 impl<'a> MatRef<'a> {
@@ -26,6 +27,22 @@ impl<'a> MatRef<'a> {
             rows,
             cols,
             row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// Rows `row_stride` apart: padded strides keep rows off the same cache sets.
+    pub fn strided(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+        assert!(cols <= row_stride || rows <= 1, "row stride shorter than a row");
+        assert!(
+            rows == 0 || data.len() >= (rows - 1) * row_stride + cols,
+            "matrix view out of bounds"
+        );
+        MatRef {
+            data,
+            rows,
+            cols,
+            row_stride,
             col_stride: 1,
         }
     }
@@ -44,8 +61,21 @@ impl<'a> MatRef<'a> {
 
 impl<'a> MatMut<'a> {
     pub fn row_major(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
-        assert!(data.len() >= rows * cols, "matrix view out of bounds");
-        MatMut { data, rows, cols }
+        Self::strided(data, rows, cols, cols)
+    }
+
+    pub fn strided(data: &'a mut [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+        assert!(cols <= row_stride || rows <= 1, "row stride shorter than a row");
+        assert!(
+            rows == 0 || data.len() >= (rows - 1) * row_stride + cols,
+            "matrix view out of bounds"
+        );
+        MatMut {
+            data,
+            rows,
+            cols,
+            row_stride,
+        }
     }
 }
 
@@ -60,7 +90,9 @@ pub fn gemm(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) {
     }
     if k == 0 {
         if !accumulate {
-            dst.data[..m * n].fill(0.0);
+            for row in dst.data.chunks_mut(dst.row_stride).take(m) {
+                row[..n].fill(0.0);
+            }
         }
         return;
     }
@@ -74,7 +106,7 @@ pub fn gemm(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) {
             k,
             dst.data.as_mut_ptr(),
             1,
-            n as isize,
+            dst.row_stride as isize,
             accumulate,
             a.data.as_ptr(),
             a.col_stride as isize,

@@ -1,27 +1,29 @@
-//! Custom tensor operations (burn backend extensions) where burn's own are slow on the CPU.
+//! Custom tensor operations (burn backend extensions) where burn's own are slow on the CPU:
+//! convolution, batch norm (+ReLU), exact GELU, LayerNorm and multi-head attention.
 //!
 //! Each operation has a flex implementation with a handwritten backward pass registered for
-//! autodiff; every other backend (the Vulkan GPU backend) runs burn's own operations through the
-//! trait's default body, so results agree everywhere.
+//! autodiff (`flex.rs`); every other backend (the Vulkan GPU backend) runs the trait's default
+//! body, composed from burn's own operations, so results agree everywhere.
 
+pub mod attention;
 pub mod batch_norm;
 pub mod conv;
+mod flex;
+pub mod gelu;
 mod gemm;
+pub mod layer_norm;
+mod reference;
+mod simd;
 
-use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::ops::{ActivationOps, ModuleOps};
+#[cfg(feature = "gpu")]
+use burn::backend::Autodiff;
+#[cfg(feature = "gpu")]
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
-use burn::tensor::ops::ConvOptions;
+use burn::backend::{Backend, Dispatch, backend_extension};
 use burn::nn::BatchNorm;
-use burn::tensor::{DType, Shape, Tensor, TensorData};
-use burn_flex::FlexTensor;
-
-use batch_norm::Planes;
-use burn::backend::AutodiffBackend;
-use conv::ConvGeometry;
+use burn::tensor::Tensor;
+use burn::tensor::ops::ConvOptions;
 
 #[backend_extension(Flex, Autodiff, Cube: cfg(feature = "gpu"))]
 pub trait KernelOps: Backend {
@@ -51,238 +53,32 @@ pub trait KernelOps: Backend {
         };
         (output, result.mean, result.variance)
     }
+
+    /// GELU, exact form `x·Φ(x)`.
+    fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::gelu(x)
+    }
+
+    /// LayerNorm over the last dimension, affine `gamma`, `beta` of that dimension's size.
+    fn layer_norm_last_dim(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        reference::layer_norm::<Self>(x, gamma, beta, epsilon)
+    }
+
+    /// Multi-head self-attention from a fused projection `qkv [b, n, 3d]` to `[b, n, d]`.
+    fn multi_head_attention(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
+        reference::multi_head_attention::<Self>(qkv, heads)
+    }
 }
 
 #[cfg(feature = "gpu")]
 impl KernelOps for burn::backend::Cube {}
 #[cfg(feature = "gpu")]
 impl<C: CheckpointStrategy> KernelOps for Autodiff<burn::backend::Cube, C> {}
-
-fn dims4(t: &FlexTensor) -> [usize; 4] {
-    let shape = t.layout().shape();
-    [shape[0], shape[1], shape[2], shape[3]]
-}
-
-fn f32_tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, Shape::from(shape.to_vec())))
-}
-
-fn flex_conv_forward(x: FlexTensor, weight: FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
-    let x = x.to_contiguous();
-    let weight = weight.to_contiguous();
-    let g = ConvGeometry::new(dims4(&x), dims4(&weight), options);
-    let y = conv::forward(&g, x.storage::<f32>(), weight.storage::<f32>());
-    f32_tensor(y, [g.batch, g.c_out, g.oh, g.ow])
-}
-
-fn is_f32(tensors: &[&FlexTensor]) -> bool {
-    tensors.iter().all(|t| t.dtype() == DType::F32)
-}
-
-impl KernelOps for Flex {
-    fn conv2d_nobias(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
-        if !is_f32(&[&x, &weight]) {
-            return Flex::conv2d(x, weight, None, options);
-        }
-        flex_conv_forward(x, weight, &options)
-    }
-
-    fn batch_norm_act_train(
-        x: FlexTensor,
-        gamma: FlexTensor,
-        beta: FlexTensor,
-        epsilon: f64,
-        relu: bool,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        if !is_f32(&[&x, &gamma, &beta]) || x.layout().shape().num_dims() != 4 {
-            let result = Flex::batch_norm_train(x, gamma, beta, epsilon);
-            let output = if relu { Flex::relu(result.output) } else { result.output };
-            return (output, result.mean, result.variance);
-        }
-        flex_batch_norm_forward(x, gamma, beta, epsilon, relu)
-    }
-}
-
-fn planes(x: &FlexTensor) -> Planes {
-    let [batch, channels, h, w] = dims4(x);
-    Planes {
-        batch,
-        channels,
-        spatial: h * w,
-    }
-}
-
-fn vector(values: Vec<f32>) -> FlexTensor {
-    let len = values.len();
-    FlexTensor::from_data(TensorData::new(values, Shape::from(vec![len])))
-}
-
-fn flex_batch_norm_forward(
-    x: FlexTensor,
-    gamma: FlexTensor,
-    beta: FlexTensor,
-    epsilon: f64,
-    relu: bool,
-) -> (FlexTensor, FlexTensor, FlexTensor) {
-    let (x, gamma, beta) = (x.to_contiguous(), gamma.to_contiguous(), beta.to_contiguous());
-    let (y, mean, var) = batch_norm::forward(
-        planes(&x),
-        x.storage::<f32>(),
-        gamma.storage::<f32>(),
-        beta.storage::<f32>(),
-        epsilon,
-        relu,
-    );
-    (f32_tensor(y, dims4(&x)), vector(mean), vector(var))
-}
-
-#[derive(Debug)]
-struct Conv2dBackward;
-
-impl Backward<Flex, 2> for Conv2dBackward {
-    type State = (FlexTensor, FlexTensor, ConvOptions<2>);
-
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node_x, node_w] = ops.parents;
-        let dy = grads.consume::<Flex>(&ops.node).to_contiguous();
-        let (x, weight, options) = ops.state;
-        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
-        let g = ConvGeometry::new(dims4(&x), dims4(&weight), &options);
-        let (dx, dw) = conv::backward(
-            &g,
-            x.storage::<f32>(),
-            weight.storage::<f32>(),
-            dy.storage::<f32>(),
-            node_x.is_some(),
-            node_w.is_some(),
-        );
-        if let (Some(node), Some(dx)) = (node_x, dx) {
-            grads.register::<Flex>(node.id, f32_tensor(dx, dims4(&x)));
-        }
-        if let (Some(node), Some(dw)) = (node_w, dw) {
-            grads.register::<Flex>(node.id, f32_tensor(dw, dims4(&weight)));
-        }
-    }
-}
-
-fn conv2d_autodiff<C: CheckpointStrategy>(
-    x: FloatTensor<Autodiff<Flex, C>>,
-    weight: FloatTensor<Autodiff<Flex, C>>,
-    options: ConvOptions<2>,
-) -> FloatTensor<Autodiff<Flex, C>> {
-        if !is_f32(&[x.primitive(), weight.primitive()]) {
-            return <Autodiff<Flex, C> as ModuleOps<Autodiff<Flex, C>>>::conv2d(x, weight, None, options);
-        }
-        match Conv2dBackward
-            .prepare::<C>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (x, weight) = (x.primitive().clone(), weight.primitive().clone());
-                let y = flex_conv_forward(x.clone(), weight.clone(), &options);
-                prep.finish((x, weight, options), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(flex_conv_forward(
-                x.into_primitive(),
-                weight.into_primitive(),
-                &options,
-            )),
-        }
-    }
-
-#[derive(Debug)]
-struct BatchNormBackward;
-
-/// x, gamma, mean, variance, epsilon, and the output when a ReLU followed.
-type BatchNormState = (FlexTensor, FlexTensor, FlexTensor, FlexTensor, f64, Option<FlexTensor>);
-
-impl Backward<Flex, 3> for BatchNormBackward {
-    type State = BatchNormState;
-
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node_x, node_gamma, node_beta] = ops.parents;
-        let dy = grads.consume::<Flex>(&ops.node).to_contiguous();
-        let (x, gamma, mean, var, epsilon, y) = ops.state;
-        let y = y.map(|y| y.to_contiguous());
-        let (dx, dgamma, dbeta) = batch_norm::backward(
-            planes(&x),
-            x.storage::<f32>(),
-            y.as_ref().map(|y| y.storage::<f32>()),
-            gamma.storage::<f32>(),
-            mean.storage::<f32>(),
-            var.storage::<f32>(),
-            epsilon,
-            dy.storage::<f32>(),
-        );
-        if let Some(node) = node_x {
-            grads.register::<Flex>(node.id, f32_tensor(dx, dims4(&x)));
-        }
-        if let Some(node) = node_gamma {
-            grads.register::<Flex>(node.id, vector(dgamma));
-        }
-        if let Some(node) = node_beta {
-            grads.register::<Flex>(node.id, vector(dbeta));
-        }
-    }
-}
-
-impl<C: CheckpointStrategy> KernelOps for Autodiff<Flex, C> {
-    fn conv2d_nobias(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        conv2d_autodiff::<C>(x, weight, options)
-    }
-
-    fn batch_norm_act_train(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        epsilon: f64,
-        relu: bool,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let supported = is_f32(&[x.primitive(), gamma.primitive(), beta.primitive()])
-            && x.primitive().layout().shape().num_dims() == 4;
-        if !supported {
-            let result = <Self as ModuleOps<Self>>::batch_norm_train(x, gamma, beta, epsilon);
-            let output = if relu {
-                <Self as ActivationOps<Self>>::relu(result.output)
-            } else {
-                result.output
-            };
-            return (output, result.mean, result.variance);
-        }
-        match BatchNormBackward
-            .prepare::<C>([x.node(), gamma.node(), beta.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (xp, gp) = (x.primitive().clone(), gamma.primitive().clone());
-                let (y, mean, var) =
-                    flex_batch_norm_forward(xp.clone(), gp.clone(), beta.into_primitive(), epsilon, relu);
-                let state = (xp, gp, mean.clone(), var.clone(), epsilon, relu.then(|| y.clone()));
-                (
-                    prep.finish(state, y),
-                    Self::from_inner(mean),
-                    Self::from_inner(var),
-                )
-            }
-            OpsKind::UnTracked(prep) => {
-                let (y, mean, var) = flex_batch_norm_forward(
-                    x.into_primitive(),
-                    gamma.into_primitive(),
-                    beta.into_primitive(),
-                    epsilon,
-                    relu,
-                );
-                (prep.finish(y), Self::from_inner(mean), Self::from_inner(var))
-            }
-        }
-    }
-}
 
 /// A burn `BatchNorm` layer's forward pass, then ReLU when `relu`; same parameters, same
 /// running-statistics update, same result, in two fused passes on flex.
@@ -350,6 +146,36 @@ pub fn conv2d_layer(layer: &burn::nn::conv::Conv2d, x: Tensor<4>) -> Tensor<4> {
         layer.bias.as_ref().map(|b| b.val()),
         options,
     )
+}
+
+/// GELU, exact (erf) form, as `torch.nn.GELU()`; fused on flex.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as KernelOps>::gelu_erf(x.into_dispatch()))
+}
+
+/// LayerNorm over the last dimension: `(x − mean)/√(var + ε)·gamma + beta`; fused on flex.
+pub fn layer_norm<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as KernelOps>::layer_norm_last_dim(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+    ))
+}
+
+/// Multi-head self-attention `softmax(Q·Kᵀ/√d_h)·V` from the fused projection
+/// `qkv [b, n, 3d]` (each token `[3, heads, d_h]`, timm's layout), heads concatenated:
+/// `[b, n, d]`. Fused on flex: no permutes, one pass per head.
+pub fn multi_head_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as KernelOps>::multi_head_attention(
+        qkv.into_dispatch(),
+        heads,
+    ))
 }
 
 #[cfg(test)]
@@ -434,6 +260,27 @@ mod tests {
                 [2, 2],
                 4,
                 true,
+            ),
+            // An odd batch of small images: uneven multi-image chunks in both passes.
+            (
+                [9, 3, 5, 4],
+                4,
+                [3, 3],
+                [2, 1],
+                [(1, 1), (1, 1)],
+                [1, 1],
+                1,
+                false,
+            ),
+            (
+                [11, 2, 3, 3],
+                3,
+                [3, 3],
+                [1, 1],
+                [(1, 1), (1, 1)],
+                [1, 1],
+                1,
+                false,
             ),
         ];
         for (n, (dims, c_out, k, stride, padding, dilation, groups, bias)) in
@@ -551,5 +398,135 @@ mod batch_norm_tests {
             assert_close(ours.running_mean.value(), theirs.running_mean.value(), "running mean");
             assert_close(ours.running_var.value(), theirs.running_var.value(), "running var");
         }
+    }
+}
+
+#[cfg(test)]
+mod transformer_tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution};
+
+    fn assert_close<const D: usize>(a: Tensor<D>, b: Tensor<D>, tolerance: f32, what: &str) {
+        assert_eq!(a.dims(), b.dims(), "{what}: shapes");
+        let (a, b) = (crate::host::to_f32(a), crate::host::to_f32(b));
+        let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                (x - y).abs() <= tolerance * scale,
+                "{what}[{i}]: {x} vs burn {y}"
+            );
+        }
+    }
+
+    fn normal<const D: usize>(dims: [usize; D], std: f64, device: &Device) -> Tensor<D> {
+        Tensor::random(dims, Distribution::Normal(0.0, std), device)
+    }
+
+    #[test]
+    fn gelu_matches_burn_on_values_and_gradients() {
+        let device = Device::flex().autodiff();
+        device.seed(11);
+        let x = normal([3, 7, 37], 2.0, &device);
+        let (xa, xb) = (x.clone().require_grad(), x.require_grad());
+        let (ya, yb) = (gelu(xa.clone()), burn::tensor::activation::gelu(xb.clone()));
+        assert_close(ya.clone(), yb.clone(), 1e-6, "gelu");
+        let up = normal([3, 7, 37], 1.0, &device);
+        let (ga, gb) = ((ya * up.clone()).sum().backward(), (yb * up).sum().backward());
+        assert_close(xa.grad(&ga).unwrap(), xb.grad(&gb).unwrap(), 1e-5, "gelu dx");
+    }
+
+    #[test]
+    fn layer_norm_matches_the_composed_definition() {
+        let device = Device::flex().autodiff();
+        device.seed(12);
+        // An odd row length (not a multiple of the SIMD width) and a large offset, where a
+        // one-pass variance would lose its digits.
+        let d = 37;
+        let x = normal([4, 5, d], 3.0, &device).add_scalar(50.0);
+        let gamma = normal([d], 1.0, &device);
+        let beta = normal([d], 1.0, &device);
+        let inputs = || {
+            (
+                x.clone().require_grad(),
+                gamma.clone().require_grad(),
+                beta.clone().require_grad(),
+            )
+        };
+        let (xa, ga, ba) = inputs();
+        let (xb, gb, bb) = inputs();
+        let ya = layer_norm(xa.clone(), ga.clone(), ba.clone(), 1e-6);
+        let (var, mean) = xb.clone().var_mean_bias(2);
+        let yb = (xb.clone() - mean) / var.add_scalar(1e-6).sqrt() * gb.clone().unsqueeze::<3>()
+            + bb.clone().unsqueeze::<3>();
+        assert_close(ya.clone(), yb.clone(), 1e-5, "layer norm");
+        let up = normal([4, 5, d], 1.0, &device);
+        let (gra, grb) = ((ya * up.clone()).sum().backward(), (yb * up).sum().backward());
+        assert_close(xa.grad(&gra).unwrap(), xb.grad(&grb).unwrap(), 1e-4, "dx");
+        assert_close(ga.grad(&gra).unwrap(), gb.grad(&grb).unwrap(), 1e-4, "dgamma");
+        assert_close(ba.grad(&gra).unwrap(), bb.grad(&grb).unwrap(), 1e-4, "dbeta");
+    }
+
+    #[test]
+    fn layer_norm_reference_on_flex_matches_the_kernel() {
+        // The composed default body (what the GPU backend runs), checked on the CPU.
+        let device = Device::flex();
+        device.seed(13);
+        let x = normal([6, 19], 2.0, &device);
+        let (gamma, beta) = (normal([19], 1.0, &device), normal([19], 1.0, &device));
+        let fused = layer_norm(x.clone(), gamma.clone(), beta.clone(), 1e-5);
+        let composed = Tensor::<2>::from_dispatch(<Dispatch as KernelOps>::layer_norm_last_dim(
+            x.reshape([2, 3, 19]).into_dispatch(),
+            gamma.into_dispatch(),
+            beta.into_dispatch(),
+            1e-5,
+        ))
+        .reshape([6, 19]);
+        assert_close(fused, composed, 1e-5, "fused vs composed");
+    }
+
+    /// The attention of `crate::nn::vit` before fusion: reshape, permute, slice, softmax.
+    fn composed_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
+        let [b, n, three_d] = qkv.dims();
+        let (d, hd) = (three_d / 3, three_d / 3 / heads);
+        let qkv = qkv.reshape([b, n, 3, heads, hd]).permute([2, 0, 3, 1, 4]);
+        let take = |i: usize| qkv.clone().slice(i..i + 1).reshape([b, heads, n, hd]);
+        let (q, k, v) = (take(0), take(1), take(2));
+        let scores = q.mul_scalar(1.0 / (hd as f64).sqrt()).matmul(k.swap_dims(2, 3));
+        let weights = burn::tensor::activation::softmax(scores, 3);
+        weights.matmul(v).swap_dims(1, 2).reshape([b, n, d])
+    }
+
+    #[test]
+    fn attention_matches_the_composed_version_on_values_and_gradients() {
+        let device = Device::flex().autodiff();
+        device.seed(14);
+        // (batch, tokens, dim, heads): odd token counts, one head, head dims 8 and 5.
+        for (b, n, d, heads) in [(2, 17, 24, 3), (3, 5, 8, 1), (1, 65, 20, 4)] {
+            let qkv = normal([b, n, 3 * d], 1.5, &device);
+            let (qa, qb) = (qkv.clone().require_grad(), qkv.require_grad());
+            let ya = multi_head_attention(qa.clone(), heads);
+            let yb = composed_attention(qb.clone(), heads);
+            assert_close(ya.clone(), yb.clone(), 1e-5, "attention");
+            let up = normal([b, n, d], 1.0, &device);
+            let (ga, gb) = ((ya * up.clone()).sum().backward(), (yb * up).sum().backward());
+            assert_close(qa.grad(&ga).unwrap(), qb.grad(&gb).unwrap(), 1e-4, "dqkv");
+        }
+    }
+
+    #[test]
+    fn attention_reference_on_flex_matches_the_kernel() {
+        let device = Device::flex();
+        device.seed(15);
+        let qkv = normal([2, 9, 36], 1.0, &device);
+        let fused = multi_head_attention(qkv.clone(), 3);
+        let reference = Tensor::<3>::from_dispatch(reference_attention(qkv.into_dispatch(), 3));
+        assert_close(fused, reference, 1e-5, "fused vs composed default body");
+    }
+
+    fn reference_attention(
+        qkv: FloatTensor<Dispatch>,
+        heads: usize,
+    ) -> FloatTensor<Dispatch> {
+        reference::multi_head_attention::<Dispatch>(qkv, heads)
     }
 }

@@ -7,10 +7,11 @@
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 use super::drop_path::DropPath;
+use crate::kernels::{gelu, multi_head_attention};
 use super::norm::LayerNorm;
 
 /// How the encoder turns tokens into one feature vector.
@@ -214,8 +215,11 @@ impl Attention {
         (self.proj.forward(out), weights)
     }
 
+    /// Self-attention over `[b, n, d]` by the fused kernel (same result as
+    /// [`Self::forward_with_weights`], without materialising the weights for the caller).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.forward_with_weights(x).0
+        self.proj
+            .forward(multi_head_attention(self.qkv.forward(x), self.heads))
     }
 }
 

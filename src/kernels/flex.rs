@@ -1,0 +1,509 @@
+//! [`KernelOps`] on burn's flex backend, and on autodiff over flex with the handwritten
+//! backward passes: the glue between burn's tensor primitives and the slice kernels of the
+//! sibling modules. Anything the kernels do not cover (other dtypes, other ranks) goes to
+//! burn's own operations.
+
+use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::ops::{ActivationOps, ModuleOps};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::autodiff::NodeId;
+use burn::backend::{Autodiff, AutodiffBackend, Flex};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, Shape, TensorData};
+use burn_flex::FlexTensor;
+
+use super::KernelOps;
+use super::attention::{self, Heads};
+use super::batch_norm::{self, Planes};
+use super::conv::{self, ConvGeometry};
+use super::{gelu, layer_norm};
+
+fn dims(t: &FlexTensor) -> Vec<usize> {
+    t.layout().shape().to_vec()
+}
+
+fn dims4(t: &FlexTensor) -> [usize; 4] {
+    let shape = t.layout().shape();
+    [shape[0], shape[1], shape[2], shape[3]]
+}
+
+fn tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, Shape::from(shape.to_vec())))
+}
+
+fn vector(values: Vec<f32>) -> FlexTensor {
+    let len = values.len();
+    tensor(values, &[len])
+}
+
+fn is_f32(tensors: &[&FlexTensor]) -> bool {
+    tensors.iter().all(|t| t.dtype() == DType::F32)
+}
+
+fn planes(x: &FlexTensor) -> Planes {
+    let [batch, channels, h, w] = dims4(x);
+    Planes {
+        batch,
+        channels,
+        spatial: h * w,
+    }
+}
+
+fn conv_forward(x: FlexTensor, weight: FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
+    let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+    let g = ConvGeometry::new(dims4(&x), dims4(&weight), options);
+    let y = conv::forward(&g, x.storage::<f32>(), weight.storage::<f32>());
+    tensor(y, &[g.batch, g.c_out, g.oh, g.ow])
+}
+
+fn batch_norm_forward(
+    x: FlexTensor,
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    epsilon: f64,
+    relu: bool,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let (x, gamma, beta) = (x.to_contiguous(), gamma.to_contiguous(), beta.to_contiguous());
+    let (y, mean, var) = batch_norm::forward(
+        planes(&x),
+        x.storage::<f32>(),
+        gamma.storage::<f32>(),
+        beta.storage::<f32>(),
+        epsilon,
+        relu,
+    );
+    (tensor(y, &dims4(&x)), vector(mean), vector(var))
+}
+
+/// `(y, mean, rstd)` of a LayerNorm over the last dimension.
+fn layer_norm_forward(
+    x: FlexTensor,
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    epsilon: f64,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let (x, gamma, beta) = (x.to_contiguous(), gamma.to_contiguous(), beta.to_contiguous());
+    let (y, mean, rstd) = layer_norm::forward(
+        x.storage::<f32>(),
+        gamma.storage::<f32>(),
+        beta.storage::<f32>(),
+        epsilon,
+    );
+    (tensor(y, &dims(&x)), vector(mean), vector(rstd))
+}
+
+fn heads_of(qkv: &FlexTensor, heads: usize) -> Heads {
+    let [batch, tokens, three_d] = <[usize; 3]>::try_from(dims(qkv)).expect("qkv is [b, n, 3d]");
+    Heads {
+        batch,
+        tokens,
+        dim: three_d / 3,
+        heads,
+    }
+}
+
+/// `(out, probabilities)` of multi-head self-attention.
+fn attention_forward(qkv: &FlexTensor, heads: usize) -> (FlexTensor, FlexTensor) {
+    let s = heads_of(qkv, heads);
+    let (out, probs) = attention::forward(s, qkv.storage::<f32>());
+    (
+        tensor(out, &[s.batch, s.tokens, s.dim]),
+        tensor(probs, &[s.batch, heads, s.tokens, s.tokens]),
+    )
+}
+
+fn attention_supported(qkv: &FlexTensor, heads: usize) -> bool {
+    let shape = dims(qkv);
+    is_f32(&[qkv]) && shape.len() == 3 && heads > 0 && shape[2] % (3 * heads) == 0
+}
+
+fn layer_norm_supported(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor) -> bool {
+    let shape = dims(x);
+    is_f32(&[x, gamma, beta])
+        && !shape.is_empty()
+        && dims(gamma) == [shape[shape.len() - 1]]
+        && dims(beta) == dims(gamma)
+}
+
+impl KernelOps for Flex {
+    fn conv2d_nobias(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
+        if !is_f32(&[&x, &weight]) {
+            return Flex::conv2d(x, weight, None, options);
+        }
+        conv_forward(x, weight, &options)
+    }
+
+    fn batch_norm_act_train(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+        relu: bool,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        if !is_f32(&[&x, &gamma, &beta]) || x.layout().shape().num_dims() != 4 {
+            let result = Flex::batch_norm_train(x, gamma, beta, epsilon);
+            let output = if relu {
+                Flex::relu(result.output)
+            } else {
+                result.output
+            };
+            return (output, result.mean, result.variance);
+        }
+        batch_norm_forward(x, gamma, beta, epsilon, relu)
+    }
+
+    fn gelu_erf(x: FlexTensor) -> FlexTensor {
+        if !is_f32(&[&x]) {
+            return Flex::gelu(x);
+        }
+        let x = x.to_contiguous();
+        tensor(gelu::forward(x.storage::<f32>()), &dims(&x))
+    }
+
+    fn layer_norm_last_dim(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> FlexTensor {
+        if !layer_norm_supported(&x, &gamma, &beta) {
+            return super::reference::layer_norm::<Flex>(x, gamma, beta, epsilon);
+        }
+        layer_norm_forward(x, gamma, beta, epsilon).0
+    }
+
+    fn multi_head_attention(qkv: FlexTensor, heads: usize) -> FlexTensor {
+        if !attention_supported(&qkv, heads) {
+            return super::reference::multi_head_attention::<Flex>(qkv, heads);
+        }
+        attention_forward(&qkv.to_contiguous(), heads).0
+    }
+}
+
+#[derive(Debug)]
+struct Conv2dBackward;
+
+impl Backward<Flex, 2> for Conv2dBackward {
+    type State = (FlexTensor, FlexTensor, ConvOptions<2>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let (x, weight, options) = ops.state;
+        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+        let g = ConvGeometry::new(dims4(&x), dims4(&weight), &options);
+        let (dx, dw) = conv::backward(
+            &g,
+            x.storage::<f32>(),
+            weight.storage::<f32>(),
+            dy.storage::<f32>(),
+            node_x.is_some(),
+            node_w.is_some(),
+        );
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            grads.register::<Flex>(node.id, tensor(dx, &dims4(&x)));
+        }
+        if let (Some(node), Some(dw)) = (node_w, dw) {
+            grads.register::<Flex>(node.id, tensor(dw, &dims4(&weight)));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct BatchNormBackward;
+
+/// x, gamma, mean, variance, epsilon, and the output when a ReLU followed.
+type BatchNormState = (
+    FlexTensor,
+    FlexTensor,
+    FlexTensor,
+    FlexTensor,
+    f64,
+    Option<FlexTensor>,
+);
+
+impl Backward<Flex, 3> for BatchNormBackward {
+    type State = BatchNormState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let (x, gamma, mean, var, epsilon, y) = ops.state;
+        let y = y.map(|y| y.to_contiguous());
+        let (dx, dgamma, dbeta) = batch_norm::backward(
+            planes(&x),
+            x.storage::<f32>(),
+            y.as_ref().map(|y| y.storage::<f32>()),
+            gamma.storage::<f32>(),
+            mean.storage::<f32>(),
+            var.storage::<f32>(),
+            epsilon,
+            dy.storage::<f32>(),
+        );
+        register3(
+            grads,
+            [node_x, node_gamma, node_beta].map(|node| node.map(|n| n.id)),
+            dx,
+            &dims(&x),
+            dgamma,
+            dbeta,
+        );
+    }
+}
+
+#[derive(Debug)]
+struct GeluBackward;
+
+impl Backward<Flex, 1> for GeluBackward {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let x = ops.state;
+        if let Some(node) = node_x {
+            let dx = gelu::backward(x.storage::<f32>(), dy.storage::<f32>());
+            grads.register::<Flex>(node.id, tensor(dx, &dims(&x)));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LayerNormBackward;
+
+/// x, gamma, mean, rstd.
+type LayerNormState = (FlexTensor, FlexTensor, FlexTensor, FlexTensor);
+
+impl Backward<Flex, 3> for LayerNormBackward {
+    type State = LayerNormState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let (x, gamma, mean, rstd) = ops.state;
+        let (dx, dgamma, dbeta) = layer_norm::backward(
+            x.storage::<f32>(),
+            gamma.storage::<f32>(),
+            mean.storage::<f32>(),
+            rstd.storage::<f32>(),
+            dy.storage::<f32>(),
+        );
+        register3(
+            grads,
+            [node_x, node_gamma, node_beta].map(|node| node.map(|n| n.id)),
+            dx,
+            &dims(&x),
+            dgamma,
+            dbeta,
+        );
+    }
+}
+
+#[derive(Debug)]
+struct AttentionBackward;
+
+/// qkv, the attention probabilities, heads.
+type AttentionState = (FlexTensor, FlexTensor, usize);
+
+impl Backward<Flex, 1> for AttentionBackward {
+    type State = AttentionState;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_qkv] = ops.parents;
+        let dout = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let (qkv, probs, heads) = ops.state;
+        if let Some(node) = node_qkv {
+            let s = heads_of(&qkv, heads);
+            let dqkv = attention::backward(
+                s,
+                qkv.storage::<f32>(),
+                probs.storage::<f32>(),
+                dout.storage::<f32>(),
+            );
+            grads.register::<Flex>(node.id, tensor(dqkv, &dims(&qkv)));
+        }
+    }
+}
+
+
+/// Registers the gradients of an op with inputs (x, gamma, beta).
+fn register3(
+    grads: &mut Gradients,
+    [node_x, node_gamma, node_beta]: [Option<NodeId>; 3],
+    dx: Vec<f32>,
+    x_dims: &[usize],
+    dgamma: Vec<f32>,
+    dbeta: Vec<f32>,
+) {
+    if let Some(id) = node_x {
+        grads.register::<Flex>(id, tensor(dx, x_dims));
+    }
+    if let Some(id) = node_gamma {
+        grads.register::<Flex>(id, vector(dgamma));
+    }
+    if let Some(id) = node_beta {
+        grads.register::<Flex>(id, vector(dbeta));
+    }
+}
+
+impl<C: CheckpointStrategy> KernelOps for Autodiff<Flex, C> {
+    fn conv2d_nobias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        if !is_f32(&[x.primitive(), weight.primitive()]) {
+            return <Self as ModuleOps<Self>>::conv2d(x, weight, None, options);
+        }
+        match Conv2dBackward
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (x, weight) = (x.primitive().clone(), weight.primitive().clone());
+                let y = conv_forward(x.clone(), weight.clone(), &options);
+                prep.finish((x, weight, options), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(conv_forward(
+                x.into_primitive(),
+                weight.into_primitive(),
+                &options,
+            )),
+        }
+    }
+
+    fn batch_norm_act_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+        relu: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let supported = is_f32(&[x.primitive(), gamma.primitive(), beta.primitive()])
+            && x.primitive().layout().shape().num_dims() == 4;
+        if !supported {
+            let result = <Self as ModuleOps<Self>>::batch_norm_train(x, gamma, beta, epsilon);
+            let output = if relu {
+                <Self as ActivationOps<Self>>::relu(result.output)
+            } else {
+                result.output
+            };
+            return (output, result.mean, result.variance);
+        }
+        match BatchNormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (xp, gp) = (x.primitive().clone(), gamma.primitive().clone());
+                let (y, mean, var) = batch_norm_forward(
+                    xp.clone(),
+                    gp.clone(),
+                    beta.into_primitive(),
+                    epsilon,
+                    relu,
+                );
+                let state = (
+                    xp,
+                    gp,
+                    mean.clone(),
+                    var.clone(),
+                    epsilon,
+                    relu.then(|| y.clone()),
+                );
+                (
+                    prep.finish(state, y),
+                    Self::from_inner(mean),
+                    Self::from_inner(var),
+                )
+            }
+            OpsKind::UnTracked(prep) => {
+                let (y, mean, var) = batch_norm_forward(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                    relu,
+                );
+                (
+                    prep.finish(y),
+                    Self::from_inner(mean),
+                    Self::from_inner(var),
+                )
+            }
+        }
+    }
+
+    fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        if !is_f32(&[x.primitive()]) {
+            return <Self as ActivationOps<Self>>::gelu(x);
+        }
+        match GeluBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let xp = x.primitive().to_contiguous();
+                let y = <Flex as KernelOps>::gelu_erf(xp.clone());
+                prep.finish(xp, y)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(<Flex as KernelOps>::gelu_erf(x.into_primitive()))
+            }
+        }
+    }
+
+    fn layer_norm_last_dim(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        if !layer_norm_supported(x.primitive(), gamma.primitive(), beta.primitive()) {
+            return super::reference::layer_norm::<Self>(x, gamma, beta, epsilon);
+        }
+        match LayerNormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (xp, gp) = (x.primitive().to_contiguous(), gamma.primitive().to_contiguous());
+                let (y, mean, rstd) =
+                    layer_norm_forward(xp.clone(), gp.clone(), beta.into_primitive(), epsilon);
+                prep.finish((xp, gp, mean, rstd), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(
+                layer_norm_forward(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                )
+                .0,
+            ),
+        }
+    }
+
+    fn multi_head_attention(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
+        if !attention_supported(qkv.primitive(), heads) {
+            return super::reference::multi_head_attention::<Self>(qkv, heads);
+        }
+        match AttentionBackward
+            .prepare::<C>([qkv.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let qkv = qkv.primitive().to_contiguous();
+                let (out, probs) = attention_forward(&qkv, heads);
+                prep.finish((qkv, probs, heads), out)
+            }
+            OpsKind::UnTracked(prep) => {
+                let qkv = qkv.into_primitive().to_contiguous();
+                prep.finish(attention_forward(&qkv, heads).0)
+            }
+        }
+    }
+}

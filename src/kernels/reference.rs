@@ -1,0 +1,57 @@
+//! The fused operations composed from burn's own backend operations: the default bodies of
+//! [`super::KernelOps`] (so the GPU backend and autodiff over it get them, gradients included)
+//! and the fallback for inputs the flex kernels do not take.
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Scalar, Slice, TensorMetadata};
+use burn::tensor::Shape;
+
+/// LayerNorm over the last dimension with the biased variance.
+pub fn layer_norm<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    epsilon: f64,
+) -> FloatTensor<B> {
+    let shape = x.shape();
+    let last = shape.num_dims() - 1;
+    // [d] → [1, …, 1, d] so that the affine parameters broadcast over the leading dims.
+    let mut param_dims = vec![1; last];
+    param_dims.push(shape[last]);
+    let mean = B::float_mean_dim(x.clone(), last);
+    let centered = B::float_sub(x, mean);
+    let var = B::float_mean_dim(B::float_mul(centered.clone(), centered.clone()), last);
+    let rstd = B::float_recip(B::float_sqrt(B::float_add_scalar(var, Scalar::from(epsilon))));
+    let normalized = B::float_mul(centered, rstd);
+    let gamma = B::float_reshape(gamma, Shape::from(param_dims.clone()));
+    let beta = B::float_reshape(beta, Shape::from(param_dims));
+    B::float_add(B::float_mul(normalized, gamma), beta)
+}
+
+/// `softmax(Q·Kᵀ/√d_h)·V` per head from `qkv [b, n, 3d]` (tokens laid out `[3, heads, d_h]`),
+/// heads concatenated back to `[b, n, d]`.
+pub fn multi_head_attention<B: Backend>(qkv: FloatTensor<B>, heads: usize) -> FloatTensor<B> {
+    let shape = qkv.shape();
+    let (b, n, d) = (shape[0], shape[1], shape[2] / 3);
+    let hd = d / heads;
+    let qkv = B::float_reshape(qkv, Shape::from(vec![b, n, 3, heads, hd]));
+    let qkv = B::float_permute(qkv, &[2, 0, 3, 1, 4]);
+    let part = |i: usize| {
+        let full = |len: usize| Slice::from(0..len);
+        let slices = [Slice::from(i..i + 1), full(b), full(heads), full(n), full(hd)];
+        B::float_reshape(
+            B::float_slice(qkv.clone(), &slices),
+            Shape::from(vec![b, heads, n, hd]),
+        )
+    };
+    let (q, k, v) = (part(0), part(1), part(2));
+    let scores = B::float_matmul(
+        B::float_mul_scalar(q, Scalar::from(1.0 / (hd as f64).sqrt())),
+        B::float_swap_dims(k, 2, 3),
+    );
+    let max = B::float_max_dim(scores.clone(), 3);
+    let e = B::float_exp(B::float_sub(scores, max));
+    let probs = B::float_div(e.clone(), B::float_sum_dim(e, 3));
+    let out = B::float_swap_dims(B::float_matmul(probs, v), 1, 2);
+    B::float_reshape(out, Shape::from(vec![b, n, d]))
+}
