@@ -1,6 +1,8 @@
 //! Train-step throughput, batch 64, 32×32×3, forward + backward + SGD update, of ResNet-18
 //! (small-image stem, width 64) or ViT-Tiny (patch 4: 64 tokens + CLS, 192-d, 12 blocks).
-//! Compare with `benches/torch_train_step.py` via `benches/compare.sh`.
+//! Prints images/s from the median step time (the machine's noise skews a mean) and the
+//! process's peak resident memory. Compare with `benches/torch_train_step.py` via
+//! `benches/compare.sh`.
 //!
 //! cargo bench --bench train_step -- [resnet18|vit-tiny] [steps]
 
@@ -12,10 +14,16 @@ use selfsup::nn::backbone::ImageShape;
 use selfsup::nn::{Arch, ModelConfig};
 use selfsup::optim::{Optimizer, OptimizerConfig};
 
+const WARMUP_STEPS: usize = 2;
+
 fn main() {
     selfsup::allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let steps: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(10);
+    let steps: usize = args
+        .iter()
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(10)
+        .max(1);
     let vit = args.iter().any(|a| a == "vit-tiny");
     let (batch, side) = (64, 32);
     let device = Device::flex().autodiff();
@@ -37,21 +45,35 @@ fn main() {
         Distribution::Normal(0.0, 1.0),
         &device,
     );
-    let mut timed = 0.0;
-    for step in 0..steps + 2 {
+    let mut times = Vec::with_capacity(steps);
+    for step in 0..steps + WARMUP_STEPS {
         let start = Instant::now();
         let loss = model.forward(x.clone()).square().mean();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(0.01, 0.01, model, grads, &[]);
-        // Reading a parameter back forces the step to finish.
+        // Reading the loss back forces the step to finish.
         let _ = selfsup::host::to_f32(loss);
-        if step >= 2 {
-            timed += start.elapsed().as_secs_f64();
+        if step >= WARMUP_STEPS {
+            times.push(start.elapsed().as_secs_f64());
         }
     }
-    let ips = (steps * batch) as f64 / timed;
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
     println!(
-        "{{\"bench\": \"{name}\", \"framework\": \"selfsup\", \"images_per_s\": {ips:.2}, \"threads\": {}}}",
+        "{{\"bench\": \"{name}\", \"framework\": \"selfsup\", \"images_per_s\": {:.2}, \"peak_rss_mb\": {:.0}, \"threads\": {}}}",
+        batch as f64 / median,
+        peak_rss_mb(),
         rayon::current_num_threads()
     );
+}
+
+/// The process's peak resident set (VmHWM), in MiB; 0 where /proc is not there.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
 }

@@ -14,6 +14,7 @@ use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
 
 use super::gemm::{MatMut, MatRef, gemm};
+use super::winograd;
 
 /// Every size of one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -289,7 +290,7 @@ const WEIGHT_GRAD_COLUMNS: usize = 512;
 /// Row stride for a matrix `width` columns wide: a whole number of cache lines, and an odd
 /// one, so that consecutive rows fall in different cache sets (a stride of a power-of-two
 /// bytes makes the gemm's packing thrash the L1).
-fn padded(width: usize) -> usize {
+pub(super) fn padded(width: usize) -> usize {
     width.next_multiple_of(16) | 16
 }
 
@@ -322,6 +323,9 @@ fn blocks(g: &ConvGeometry) -> Vec<Vec<(usize, usize)>> {
 pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     assert_eq!(x.len(), g.batch * g.x_image());
     assert_eq!(weight.len(), g.c_out * g.k());
+    if winograd::eligible(g) {
+        return winograd::forward(g, x, weight);
+    }
     let (k, p, cog) = (g.k(), g.p(), g.cog());
     let nb = images_per_chunk(g, FORWARD_COLUMNS);
     let mut y = vec![0.0f32; g.batch * g.y_image()];
@@ -384,6 +388,9 @@ pub fn backward(
         let dx = forward(&transposed, dy, &flip_transpose(g, weight));
         let (_, dw) = backward(g, x, weight, dy, false, want_dw);
         return (Some(dx), dw);
+    }
+    if !want_dx && winograd::eligible(g) {
+        return (None, Some(winograd::weight_grad(g, x, dy)));
     }
     let (k, p, cog) = (g.k(), g.p(), g.cog());
     let blocks = blocks(g);

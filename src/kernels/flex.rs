@@ -18,6 +18,7 @@ use super::KernelOps;
 use super::attention::{self, Heads};
 use super::batch_norm::{self, Planes};
 use super::conv::{self, ConvGeometry};
+use super::linear::{self, Dims};
 use super::{gelu, layer_norm};
 
 fn dims(t: &FlexTensor) -> Vec<usize> {
@@ -114,6 +115,33 @@ fn attention_forward(qkv: &FlexTensor, heads: usize) -> (FlexTensor, FlexTensor)
     )
 }
 
+/// The layer's sizes when the flex kernel takes these inputs.
+fn linear_dims(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> Option<Dims> {
+    let (shape, w) = (dims(x), dims(weight));
+    let supported = is_f32(&[x, weight, bias])
+        && shape.len() >= 2
+        && w.len() == 2
+        && shape[shape.len() - 1] == w[0]
+        && dims(bias) == [w[1]];
+    supported.then(|| Dims {
+        rows: shape[..shape.len() - 1].iter().product(),
+        d_in: w[0],
+        d_out: w[1],
+    })
+}
+
+fn linear_forward(s: Dims, x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> FlexTensor {
+    let y = linear::forward(
+        s,
+        x.storage::<f32>(),
+        weight.storage::<f32>(),
+        bias.storage::<f32>(),
+    );
+    let mut shape = dims(x);
+    *shape.last_mut().expect("rank ≥ 2") = s.d_out;
+    tensor(y, &shape)
+}
+
 fn attention_supported(qkv: &FlexTensor, heads: usize) -> bool {
     let shape = dims(qkv);
     is_f32(&[qkv]) && shape.len() == 3 && heads > 0 && shape[2] % (3 * heads) == 0
@@ -172,6 +200,18 @@ impl KernelOps for Flex {
             return super::reference::layer_norm::<Flex>(x, gamma, beta, epsilon);
         }
         layer_norm_forward(x, gamma, beta, epsilon).0
+    }
+
+    fn linear_bias(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        match linear_dims(&x, &weight, &bias) {
+            Some(s) => linear_forward(
+                s,
+                &x.to_contiguous(),
+                &weight.to_contiguous(),
+                &bias.to_contiguous(),
+            ),
+            None => Flex::linear(x, weight, Some(bias)),
+        }
     }
 
     fn multi_head_attention(qkv: FlexTensor, heads: usize) -> FlexTensor {
@@ -298,6 +338,32 @@ impl Backward<Flex, 3> for LayerNormBackward {
             dgamma,
             dbeta,
         );
+    }
+}
+
+#[derive(Debug)]
+struct LinearBackward;
+
+impl Backward<Flex, 3> for LinearBackward {
+    /// x, weight (both contiguous), sizes.
+    type State = (FlexTensor, FlexTensor, Dims);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let (x, weight, s) = ops.state;
+        let dy_values = dy.storage::<f32>();
+        if let Some(node) = node_x {
+            let dx = linear::input_grad(s, weight.storage::<f32>(), dy_values);
+            grads.register::<Flex>(node.id, tensor(dx, &dims(&x)));
+        }
+        if let Some(node) = node_w {
+            let dw = linear::weight_grad(s, x.storage::<f32>(), dy_values);
+            grads.register::<Flex>(node.id, tensor(dw, &[s.d_in, s.d_out]));
+        }
+        if let Some(node) = node_b {
+            grads.register::<Flex>(node.id, vector(linear::bias_grad(s, dy_values)));
+        }
     }
 }
 
@@ -483,6 +549,34 @@ impl<C: CheckpointStrategy> KernelOps for Autodiff<Flex, C> {
                 )
                 .0,
             ),
+        }
+    }
+
+    fn linear_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let Some(s) = linear_dims(x.primitive(), weight.primitive(), bias.primitive()) else {
+            return <Self as ModuleOps<Self>>::linear(x, weight, Some(bias));
+        };
+        match LinearBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let xp = x.primitive().to_contiguous();
+                let wp = weight.primitive().to_contiguous();
+                let y = linear_forward(s, &xp, &wp, &bias.into_primitive().to_contiguous());
+                prep.finish((xp, wp, s), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(linear_forward(
+                s,
+                &x.into_primitive().to_contiguous(),
+                &weight.into_primitive().to_contiguous(),
+                &bias.into_primitive().to_contiguous(),
+            )),
         }
     }
 

@@ -11,12 +11,14 @@ pub struct MatRef<'a> {
     col_stride: usize,
 }
 
-/// A writable `rows × cols` row-major matrix, rows `row_stride` apart.
+/// A writable `rows × cols` matrix at `data[r·row_stride + c·col_stride]`: row-major with
+/// padded rows, or the transpose of a row-major buffer.
 pub struct MatMut<'a> {
     data: &'a mut [f32],
     rows: usize,
     cols: usize,
     row_stride: usize,
+    col_stride: usize,
 }
 
 impl<'a> MatRef<'a> {
@@ -75,12 +77,84 @@ impl<'a> MatMut<'a> {
             rows,
             cols,
             row_stride,
+            col_stride: 1,
+        }
+    }
+
+    /// The row-major `cols × rows` buffer `data` written as its transpose, `rows × cols`
+    /// (column-major: the gemm kernel's own output layout).
+    pub fn transposed(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
+        assert!(data.len() >= rows * cols, "matrix view out of bounds");
+        MatMut {
+            data,
+            rows,
+            cols,
+            row_stride: 1,
+            col_stride: rows,
         }
     }
 }
 
-/// `dst = a · b`, or `dst += a · b` when `accumulate`.
+/// A new row-major `rows × row.len()` matrix, built in parallel blocks of `rows_per_task`
+/// rows: each block starts as copies of `row`, then `finish(first_row, block)` completes it.
+///
+/// The block is initialised by the thread that finishes it, right before it does, rather than
+/// zeroed up front by one thread (a cold, serial pass over the whole output).
+pub fn par_rows(
+    rows: usize,
+    row: &[f32],
+    rows_per_task: usize,
+    finish: impl Fn(usize, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let cols = row.len();
+    let mut out: Vec<f32> = Vec::with_capacity(rows * cols);
+    if rows * cols == 0 {
+        return out;
+    }
+    let task = rows_per_task.max(1) * cols;
+    out.spare_capacity_mut()[..rows * cols]
+        .par_chunks_mut(task)
+        .enumerate()
+        .for_each(|(i, block)| {
+            for dst in block.chunks_exact_mut(cols) {
+                for (d, &v) in dst.iter_mut().zip(row) {
+                    d.write(v);
+                }
+            }
+            // SAFETY: every element of the block was written just above.
+            let block = unsafe { &mut *(block as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+            finish(i * rows_per_task.max(1), block);
+        });
+    // SAFETY: the blocks cover all `rows · cols` elements, each initialised above.
+    unsafe { out.set_len(rows * cols) };
+    out
+}
+
+/// Rows per task that split `rows` evenly over the thread pool.
+pub fn rows_per_thread(rows: usize) -> usize {
+    rows.div_ceil(rayon::current_num_threads().max(1)).max(1)
+}
+
+/// `dst = a · b`, or `dst += a · b` when `accumulate`, on the calling thread.
 pub fn gemm(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) {
+    gemm_with(dst, a, b, accumulate, gemm::Parallelism::None)
+}
+
+/// [`gemm`] split by the kernel itself over the thread pool: for one large product whose
+/// output cannot be split by the caller (a reduction over its inner dimension).
+pub fn par_gemm(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) {
+    let threads = rayon::current_num_threads().max(1);
+    gemm_with(dst, a, b, accumulate, gemm::Parallelism::Rayon(threads))
+}
+
+fn gemm_with(
+    dst: MatMut<'_>,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
     assert_eq!(a.rows, dst.rows, "gemm: rows of a and dst differ");
     assert_eq!(b.cols, dst.cols, "gemm: columns of b and dst differ");
     assert_eq!(a.cols, b.rows, "gemm: inner sizes differ");
@@ -90,8 +164,10 @@ pub fn gemm(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) {
     }
     if k == 0 {
         if !accumulate {
-            for row in dst.data.chunks_mut(dst.row_stride).take(m) {
-                row[..n].fill(0.0);
+            for r in 0..m {
+                for c in 0..n {
+                    dst.data[r * dst.row_stride + c * dst.col_stride] = 0.0;
+                }
             }
         }
         return;
@@ -105,7 +181,7 @@ pub fn gemm(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) {
             n,
             k,
             dst.data.as_mut_ptr(),
-            1,
+            dst.col_stride as isize,
             dst.row_stride as isize,
             accumulate,
             a.data.as_ptr(),
@@ -119,7 +195,7 @@ pub fn gemm(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) {
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }

@@ -12,8 +12,10 @@ mod flex;
 pub mod gelu;
 mod gemm;
 pub mod layer_norm;
+pub mod linear;
 mod reference;
 mod simd;
+mod winograd;
 
 #[cfg(feature = "gpu")]
 use burn::backend::Autodiff;
@@ -67,6 +69,15 @@ pub trait KernelOps: Backend {
         epsilon: f64,
     ) -> FloatTensor<Self> {
         reference::layer_norm::<Self>(x, gamma, beta, epsilon)
+    }
+
+    /// `x·weight + bias` over the last dimension of `x`; `weight` is `[d_in, d_out]`.
+    fn linear_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::linear(x, weight, Some(bias))
     }
 
     /// Multi-head self-attention from a fused projection `qkv [b, n, 3d]` to `[b, n, d]`.
@@ -168,6 +179,19 @@ pub fn layer_norm<const D: usize>(
     ))
 }
 
+/// A burn `Linear` layer's forward pass; same parameters, same result, fused on flex when the
+/// layer has a bias.
+pub fn linear_layer<const D: usize>(layer: &burn::nn::Linear, x: Tensor<D>) -> Tensor<D> {
+    match &layer.bias {
+        Some(bias) => Tensor::from_dispatch(<Dispatch as KernelOps>::linear_bias(
+            x.into_dispatch(),
+            layer.weight.val().into_dispatch(),
+            bias.val().into_dispatch(),
+        )),
+        None => layer.forward(x),
+    }
+}
+
 /// Multi-head self-attention `softmax(Q·Kᵀ/√d_h)·V` from the fused projection
 /// `qkv [b, n, 3d]` (each token `[3, heads, d_h]`, timm's layout), heads concatenated:
 /// `[b, n, d]`. Fused on flex: no permutes, one pass per head.
@@ -260,6 +284,17 @@ mod tests {
                 [2, 2],
                 4,
                 true,
+            ),
+            // Enough channels for the Winograd path: forward, input and weight gradients.
+            (
+                [3, 32, 6, 5],
+                36,
+                [3, 3],
+                [1, 1],
+                [(1, 1), (1, 1)],
+                [1, 1],
+                1,
+                false,
             ),
             // An odd batch of small images: uneven multi-image chunks in both passes.
             (
@@ -420,6 +455,33 @@ mod transformer_tests {
 
     fn normal<const D: usize>(dims: [usize; D], std: f64, device: &Device) -> Tensor<D> {
         Tensor::random(dims, Distribution::Normal(0.0, std), device)
+    }
+
+    #[test]
+    fn linear_matches_burn_on_values_and_gradients() {
+        let device = Device::flex().autodiff();
+        device.seed(10);
+        // Rows not a multiple of the thread count; odd widths.
+        for (lead, d_in, d_out) in [([3, 7], 13, 29), ([1, 1], 5, 3), ([5, 33], 24, 8)] {
+            let layer = burn::nn::LinearConfig::new(d_in, d_out).init(&device);
+            let bias = layer.bias.as_ref().unwrap().val();
+            // Non-zero bias (burn's init is uniform; make sure it matters).
+            let layer = burn::nn::Linear {
+                bias: Some(burn::module::Param::from_tensor(bias.add_scalar(0.5).detach())),
+                ..layer
+            };
+            let x = normal([lead[0], lead[1], d_in], 1.0, &device);
+            let (xa, xb) = (x.clone().require_grad(), x.require_grad());
+            let (ya, yb) = (linear_layer(&layer, xa.clone()), layer.forward(xb.clone()));
+            assert_close(ya.clone(), yb.clone(), 1e-5, "linear");
+            let up = normal([lead[0], lead[1], d_out], 1.0, &device);
+            let (ga, gb) = ((ya * up.clone()).sum().backward(), (yb * up).sum().backward());
+            assert_close(xa.grad(&ga).unwrap(), xb.grad(&gb).unwrap(), 1e-5, "dx");
+            let w = layer.weight.val();
+            assert_close(w.grad(&ga).unwrap(), w.grad(&gb).unwrap(), 1e-5, "dweight");
+            let b = layer.bias.as_ref().unwrap().val();
+            assert_close(b.grad(&ga).unwrap(), b.grad(&gb).unwrap(), 1e-5, "dbias");
+        }
     }
 
     #[test]

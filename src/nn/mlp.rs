@@ -68,7 +68,7 @@ impl MlpConfig {
 impl Mlp {
     pub fn forward(&self, mut x: Tensor<2>) -> Tensor<2> {
         for layer in &self.layers {
-            x = layer.linear.forward(x);
+            x = crate::kernels::linear_layer(&layer.linear, x);
             if let Some(bn) = &layer.bn {
                 x = bn.forward(x);
             }

@@ -11,7 +11,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 use super::drop_path::DropPath;
-use crate::kernels::{gelu, multi_head_attention};
+use crate::kernels::{gelu, linear_layer, multi_head_attention};
 use super::norm::LayerNorm;
 
 /// How the encoder turns tokens into one feature vector.
@@ -218,8 +218,8 @@ impl Attention {
     /// Self-attention over `[b, n, d]` by the fused kernel (same result as
     /// [`Self::forward_with_weights`], without materialising the weights for the caller).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.proj
-            .forward(multi_head_attention(self.qkv.forward(x), self.heads))
+        let qkv = linear_layer(&self.qkv, x);
+        linear_layer(&self.proj, multi_head_attention(qkv, self.heads))
     }
 }
 
@@ -269,10 +269,8 @@ impl Block {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let a = self.attn.forward(self.norm1.forward(x.clone()));
         let x = x + self.drop_path1.forward(scale(&self.ls1, a));
-        let m = self
-            .mlp
-            .fc2
-            .forward(gelu(self.mlp.fc1.forward(self.norm2.forward(x.clone()))));
+        let hidden = gelu(linear_layer(&self.mlp.fc1, self.norm2.forward(x.clone())));
+        let m = linear_layer(&self.mlp.fc2, hidden);
         x.clone() + self.drop_path2.forward(scale(&self.ls2, m))
     }
 }
