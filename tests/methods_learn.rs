@@ -5,16 +5,16 @@
 mod common;
 use common::*;
 
-fn train(method: &str, extra: &[&str]) -> serde_json::Value {
+fn train(method: &str, epochs: &str) -> serde_json::Value {
     let out_dir = scratch(&format!("learn-{method}")).join("run");
-    let mut args = vec![
+    let args = vec![
         "train",
         "--method",
         method,
-        // Two epochs of the shipped recipe over the whole bundled subset (156 steps of 128); the
+        // Epochs of the shipped recipe over the whole bundled subset (78 steps of 128 each); the
         // README's 4-epoch table shows the full margins.
         "--epochs",
-        "2",
+        epochs,
         "--seed",
         "5",
         "--out",
@@ -27,12 +27,14 @@ fn train(method: &str, extra: &[&str]) -> serde_json::Value {
         "--set",
         "eval.linear_epochs=10",
     ];
-    args.extend_from_slice(extra);
     json(&run(&args))
 }
 
-fn assert_beats_random_init(method: &str) {
-    let summary = train(method, &[]);
+/// `epochs` of training must put the method clear of random init. Barlow Twins gets six: its
+/// margin over random init grows slowly and varies with the seed (kNN points, seeds 5 / 1 / 2:
+/// two epochs −3.4 / +5.9 / +3.5, four +0.5 / +7.2 / +5.7, six +3.9 at seed 5).
+fn assert_beats_random_init(method: &str, epochs: &str) {
+    let summary = train(method, epochs);
     let eval = &summary["eval"];
     let knn = eval["knn_top1"].as_f64().unwrap();
     let random = eval["baselines"]["random_init"]["knn_top1"]
@@ -50,32 +52,32 @@ fn assert_beats_random_init(method: &str) {
 
 #[test]
 fn simclr_learns() {
-    assert_beats_random_init("simclr");
+    assert_beats_random_init("simclr", "2");
 }
 
 #[test]
 fn moco_v1_learns() {
-    assert_beats_random_init("moco-v1");
+    assert_beats_random_init("moco-v1", "2");
 }
 
 #[test]
 fn moco_v2_learns() {
-    assert_beats_random_init("moco-v2");
+    assert_beats_random_init("moco-v2", "2");
 }
 
 #[test]
 fn moco_v3_learns() {
-    assert_beats_random_init("moco-v3");
+    assert_beats_random_init("moco-v3", "2");
 }
 
 #[test]
 fn barlow_twins_learns() {
-    assert_beats_random_init("barlow-twins");
+    assert_beats_random_init("barlow-twins", "6");
 }
 
 #[test]
 fn vicreg_learns_and_logs_its_terms() {
-    assert_beats_random_init("vicreg");
+    assert_beats_random_init("vicreg", "2");
     let metrics = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("learn-vicreg/run/metrics.jsonl"),
     )
