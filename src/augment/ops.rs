@@ -53,16 +53,29 @@ pub fn crop_resize(
     };
     let xs: Vec<_> = (0..out_w).map(|x| axis(x, sx, w)).collect();
     let ys: Vec<_> = (0..out_h).map(|y| axis(y, sy, h)).collect();
-    let mut data = Vec::with_capacity(img.channels * out_h * out_w);
-    for c in 0..img.channels {
+    // Separable: resize each source row the output reads along x once (an upscaling crop reads
+    // few rows many times), then blend pairs of those rows along y, whole rows at a time.
+    let mut resized = vec![0f32; h * out_w];
+    let mut done = vec![false; h];
+    let mut data = vec![0f32; img.channels * out_h * out_w];
+    for (c, out) in data.chunks_exact_mut(out_h * out_w).enumerate() {
         let plane = img.channel(c);
-        for &(y0, y1, fy) in &ys {
-            let row0 = &plane[(top + y0) * img.width + left..];
-            let row1 = &plane[(top + y1) * img.width + left..];
-            for &(x0, x1, fx) in &xs {
-                let a = row0[x0] + (row0[x1] - row0[x0]) * fx;
-                let b = row1[x0] + (row1[x1] - row1[x0]) * fx;
-                data.push(a + (b - a) * fy);
+        done.fill(false);
+        for &(y0, y1, _) in &ys {
+            for y in [y0, y1] {
+                if std::mem::replace(&mut done[y], true) {
+                    continue;
+                }
+                let src = &plane[(top + y) * img.width + left..][..w];
+                for (o, &(x0, x1, fx)) in resized[y * out_w..][..out_w].iter_mut().zip(&xs) {
+                    *o = src[x0] + (src[x1] - src[x0]) * fx;
+                }
+            }
+        }
+        for (row, &(y0, y1, fy)) in out.chunks_exact_mut(out_w).zip(&ys) {
+            let (a, b) = (&resized[y0 * out_w..][..out_w], &resized[y1 * out_w..][..out_w]);
+            for ((o, &a), &b) in row.iter_mut().zip(a).zip(b) {
+                *o = a + (b - a) * fy;
             }
         }
     }
@@ -109,43 +122,54 @@ pub fn adjust_saturation(img: &mut Image, factor: f32) {
 }
 
 /// Hue rotation in HSV space by `shift` turns (in [-0.5, 0.5]); no-op for single-channel images.
+///
+/// Written with selects instead of branches so that it vectorises.
 pub fn adjust_hue(img: &mut Image, shift: f32) {
     if img.channels != 3 {
         return;
     }
     let plane = img.plane();
-    for i in 0..plane {
-        let (r, g, b) = (img.data[i], img.data[plane + i], img.data[2 * plane + i]);
-        let max = r.max(g).max(b);
-        let min = r.min(g).min(b);
-        let delta = max - min;
-        let v = max;
-        let s = if max > 0.0 { delta / max } else { 0.0 };
-        let mut h = if delta == 0.0 {
-            0.0
-        } else if max == r {
-            ((g - b) / delta).rem_euclid(6.0) / 6.0
-        } else if max == g {
-            ((b - r) / delta + 2.0) / 6.0
-        } else {
-            ((r - g) / delta + 4.0) / 6.0
-        };
-        h = (h + shift).rem_euclid(1.0);
-        let hi = (h * 6.0).floor();
-        let f = h * 6.0 - hi;
-        let (p, q, t) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
-        let (r, g, b) = match hi as i32 % 6 {
-            0 => (v, t, p),
-            1 => (q, v, p),
-            2 => (p, v, t),
-            3 => (p, q, v),
-            4 => (t, p, v),
-            _ => (v, p, q),
-        };
-        img.data[i] = r;
-        img.data[plane + i] = g;
-        img.data[2 * plane + i] = b;
-    }
+    let (r_plane, rest) = img.data.split_at_mut(plane);
+    let (g_plane, b_plane) = rest.split_at_mut(plane);
+    crate::kernels::vectorized(
+        #[inline(always)]
+        || {
+            for ((r, g), b) in r_plane.iter_mut().zip(g_plane.iter_mut()).zip(b_plane.iter_mut()) {
+                let (rv, gv, bv) = (*r, *g, *b);
+                let max = rv.max(gv).max(bv);
+                let min = rv.min(gv).min(bv);
+                let delta = max - min;
+                let v = max;
+                let s = if max > 0.0 { delta / max } else { 0.0 };
+                let inv = if delta > 0.0 { 1.0 / delta } else { 0.0 };
+                // Hue in sextants, then in turns, rotated, wrapped to [0, 1).
+                let sextant = if max == rv {
+                    (gv - bv) * inv
+                } else if max == gv {
+                    (bv - rv) * inv + 2.0
+                } else {
+                    (rv - gv) * inv + 4.0
+                };
+                let h = sextant / 6.0 + shift;
+                let h = h - h.floor();
+                let hi = (h * 6.0).floor();
+                let f = h * 6.0 - hi;
+                // h < 1 keeps hi below 6 but for rounding: sector 6 is sector 0.
+                let hi = if hi >= 6.0 { hi - 6.0 } else { hi };
+                let (p, q, t) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
+                let pick = |c: [f32; 6]| {
+                    let mut out = c[5];
+                    for (sector, &value) in c.iter().enumerate().take(5).rev() {
+                        out = if hi == sector as f32 { value } else { out };
+                    }
+                    out
+                };
+                *r = pick([v, q, p, p, t, v]);
+                *g = pick([t, v, v, q, p, p]);
+                *b = pick([p, p, t, v, v, q]);
+            }
+        },
+    )
 }
 
 /// torchvision's `ColorJitter`: the four adjustments in a random order, each factor drawn
@@ -198,9 +222,12 @@ pub fn grayscale(img: &mut Image) {
 }
 
 /// Separable Gaussian blur with reflect padding (torchvision's `gaussian_blur`).
+///
+/// Each pass is a sum of shifted, scaled copies of whole rows (one per kernel tap), which the
+/// compiler vectorises; the row is reflect-padded once instead of per tap.
 pub fn gaussian_blur(img: &mut Image, kernel_size: usize, sigma: f32) {
-    let half = (kernel_size / 2) as isize;
-    let mut kernel: Vec<f32> = (-half..=half)
+    let half = kernel_size / 2;
+    let mut kernel: Vec<f32> = (-(half as isize)..=half as isize)
         .map(|x| (-(x * x) as f32 / (2.0 * sigma * sigma)).exp())
         .collect();
     let sum: f32 = kernel.iter().sum();
@@ -218,27 +245,43 @@ pub fn gaussian_blur(img: &mut Image, kernel_size: usize, sigma: f32) {
     };
     let (h, w) = (img.height, img.width);
     let mut tmp = vec![0f32; h * w];
-    for c in 0..img.channels {
-        let plane = &mut img.data[c * h * w..(c + 1) * h * w];
-        for y in 0..h {
-            for x in 0..w {
-                tmp[y * w + x] = kernel
-                    .iter()
-                    .enumerate()
-                    .map(|(k, kv)| kv * plane[y * w + reflect(x as isize + k as isize - half, w)])
-                    .sum();
+    let mut padded = vec![0f32; w + 2 * half];
+    let rows: Vec<Vec<usize>> = (0..h)
+        .map(|y| {
+            (0..kernel_size)
+                .map(|k| reflect((y + k) as isize - half as isize, h))
+                .collect()
+        })
+        .collect();
+    crate::kernels::vectorized(
+        #[inline(always)]
+        || {
+            for c in 0..img.channels {
+                let plane = &mut img.data[c * h * w..(c + 1) * h * w];
+                // Along rows: out[x] = Σ_k kernel[k] · row[reflect(x + k − half)].
+                for (src, dst) in plane.chunks_exact(w).zip(tmp.chunks_exact_mut(w)) {
+                    for (i, p) in padded.iter_mut().enumerate() {
+                        *p = src[reflect(i as isize - half as isize, w)];
+                    }
+                    dst.fill(0.0);
+                    for (k, &kv) in kernel.iter().enumerate() {
+                        for (d, &v) in dst.iter_mut().zip(&padded[k..k + w]) {
+                            *d += kv * v;
+                        }
+                    }
+                }
+                // Along columns: out row y = Σ_k kernel[k] · row reflect(y + k − half).
+                for (dst, taps) in plane.chunks_exact_mut(w).zip(&rows) {
+                    dst.fill(0.0);
+                    for (&kv, &row) in kernel.iter().zip(taps) {
+                        for (d, &v) in dst.iter_mut().zip(&tmp[row * w..(row + 1) * w]) {
+                            *d += kv * v;
+                        }
+                    }
+                }
             }
-        }
-        for y in 0..h {
-            for x in 0..w {
-                plane[y * w + x] = kernel
-                    .iter()
-                    .enumerate()
-                    .map(|(k, kv)| kv * tmp[reflect(y as isize + k as isize - half, h) * w + x])
-                    .sum();
-            }
-        }
-    }
+        },
+    )
 }
 
 pub fn solarize(img: &mut Image, threshold: f32) {
@@ -360,6 +403,95 @@ mod tests {
         };
         adjust_hue(&mut red, 1.0 / 3.0);
         assert!((red.data[0]).abs() < 1e-5 && (red.data[1] - 1.0).abs() < 1e-5);
+    }
+
+    /// HSV rotation written out with branches, per pixel: the reference for [`adjust_hue`].
+    fn hue_reference(r: f32, g: f32, b: f32, shift: f32) -> [f32; 3] {
+        let (max, min) = (r.max(g).max(b), r.min(g).min(b));
+        let (delta, v) = (max - min, max);
+        let s = if max > 0.0 { delta / max } else { 0.0 };
+        let mut h = if delta == 0.0 {
+            0.0
+        } else if max == r {
+            ((g - b) / delta).rem_euclid(6.0) / 6.0
+        } else if max == g {
+            ((b - r) / delta + 2.0) / 6.0
+        } else {
+            ((r - g) / delta + 4.0) / 6.0
+        };
+        h = (h + shift).rem_euclid(1.0);
+        let hi = (h * 6.0).floor();
+        let f = h * 6.0 - hi;
+        let (p, q, t) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
+        match hi as i32 % 6 {
+            0 => [v, t, p],
+            1 => [q, v, p],
+            2 => [p, v, t],
+            3 => [p, q, v],
+            4 => [t, p, v],
+            _ => [v, p, q],
+        }
+    }
+
+    #[test]
+    fn hue_matches_the_per_pixel_definition() {
+        // Every ordering of the channels, ties, gray, black, and shifts of both signs.
+        let n = 300;
+        let data: Vec<f32> = (0..3 * n).map(|i| ((i * 7919) % 101) as f32 / 100.0).collect();
+        for shift in [-0.5, -0.13, 0.0, 0.07, 0.33, 0.5] {
+            let mut img = Image {
+                channels: 3,
+                height: 1,
+                width: n,
+                data: data.clone(),
+            };
+            adjust_hue(&mut img, shift);
+            for i in 0..n {
+                let want = hue_reference(data[i], data[n + i], data[2 * n + i], shift);
+                for (c, w) in want.iter().enumerate() {
+                    let got = img.data[c * n + i];
+                    assert!((got - w).abs() < 1e-5, "pixel {i} channel {c} shift {shift}: {got} vs {w}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn blur_matches_the_direct_separable_sum_with_reflection() {
+        let (h, w, k, sigma) = (7, 9, 5, 1.3f32);
+        // Not a ramp: a blur leaves a ramp's interior unchanged.
+        let img = Image {
+            channels: 2,
+            height: h,
+            width: w,
+            data: (0..2 * h * w).map(|i| ((i * 7919) % 101) as f32 / 100.0).collect(),
+        };
+        let mut got = img.clone();
+        gaussian_blur(&mut got, k, sigma);
+        let half = (k / 2) as isize;
+        let weights: Vec<f64> = (-half..=half)
+            .map(|x| (-(x * x) as f64 / (2.0 * sigma as f64 * sigma as f64)).exp())
+            .collect();
+        let total: f64 = weights.iter().sum();
+        // Reflection without repeating the edge: index −1 is 1, index len is len − 2.
+        let reflect = |i: isize, len: isize| if i < 0 { -i } else if i >= len { 2 * (len - 1) - i } else { i };
+        for c in 0..2 {
+            let at = |y: isize, x: isize| img.data[c * h * w + (y as usize) * w + x as usize] as f64;
+            for y in 0..h as isize {
+                for x in 0..w as isize {
+                    let mut want = 0.0;
+                    for (i, wy) in weights.iter().enumerate() {
+                        for (j, wx) in weights.iter().enumerate() {
+                            let yy = reflect(y + i as isize - half, h as isize);
+                            let xx = reflect(x + j as isize - half, w as isize);
+                            want += wy * wx * at(yy, xx);
+                        }
+                    }
+                    let got = got.data[c * h * w + (y as usize) * w + x as usize] as f64;
+                    assert!((got - want / (total * total)).abs() < 1e-5, "({c}, {y}, {x})");
+                }
+            }
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod layer_norm;
 pub mod linear;
 mod reference;
 mod simd;
+pub use simd::vectorized;
 mod winograd;
 
 #[cfg(feature = "gpu")]
