@@ -1,20 +1,58 @@
 #!/usr/bin/env bash
-# Side-by-side throughput: selfsup (burn flex) vs PyTorch / torchvision on this machine, same cores.
-# Needs `pip install torch torchvision` (a benchmark tool, not a dependency of the crate).
+# Side-by-side throughput and peak memory: selfsup (burn flex + selfsup's kernels) vs PyTorch /
+# torchvision on this machine, same cores, in one run.
+#
+# Each benchmark runs ROUNDS times (default 3), alternating selfsup and PyTorch so that both
+# see the same machine; the table shows the median of the rounds and their ratio.
+# Needs `pip install torch torchvision` (benchmark tools, not dependencies of the crate).
+#
+#   benches/compare.sh              # all rows
+#   ROUNDS=5 THREADS=2 benches/compare.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${THREADS:-$(nproc)}
+rounds=${ROUNDS:-3}
 export RAYON_NUM_THREADS=$threads
-ours_step=$(cargo bench -q --bench train_step -- resnet18 10 2>/dev/null | tail -1)
-torch_step=$(python3 benches/torch_train_step.py resnet18 10 "$threads" | tail -1)
-ours_vit=$(cargo bench -q --bench train_step -- vit-tiny 10 2>/dev/null | tail -1)
-torch_vit=$(python3 benches/torch_train_step.py vit-tiny 10 "$threads" | tail -1)
-ours_aug=$(cargo bench -q --bench augment -- 8192 2>/dev/null | tail -1)
-torch_aug=$(python3 benches/torch_augment.py 8192 "$threads" | tail -1)
-python3 - "$ours_step" "$torch_step" "$ours_vit" "$torch_vit" "$ours_aug" "$torch_aug" <<'PY'
-import json, sys
-r = [json.loads(a) for a in sys.argv[1:]]
-print(f"{'benchmark':<34} {'selfsup img/s':>14} {'pytorch img/s':>14} {'ratio':>7}")
-for o, t in zip(r[0::2], r[1::2]):
-    print(f"{o['bench']:<34} {o['images_per_s']:>14.1f} {t['images_per_s']:>14.1f} {o['images_per_s'] / t['images_per_s']:>6.2f}x")
+if ! python3 -c 'import torch, torchvision' 2>/dev/null; then
+    echo "compare.sh: PyTorch is not installed; run: pip install torch torchvision" >&2
+    exit 1
+fi
+cargo build -q --release --bench train_step --bench augment
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+for round in $(seq "$rounds"); do
+    echo "round $round of $rounds" >&2
+    for model in resnet18 vit-tiny; do
+        cargo bench -q --bench train_step -- "$model" 10 2>/dev/null | tail -1 >>"$results"
+        python3 benches/torch_train_step.py "$model" 10 "$threads" | tail -1 >>"$results"
+    done
+    for args in "8192 32" "2048 224"; do
+        set -- $args
+        cargo bench -q --bench augment -- "$1" "$2" 2>/dev/null | tail -1 >>"$results"
+        python3 benches/torch_augment.py "$1" "$threads" "$2" | tail -1 >>"$results"
+    done
+done
+python3 - "$results" "$threads" "$rounds" <<'PY'
+import json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+threads, rounds = sys.argv[2], sys.argv[3]
+names = {
+    "train_step_resnet18_b64_32px": "ResNet-18 train step, batch 64, 32x32x3",
+    "train_step_vit_tiny_p4_b64_32px": "ViT-Tiny/4 train step, batch 64, 32x32x3",
+    "augment_two_simclr_views_32px": "two SimCLR views per image, 32x32",
+    "augment_two_simclr_views_224px": "two SimCLR views per image, 224x224",
+}
+print(f"{threads} threads, median of {rounds} alternating rounds")
+print(f"{'benchmark':<42} {'selfsup img/s':>13} {'pytorch img/s':>13} {'ratio':>6} {'peak MB selfsup / pytorch':>26}")
+for bench, label in names.items():
+    ours = [r for r in rows if r["bench"] == bench and r["framework"] == "selfsup"]
+    theirs = [r for r in rows if r["bench"] == bench and r["framework"] != "selfsup"]
+    if not ours or not theirs:
+        continue
+    a = statistics.median(r["images_per_s"] for r in ours)
+    b = statistics.median(r["images_per_s"] for r in theirs)
+    memory = ""
+    if "peak_rss_mb" in ours[0] and "peak_rss_mb" in theirs[0]:
+        memory = f"{max(r['peak_rss_mb'] for r in ours):.0f} / {max(r['peak_rss_mb'] for r in theirs):.0f}"
+    print(f"{label:<42} {a:>13.1f} {b:>13.1f} {a / b:>5.2f}x {memory:>26}")
 PY

@@ -11,6 +11,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+
+def rss_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+import_rss_mb = rss_mb()  # what importing torch alone holds, before any model exists
+
 args = sys.argv[1:]
 model_name = args[0] if args and not args[0].isdigit() else "resnet18"
 nums = [int(a) for a in args if a.isdigit()]
@@ -83,4 +93,5 @@ for step in range(steps + 2):
 median = sorted(times)[len(times) // 2]
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"bench": bench, "framework": "pytorch", "images_per_s": round(64 / median, 2),
-                  "peak_rss_mb": round(peak_mb), "threads": threads}))
+                  "peak_rss_mb": round(peak_mb), "import_rss_mb": round(import_rss_mb),
+                  "threads": threads}))

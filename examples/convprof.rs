@@ -20,7 +20,10 @@ fn main() {
         (512, 512, 4, 1, 3, 3),
         (256, 512, 8, 2, 1, 1),
     ];
-    let only: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let only: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let (mut tf, mut tb, mut fl_all) = (0.0, 0.0, 0.0);
     for &(cin, cout, side, stride, k, count) in &layers {
         if only.len() == 3 && only != [cin, cout, side] {

@@ -8,6 +8,7 @@ use selfsup::nn::ResNetConfig;
 use selfsup::optim::{Optimizer, OptimizerConfig};
 
 fn main() {
+    selfsup::allocator::keep_freed_memory();
     let a: Vec<usize> = std::env::args()
         .skip(1)
         .map(|s| s.parse().unwrap())

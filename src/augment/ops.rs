@@ -73,7 +73,10 @@ pub fn crop_resize(
             }
         }
         for (row, &(y0, y1, fy)) in out.chunks_exact_mut(out_w).zip(&ys) {
-            let (a, b) = (&resized[y0 * out_w..][..out_w], &resized[y1 * out_w..][..out_w]);
+            let (a, b) = (
+                &resized[y0 * out_w..][..out_w],
+                &resized[y1 * out_w..][..out_w],
+            );
             for ((o, &a), &b) in row.iter_mut().zip(a).zip(b) {
                 *o = a + (b - a) * fy;
             }
@@ -134,7 +137,11 @@ pub fn adjust_hue(img: &mut Image, shift: f32) {
     crate::kernels::vectorized(
         #[inline(always)]
         || {
-            for ((r, g), b) in r_plane.iter_mut().zip(g_plane.iter_mut()).zip(b_plane.iter_mut()) {
+            for ((r, g), b) in r_plane
+                .iter_mut()
+                .zip(g_plane.iter_mut())
+                .zip(b_plane.iter_mut())
+            {
                 let (rv, gv, bv) = (*r, *g, *b);
                 let max = rv.max(gv).max(bv);
                 let min = rv.min(gv).min(bv);
@@ -437,7 +444,9 @@ mod tests {
     fn hue_matches_the_per_pixel_definition() {
         // Every ordering of the channels, ties, gray, black, and shifts of both signs.
         let n = 300;
-        let data: Vec<f32> = (0..3 * n).map(|i| ((i * 7919) % 101) as f32 / 100.0).collect();
+        let data: Vec<f32> = (0..3 * n)
+            .map(|i| ((i * 7919) % 101) as f32 / 100.0)
+            .collect();
         for shift in [-0.5, -0.13, 0.0, 0.07, 0.33, 0.5] {
             let mut img = Image {
                 channels: 3,
@@ -450,7 +459,10 @@ mod tests {
                 let want = hue_reference(data[i], data[n + i], data[2 * n + i], shift);
                 for (c, w) in want.iter().enumerate() {
                     let got = img.data[c * n + i];
-                    assert!((got - w).abs() < 1e-5, "pixel {i} channel {c} shift {shift}: {got} vs {w}");
+                    assert!(
+                        (got - w).abs() < 1e-5,
+                        "pixel {i} channel {c} shift {shift}: {got} vs {w}"
+                    );
                 }
             }
         }
@@ -464,7 +476,9 @@ mod tests {
             channels: 2,
             height: h,
             width: w,
-            data: (0..2 * h * w).map(|i| ((i * 7919) % 101) as f32 / 100.0).collect(),
+            data: (0..2 * h * w)
+                .map(|i| ((i * 7919) % 101) as f32 / 100.0)
+                .collect(),
         };
         let mut got = img.clone();
         gaussian_blur(&mut got, k, sigma);
@@ -474,9 +488,18 @@ mod tests {
             .collect();
         let total: f64 = weights.iter().sum();
         // Reflection without repeating the edge: index −1 is 1, index len is len − 2.
-        let reflect = |i: isize, len: isize| if i < 0 { -i } else if i >= len { 2 * (len - 1) - i } else { i };
+        let reflect = |i: isize, len: isize| {
+            if i < 0 {
+                -i
+            } else if i >= len {
+                2 * (len - 1) - i
+            } else {
+                i
+            }
+        };
         for c in 0..2 {
-            let at = |y: isize, x: isize| img.data[c * h * w + (y as usize) * w + x as usize] as f64;
+            let at =
+                |y: isize, x: isize| img.data[c * h * w + (y as usize) * w + x as usize] as f64;
             for y in 0..h as isize {
                 for x in 0..w as isize {
                     let mut want = 0.0;
@@ -488,7 +511,10 @@ mod tests {
                         }
                     }
                     let got = got.data[c * h * w + (y as usize) * w + x as usize] as f64;
-                    assert!((got - want / (total * total)).abs() < 1e-5, "({c}, {y}, {x})");
+                    assert!(
+                        (got - want / (total * total)).abs() < 1e-5,
+                        "({c}, {y}, {x})"
+                    );
                 }
             }
         }

@@ -86,7 +86,11 @@ pub fn backward(s: Heads, qkv: &[f32], probs: &[f32], dout: &[f32]) -> Vec<f32> 
     let mut dqkv = vec![0.0f32; qkv.len()];
     dqkv.par_chunks_mut(n * 3 * d)
         .zip(qkv.par_chunks(n * 3 * d))
-        .zip(probs.par_chunks(s.heads * n * n).zip(dout.par_chunks(n * d)))
+        .zip(
+            probs
+                .par_chunks(s.heads * n * n)
+                .zip(dout.par_chunks(n * d)),
+        )
         .for_each_init(Vec::new, |scratch, ((dqkv, qkv), (probs, dout))| {
             scratch.resize(n * n, 0.0);
             let ds = &mut scratch[..n * n];

@@ -437,8 +437,14 @@ pub fn backward(
                     if let Some(dw_t) = dw_t.as_mut() {
                         let col = sized(&mut scratch.col, k * stride);
                         im2col(g, group, x_chunk, col, stride);
-                        let dst = MatMut::row_major(&mut dw_t[group * cog * k..][..cog * k], k, cog);
-                        gemm(dst, MatRef::strided(col, k, width, stride), dy_g.transpose(), true);
+                        let dst =
+                            MatMut::row_major(&mut dw_t[group * cog * k..][..cog * k], k, cog);
+                        gemm(
+                            dst,
+                            MatRef::strided(col, k, width, stride),
+                            dy_g.transpose(),
+                            true,
+                        );
                     }
                     if let Some(dx_block) = dx_block.as_deref_mut() {
                         let dx_chunk = &mut dx_block[(first - block_first) * g.x_image()..]

@@ -3,12 +3,12 @@
 //! sibling modules. Anything the kernels do not cover (other dtypes, other ranks) goes to
 //! burn's own operations.
 
+use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::ops::{ActivationOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::autodiff::NodeId;
 use burn::backend::{Autodiff, AutodiffBackend, Flex};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Shape, TensorData};
@@ -66,7 +66,11 @@ fn batch_norm_forward(
     epsilon: f64,
     relu: bool,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
-    let (x, gamma, beta) = (x.to_contiguous(), gamma.to_contiguous(), beta.to_contiguous());
+    let (x, gamma, beta) = (
+        x.to_contiguous(),
+        gamma.to_contiguous(),
+        beta.to_contiguous(),
+    );
     let (y, mean, var) = batch_norm::forward(
         planes(&x),
         x.storage::<f32>(),
@@ -85,7 +89,11 @@ fn layer_norm_forward(
     beta: FlexTensor,
     epsilon: f64,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
-    let (x, gamma, beta) = (x.to_contiguous(), gamma.to_contiguous(), beta.to_contiguous());
+    let (x, gamma, beta) = (
+        x.to_contiguous(),
+        gamma.to_contiguous(),
+        beta.to_contiguous(),
+    );
     let (y, mean, rstd) = layer_norm::forward(
         x.storage::<f32>(),
         gamma.storage::<f32>(),
@@ -144,7 +152,7 @@ fn linear_forward(s: Dims, x: &FlexTensor, weight: &FlexTensor, bias: &FlexTenso
 
 fn attention_supported(qkv: &FlexTensor, heads: usize) -> bool {
     let shape = dims(qkv);
-    is_f32(&[qkv]) && shape.len() == 3 && heads > 0 && shape[2] % (3 * heads) == 0
+    is_f32(&[qkv]) && shape.len() == 3 && heads > 0 && shape[2].is_multiple_of(3 * heads)
 }
 
 fn layer_norm_supported(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor) -> bool {
@@ -393,7 +401,6 @@ impl Backward<Flex, 1> for AttentionBackward {
     }
 }
 
-
 /// Registers the gradients of an op with inputs (x, gamma, beta).
 fn register3(
     grads: &mut Gradients,
@@ -508,7 +515,11 @@ impl<C: CheckpointStrategy> KernelOps for Autodiff<Flex, C> {
         if !is_f32(&[x.primitive()]) {
             return <Self as ActivationOps<Self>>::gelu(x);
         }
-        match GeluBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+        match GeluBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => {
                 let xp = x.primitive().to_contiguous();
                 let y = <Flex as KernelOps>::gelu_erf(xp.clone());
@@ -535,7 +546,10 @@ impl<C: CheckpointStrategy> KernelOps for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (xp, gp) = (x.primitive().to_contiguous(), gamma.primitive().to_contiguous());
+                let (xp, gp) = (
+                    x.primitive().to_contiguous(),
+                    gamma.primitive().to_contiguous(),
+                );
                 let (y, mean, rstd) =
                     layer_norm_forward(xp.clone(), gp.clone(), beta.into_primitive(), epsilon);
                 prep.finish((xp, gp, mean, rstd), y)

@@ -67,7 +67,10 @@ mod tests {
             let cdf = 0.5 * (1.0 + erf_series(x / std::f64::consts::SQRT_2));
             let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
             assert!((y as f64 - x * cdf).abs() < 1e-6, "gelu({x}) = {y}");
-            assert!((d as f64 - (cdf + x * pdf)).abs() < 1e-6, "gelu'({x}) = {d}");
+            assert!(
+                (d as f64 - (cdf + x * pdf)).abs() < 1e-6,
+                "gelu'({x}) = {d}"
+            );
         }
         // Far tails: x·Φ(x) → 0 and → x, the slope → 0 and → 1.
         let tails = [-12.0f32, 12.0];

@@ -35,7 +35,10 @@ impl<'a> MatRef<'a> {
 
     /// Rows `row_stride` apart: padded strides keep rows off the same cache sets.
     pub fn strided(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
-        assert!(cols <= row_stride || rows <= 1, "row stride shorter than a row");
+        assert!(
+            cols <= row_stride || rows <= 1,
+            "row stride shorter than a row"
+        );
         assert!(
             rows == 0 || data.len() >= (rows - 1) * row_stride + cols,
             "matrix view out of bounds"
@@ -67,7 +70,10 @@ impl<'a> MatMut<'a> {
     }
 
     pub fn strided(data: &'a mut [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
-        assert!(cols <= row_stride || rows <= 1, "row stride shorter than a row");
+        assert!(
+            cols <= row_stride || rows <= 1,
+            "row stride shorter than a row"
+        );
         assert!(
             rows == 0 || data.len() >= (rows - 1) * row_stride + cols,
             "matrix view out of bounds"

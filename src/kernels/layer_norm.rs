@@ -17,14 +17,17 @@ pub fn forward(
     epsilon: f64,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let d = gamma.len();
-    assert!(d > 0 && x.len() % d == 0 && beta.len() == d);
+    assert!(d > 0 && x.len().is_multiple_of(d) && beta.len() == d);
     let rows = x.len() / d;
     let mut y = vec![0.0f32; x.len()];
     let mut mean = vec![0.0f32; rows];
     let mut rstd = vec![0.0f32; rows];
     y.par_chunks_mut(d * ROWS_PER_TASK)
         .zip(x.par_chunks(d * ROWS_PER_TASK))
-        .zip(mean.par_chunks_mut(ROWS_PER_TASK).zip(rstd.par_chunks_mut(ROWS_PER_TASK)))
+        .zip(
+            mean.par_chunks_mut(ROWS_PER_TASK)
+                .zip(rstd.par_chunks_mut(ROWS_PER_TASK)),
+        )
         .for_each(|((y, x), (mean, rstd))| {
             vectorized(
                 #[inline(always)]
@@ -64,8 +67,14 @@ pub fn backward(
     // Per task: partial sums of dgamma and dbeta, added in task order (deterministic).
     let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
         .par_chunks_mut(d * ROWS_PER_TASK)
-        .zip(x.par_chunks(d * ROWS_PER_TASK).zip(dy.par_chunks(d * ROWS_PER_TASK)))
-        .zip(mean.par_chunks(ROWS_PER_TASK).zip(rstd.par_chunks(ROWS_PER_TASK)))
+        .zip(
+            x.par_chunks(d * ROWS_PER_TASK)
+                .zip(dy.par_chunks(d * ROWS_PER_TASK)),
+        )
+        .zip(
+            mean.par_chunks(ROWS_PER_TASK)
+                .zip(rstd.par_chunks(ROWS_PER_TASK)),
+        )
         .map(|((dx, (x, dy)), (mean, rstd))| {
             let (mut dgamma, mut dbeta) = (vec![0.0f32; d], vec![0.0f32; d]);
             vectorized(

@@ -97,7 +97,11 @@ impl<C: CheckpointStrategy> KernelOps for Autodiff<burn::backend::Cube, C> {}
 pub fn batch_norm_layer(layer: &BatchNorm, x: Tensor<4>, relu: bool) -> Tensor<4> {
     if !(x.device().is_autodiff() && layer.training.is_enabled()) {
         let y = layer.forward(x);
-        return if relu { burn::tensor::activation::relu(y) } else { y };
+        return if relu {
+            burn::tensor::activation::relu(y)
+        } else {
+            y
+        };
     }
     let (y, mean, var) = <Dispatch as KernelOps>::batch_norm_act_train(
         x.into_dispatch(),
@@ -106,7 +110,10 @@ pub fn batch_norm_layer(layer: &BatchNorm, x: Tensor<4>, relu: bool) -> Tensor<4
         layer.epsilon,
         relu,
     );
-    let (mean, var) = (Tensor::<1>::from_dispatch(mean), Tensor::<1>::from_dispatch(var));
+    let (mean, var) = (
+        Tensor::<1>::from_dispatch(mean),
+        Tensor::<1>::from_dispatch(var),
+    );
     let device = mean.device();
     let m = layer.momentum;
     let running_mean = layer.running_mean.value_sync().to_device(&device);
@@ -386,7 +393,10 @@ mod batch_norm_tests {
         assert_eq!(a.len(), b.len(), "{what}");
         let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
         for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-            assert!((x - y).abs() <= 2e-4 * scale, "{what}[{i}]: {x} vs burn {y}");
+            assert!(
+                (x - y).abs() <= 2e-4 * scale,
+                "{what}[{i}]: {x} vs burn {y}"
+            );
         }
     }
 
@@ -415,7 +425,11 @@ mod batch_norm_tests {
             let (xa, xb) = (x.clone().require_grad(), x.require_grad());
             let ya = batch_norm_layer(&ours, xa.clone(), relu);
             let yb = theirs.forward(xb.clone());
-            let yb = if relu { burn::tensor::activation::relu(yb) } else { yb };
+            let yb = if relu {
+                burn::tensor::activation::relu(yb)
+            } else {
+                yb
+            };
             assert_close(ya.clone(), yb.clone(), "output");
             let up = Tensor::<4>::random(yb.dims(), normal, &device);
             let ga = (ya * up.clone()).sum().backward();
@@ -431,8 +445,16 @@ mod batch_norm_tests {
                 theirs.beta.val().grad(&gb).unwrap(),
                 "dbeta",
             );
-            assert_close(ours.running_mean.value(), theirs.running_mean.value(), "running mean");
-            assert_close(ours.running_var.value(), theirs.running_var.value(), "running var");
+            assert_close(
+                ours.running_mean.value(),
+                theirs.running_mean.value(),
+                "running mean",
+            );
+            assert_close(
+                ours.running_var.value(),
+                theirs.running_var.value(),
+                "running var",
+            );
         }
     }
 }
@@ -468,7 +490,9 @@ mod transformer_tests {
             let bias = layer.bias.as_ref().unwrap().val();
             // Non-zero bias (burn's init is uniform; make sure it matters).
             let layer = burn::nn::Linear {
-                bias: Some(burn::module::Param::from_tensor(bias.add_scalar(0.5).detach())),
+                bias: Some(burn::module::Param::from_tensor(
+                    bias.add_scalar(0.5).detach(),
+                )),
                 ..layer
             };
             let x = normal([lead[0], lead[1], d_in], 1.0, &device);
@@ -476,7 +500,10 @@ mod transformer_tests {
             let (ya, yb) = (linear_layer(&layer, xa.clone()), layer.forward(xb.clone()));
             assert_close(ya.clone(), yb.clone(), 1e-5, "linear");
             let up = normal([lead[0], lead[1], d_out], 1.0, &device);
-            let (ga, gb) = ((ya * up.clone()).sum().backward(), (yb * up).sum().backward());
+            let (ga, gb) = (
+                (ya * up.clone()).sum().backward(),
+                (yb * up).sum().backward(),
+            );
             assert_close(xa.grad(&ga).unwrap(), xb.grad(&gb).unwrap(), 1e-5, "dx");
             let w = layer.weight.val();
             assert_close(w.grad(&ga).unwrap(), w.grad(&gb).unwrap(), 1e-5, "dweight");
@@ -494,8 +521,16 @@ mod transformer_tests {
         let (ya, yb) = (gelu(xa.clone()), burn::tensor::activation::gelu(xb.clone()));
         assert_close(ya.clone(), yb.clone(), 1e-6, "gelu");
         let up = normal([3, 7, 37], 1.0, &device);
-        let (ga, gb) = ((ya * up.clone()).sum().backward(), (yb * up).sum().backward());
-        assert_close(xa.grad(&ga).unwrap(), xb.grad(&gb).unwrap(), 1e-5, "gelu dx");
+        let (ga, gb) = (
+            (ya * up.clone()).sum().backward(),
+            (yb * up).sum().backward(),
+        );
+        assert_close(
+            xa.grad(&ga).unwrap(),
+            xb.grad(&gb).unwrap(),
+            1e-5,
+            "gelu dx",
+        );
     }
 
     #[test]
@@ -523,10 +558,23 @@ mod transformer_tests {
             + bb.clone().unsqueeze::<3>();
         assert_close(ya.clone(), yb.clone(), 1e-5, "layer norm");
         let up = normal([4, 5, d], 1.0, &device);
-        let (gra, grb) = ((ya * up.clone()).sum().backward(), (yb * up).sum().backward());
+        let (gra, grb) = (
+            (ya * up.clone()).sum().backward(),
+            (yb * up).sum().backward(),
+        );
         assert_close(xa.grad(&gra).unwrap(), xb.grad(&grb).unwrap(), 1e-4, "dx");
-        assert_close(ga.grad(&gra).unwrap(), gb.grad(&grb).unwrap(), 1e-4, "dgamma");
-        assert_close(ba.grad(&gra).unwrap(), bb.grad(&grb).unwrap(), 1e-4, "dbeta");
+        assert_close(
+            ga.grad(&gra).unwrap(),
+            gb.grad(&grb).unwrap(),
+            1e-4,
+            "dgamma",
+        );
+        assert_close(
+            ba.grad(&gra).unwrap(),
+            bb.grad(&grb).unwrap(),
+            1e-4,
+            "dbeta",
+        );
     }
 
     #[test]
@@ -554,7 +602,9 @@ mod transformer_tests {
         let qkv = qkv.reshape([b, n, 3, heads, hd]).permute([2, 0, 3, 1, 4]);
         let take = |i: usize| qkv.clone().slice(i..i + 1).reshape([b, heads, n, hd]);
         let (q, k, v) = (take(0), take(1), take(2));
-        let scores = q.mul_scalar(1.0 / (hd as f64).sqrt()).matmul(k.swap_dims(2, 3));
+        let scores = q
+            .mul_scalar(1.0 / (hd as f64).sqrt())
+            .matmul(k.swap_dims(2, 3));
         let weights = burn::tensor::activation::softmax(scores, 3);
         weights.matmul(v).swap_dims(1, 2).reshape([b, n, d])
     }
@@ -571,7 +621,10 @@ mod transformer_tests {
             let yb = composed_attention(qb.clone(), heads);
             assert_close(ya.clone(), yb.clone(), 1e-5, "attention");
             let up = normal([b, n, d], 1.0, &device);
-            let (ga, gb) = ((ya * up.clone()).sum().backward(), (yb * up).sum().backward());
+            let (ga, gb) = (
+                (ya * up.clone()).sum().backward(),
+                (yb * up).sum().backward(),
+            );
             assert_close(qa.grad(&ga).unwrap(), qb.grad(&gb).unwrap(), 1e-4, "dqkv");
         }
     }
@@ -586,10 +639,7 @@ mod transformer_tests {
         assert_close(fused, reference, 1e-5, "fused vs composed default body");
     }
 
-    fn reference_attention(
-        qkv: FloatTensor<Dispatch>,
-        heads: usize,
-    ) -> FloatTensor<Dispatch> {
+    fn reference_attention(qkv: FloatTensor<Dispatch>, heads: usize) -> FloatTensor<Dispatch> {
         reference::multi_head_attention::<Dispatch>(qkv, heads)
     }
 }

@@ -21,7 +21,10 @@ pub fn layer_norm<B: Backend>(
     let mean = B::float_mean_dim(x.clone(), last);
     let centered = B::float_sub(x, mean);
     let var = B::float_mean_dim(B::float_mul(centered.clone(), centered.clone()), last);
-    let rstd = B::float_recip(B::float_sqrt(B::float_add_scalar(var, Scalar::from(epsilon))));
+    let rstd = B::float_recip(B::float_sqrt(B::float_add_scalar(
+        var,
+        Scalar::from(epsilon),
+    )));
     let normalized = B::float_mul(centered, rstd);
     let gamma = B::float_reshape(gamma, Shape::from(param_dims.clone()));
     let beta = B::float_reshape(beta, Shape::from(param_dims));
@@ -38,7 +41,13 @@ pub fn multi_head_attention<B: Backend>(qkv: FloatTensor<B>, heads: usize) -> Fl
     let qkv = B::float_permute(qkv, &[2, 0, 3, 1, 4]);
     let part = |i: usize| {
         let full = |len: usize| Slice::from(0..len);
-        let slices = [Slice::from(i..i + 1), full(b), full(heads), full(n), full(hd)];
+        let slices = [
+            Slice::from(i..i + 1),
+            full(b),
+            full(heads),
+            full(n),
+            full(hd),
+        ];
         B::float_reshape(
             B::float_slice(qkv.clone(), &slices),
             Shape::from(vec![b, heads, n, hd]),

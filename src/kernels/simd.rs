@@ -105,7 +105,10 @@ mod tests {
             (0.0, 0.0),
         ] {
             let (got, gauss) = erf_and_gauss(x);
-            assert!((got as f64 - want).abs() < 5e-7, "erf({x}) = {got}, want {want}");
+            assert!(
+                (got as f64 - want).abs() < 5e-7,
+                "erf({x}) = {got}, want {want}"
+            );
             assert!((gauss as f64 - (-(x as f64) * x as f64).exp()).abs() < 1e-7);
         }
     }

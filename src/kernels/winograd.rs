@@ -170,7 +170,8 @@ fn untransform_weight_grad(g: &ConvGeometry, du: &[f32]) -> Vec<f32> {
                             gt_times([&m[r * 4], &m[r * 4 + 1], &m[r * 4 + 2], &m[r * 4 + 3]])
                         });
                         for c in 0..3 {
-                            let col = gt_times([&rows[0][c], &rows[1][c], &rows[2][c], &rows[3][c]]);
+                            let col =
+                                gt_times([&rows[0][c], &rows[1][c], &rows[2][c], &rows[3][c]]);
                             for (r, v) in col.iter().enumerate() {
                                 for i in 0..n {
                                     out[i * 9 + r * 3 + c] = v[i];
@@ -284,7 +285,8 @@ fn transform_output(
                     let at = |xi: usize| &m[(xi * tiles + t) * c..][..c];
                     // M·A per row r: s[r][0] = m0 + m1 + m2, s[r][1] = m1 − m2 − m3.
                     for r in 0..4 {
-                        let (m0, m1, m2, m3) = (at(r * 4), at(r * 4 + 1), at(r * 4 + 2), at(r * 4 + 3));
+                        let (m0, m1, m2, m3) =
+                            (at(r * 4), at(r * 4 + 1), at(r * 4 + 2), at(r * 4 + 3));
                         let (left, right) = s[r * 2 * c..][..2 * c].split_at_mut(c);
                         for ((((l, r), &a), &b), (&cc, &d)) in left
                             .iter_mut()
@@ -311,7 +313,9 @@ fn transform_output(
                             let sv = |r: usize| &s[(r * 2 + j) * c..][..c];
                             let (s0, s1, s2, s3) = (sv(0), sv(1), sv(2), sv(3));
                             let dst = &mut y_hwc[(oy * g.ow + ox) * c..][..c];
-                            for ((((o, &a), &b), &cc), &d) in dst.iter_mut().zip(s0).zip(s1).zip(s2).zip(s3) {
+                            for ((((o, &a), &b), &cc), &d) in
+                                dst.iter_mut().zip(s0).zip(s1).zip(s2).zip(s3)
+                            {
                                 *o = if i == 0 { a + b + cc } else { b - cc - d };
                             }
                         }
@@ -410,9 +414,25 @@ fn images_per_group(g: &ConvGeometry, grid: Tiles) -> usize {
         .clamp(1, g.batch.max(1))
 }
 
-/// The 16 matrices `[tiles, channels]` of a transformed tensor, one per parallel task.
-fn matrices(t: &mut [f32], tiles: usize, channels: usize) -> Vec<&mut [f32]> {
-    t.chunks_mut(tiles * channels).collect()
+/// A group's transformed tensor (16 matrices `[tiles, channels]`) split by image: for each
+/// image, its `per_image` rows of every matrix, so that images fill their tiles in parallel.
+fn by_image(
+    t: &mut [f32],
+    tiles: usize,
+    per_image: usize,
+    channels: usize,
+) -> Vec<Vec<&mut [f32]>> {
+    let images = tiles / per_image.max(1);
+    let mut parts: Vec<Vec<&mut [f32]>> = (0..images).map(|_| Vec::with_capacity(XI)).collect();
+    for matrix in t.chunks_mut(tiles * channels) {
+        for (image, rows) in parts
+            .iter_mut()
+            .zip(matrix.chunks_mut(per_image * channels))
+        {
+            image.push(rows);
+        }
+    }
+    parts
 }
 
 /// `y = conv2d(x, weight)` for an [`eligible`] geometry; layouts as in [`super::conv::forward`].
@@ -433,14 +453,7 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
         let images = x_group.len() / x_image;
         let tiles = images * per;
         let v = sized(&mut v, XI * tiles * g.c_in);
-        // Each image fills its own tiles of all 16 matrices.
-        let mut by_image: Vec<Vec<&mut [f32]>> = (0..images).map(|_| Vec::with_capacity(XI)).collect();
-        for matrix in v.chunks_mut(tiles * g.c_in) {
-            for (parts, rows) in by_image.iter_mut().zip(matrix.chunks_mut(per * g.c_in)) {
-                parts.push(rows);
-            }
-        }
-        by_image
+        by_image(v, tiles, per, g.c_in)
             .into_par_iter()
             .zip(x_group.par_chunks(x_image))
             .for_each_init(Scratch::default, |s, (mut parts, image)| {
@@ -450,8 +463,7 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
                 transform_input(g, grid, hwc, &mut parts, tile);
             });
         let m = sized(&mut m, XI * tiles * g.c_out);
-        matrices(m, tiles, g.c_out)
-            .into_par_iter()
+        m.par_chunks_mut(tiles * g.c_out)
             .enumerate()
             .for_each(|(xi, m_xi)| {
                 // M[ξ]ᵀ = U[ξ]·V[ξ]ᵀ, written straight into M[ξ]'s tile-major rows.
@@ -464,15 +476,15 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
                 );
             });
         let m = &*m;
-        y_group
-            .par_chunks_mut(y_image)
-            .enumerate()
-            .for_each_init(Scratch::default, |s, (i, image)| {
+        y_group.par_chunks_mut(y_image).enumerate().for_each_init(
+            Scratch::default,
+            |s, (i, image)| {
                 let hwc = sized(&mut s.hwc, y_image);
                 let tile = sized(&mut s.tile, XI * g.c_out);
                 transform_output(g, grid, m, tiles, i * per, hwc, tile);
                 transpose(hwc, ohw, g.c_out, image);
-            });
+            },
+        );
     }
     y
 }
@@ -495,36 +507,42 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
         let tiles = images * per;
         let v = sized(&mut v, XI * tiles * g.c_in);
         let dm = sized(&mut dm, XI * tiles * g.c_out);
-        let mut by_image: Vec<(Vec<&mut [f32]>, Vec<&mut [f32]>)> =
-            (0..images).map(|_| (Vec::with_capacity(XI), Vec::with_capacity(XI))).collect();
-        for matrix in v.chunks_mut(tiles * g.c_in) {
-            for (parts, rows) in by_image.iter_mut().zip(matrix.chunks_mut(per * g.c_in)) {
-                parts.0.push(rows);
-            }
-        }
-        for matrix in dm.chunks_mut(tiles * g.c_out) {
-            for (parts, rows) in by_image.iter_mut().zip(matrix.chunks_mut(per * g.c_out)) {
-                parts.1.push(rows);
-            }
-        }
-        by_image
+        by_image(v, tiles, per, g.c_in)
             .into_par_iter()
-            .zip(x_group.par_chunks(x_image).zip(dy_group.par_chunks(y_image)))
-            .for_each_init(Scratch::default, |s, ((mut v_parts, mut dm_parts), (image, grad))| {
-                let hwc = sized(&mut s.hwc, x_image.max(y_image));
-                let tile = sized(&mut s.tile, XI * g.c_in.max(g.c_out));
-                transpose(image, g.c_in, hw, hwc);
-                transform_input(g, grid, hwc, &mut v_parts, tile);
-                transpose(grad, g.c_out, ohw, hwc);
-                transform_output_grad(g, grid, hwc, &mut dm_parts, tile);
-            });
+            .zip(by_image(dm, tiles, per, g.c_out))
+            .zip(
+                x_group
+                    .par_chunks(x_image)
+                    .zip(dy_group.par_chunks(y_image)),
+            )
+            .for_each_init(
+                Scratch::default,
+                |s, ((mut v_parts, mut dm_parts), (image, grad))| {
+                    let hwc = sized(&mut s.hwc, x_image.max(y_image));
+                    let tile = sized(&mut s.tile, XI * g.c_in.max(g.c_out));
+                    transpose(image, g.c_in, hw, hwc);
+                    transform_input(g, grid, hwc, &mut v_parts, tile);
+                    transpose(grad, g.c_out, ohw, hwc);
+                    transform_output_grad(g, grid, hwc, &mut dm_parts, tile);
+                },
+            );
         let (v, dm) = (&*v, &*dm);
         du.par_chunks_mut(pairs)
             .enumerate()
             .for_each(|(xi, du_xi)| {
-                let v_xi = MatRef::row_major(&v[xi * tiles * g.c_in..][..tiles * g.c_in], tiles, g.c_in);
-                let dm_xi = MatRef::row_major(&dm[xi * tiles * g.c_out..][..tiles * g.c_out], tiles, g.c_out);
-                gemm(MatMut::row_major(du_xi, g.c_out, g.c_in), dm_xi.transpose(), v_xi, true);
+                let v_xi =
+                    MatRef::row_major(&v[xi * tiles * g.c_in..][..tiles * g.c_in], tiles, g.c_in);
+                let dm_xi = MatRef::row_major(
+                    &dm[xi * tiles * g.c_out..][..tiles * g.c_out],
+                    tiles,
+                    g.c_out,
+                );
+                gemm(
+                    MatMut::row_major(du_xi, g.c_out, g.c_in),
+                    dm_xi.transpose(),
+                    v_xi,
+                    true,
+                );
             });
     }
     untransform_weight_grad(g, &du)
@@ -554,7 +572,8 @@ mod tests {
                                         continue;
                                     }
                                     let xv = x[((b * g.c_in + ci) * g.h + iy as usize) * g.w
-                                        + ix as usize] as f64;
+                                        + ix as usize]
+                                        as f64;
                                     let wi = ((co * g.c_in + ci) * 3 + ky) * 3 + kx;
                                     y[o] += xv * w[wi] as f64;
                                     dw[wi] += xv * dy[o] as f64;

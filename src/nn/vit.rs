@@ -11,8 +11,8 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 use super::drop_path::DropPath;
-use crate::kernels::{gelu, linear_layer, multi_head_attention};
 use super::norm::LayerNorm;
+use crate::kernels::{gelu, linear_layer, multi_head_attention};
 
 /// How the encoder turns tokens into one feature vector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
