@@ -5,6 +5,12 @@
 
 use rayon::prelude::*;
 
+use super::simd::lane_sums;
+
+/// Partial sums per statistic: batch norm's summation order, which every training trajectory
+/// depends on.
+const BN_LANES: usize = 8;
+
 /// `[batch, channels, spatial]` of an NCHW tensor with `spatial = h·w`.
 #[derive(Clone, Copy, Debug)]
 pub struct Planes {
@@ -40,28 +46,6 @@ impl Planes {
     }
 }
 
-/// `(Σ f(i), Σ g(i))` over a plane in eight f32 lanes (vectorisable), returned as f64.
-fn lane_sums(len: usize, f: impl Fn(usize) -> (f32, f32)) -> (f64, f64) {
-    let (mut a, mut b) = ([0.0f32; 8], [0.0f32; 8]);
-    let full = len / 8 * 8;
-    for base in (0..full).step_by(8) {
-        for lane in 0..8 {
-            let (u, v) = f(base + lane);
-            a[lane] += u;
-            b[lane] += v;
-        }
-    }
-    for i in full..len {
-        let (u, v) = f(i);
-        a[0] += u;
-        b[0] += v;
-    }
-    (
-        a.iter().map(|&v| v as f64).sum(),
-        b.iter().map(|&v| v as f64).sum(),
-    )
-}
-
 fn inv_std(var: f32, epsilon: f64) -> f32 {
     (1.0 / (var as f64 + epsilon).sqrt()) as f32
 }
@@ -80,7 +64,7 @@ pub fn forward(
     let mean: Vec<f32> = p
         .per_channel(|b, c| {
             let plane = &x[p.plane(b, c)];
-            lane_sums(plane.len(), |i| (plane[i], 0.0))
+            lane_sums::<BN_LANES>(plane.len(), |i| (plane[i], 0.0))
         })
         .iter()
         .map(|(s, _)| (s / n) as f32)
@@ -89,7 +73,7 @@ pub fn forward(
     let var: Vec<f32> = p
         .per_channel(|b, c| {
             let (plane, m) = (&x[p.plane(b, c)], mean[c]);
-            lane_sums(plane.len(), |i| ((plane[i] - m) * (plane[i] - m), 0.0))
+            lane_sums::<BN_LANES>(plane.len(), |i| ((plane[i] - m) * (plane[i] - m), 0.0))
         })
         .iter()
         .map(|(q, _)| (q / n) as f32)
@@ -144,7 +128,7 @@ pub fn backward(
         let (m, s) = (mean[c], inv_std(var[c], epsilon));
         let range = p.plane(b, c);
         let (xs, gs) = (&x[range.clone()], &dy[range]);
-        lane_sums(xs.len(), |i| (gs[i], gs[i] * (xs[i] - m) * s))
+        lane_sums::<BN_LANES>(xs.len(), |i| (gs[i], gs[i] * (xs[i] - m) * s))
     });
     let n = p.count();
     let dbeta: Vec<f32> = sums.iter().map(|(sd, _)| *sd as f32).collect();

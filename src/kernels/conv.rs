@@ -13,7 +13,7 @@
 use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
 
-use super::gemm::{MatMut, MatRef, gemm};
+use super::gemm::{MatMut, MatRef, gemm, transpose};
 use super::winograd;
 
 /// Every size of one convolution.
@@ -301,7 +301,8 @@ struct Scratch {
     out: Vec<f32>,
 }
 
-fn sized(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+/// The first `len` values of a reusable scratch buffer, grown as needed.
+pub(super) fn sized(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
     buffer.resize(len, 0.0);
     &mut buffer[..len]
 }
@@ -481,20 +482,11 @@ pub fn backward(
 fn untranspose_groups(g: &ConvGeometry, transposed: &[f32]) -> Vec<f32> {
     let (k, cog) = (g.k(), g.cog());
     let mut dw = vec![0.0f32; transposed.len()];
-    for group in 0..g.groups {
-        let src = &transposed[group * cog * k..][..cog * k];
-        let dst = &mut dw[group * cog * k..][..cog * k];
-        // 16×16 tiles: both sides touch whole cache lines.
-        const TILE: usize = 16;
-        for k0 in (0..k).step_by(TILE) {
-            for c0 in (0..cog).step_by(TILE) {
-                for kk in k0..(k0 + TILE).min(k) {
-                    for co in c0..(c0 + TILE).min(cog) {
-                        dst[co * k + kk] = src[kk * cog + co];
-                    }
-                }
-            }
-        }
+    for (src, dst) in transposed
+        .chunks_exact(cog * k)
+        .zip(dw.chunks_exact_mut(cog * k))
+    {
+        transpose(src, k, cog, dst);
     }
     dw
 }

@@ -179,13 +179,7 @@ impl KernelOps for Flex {
         relu: bool,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         if !is_f32(&[&x, &gamma, &beta]) || x.layout().shape().num_dims() != 4 {
-            let result = Flex::batch_norm_train(x, gamma, beta, epsilon);
-            let output = if relu {
-                Flex::relu(result.output)
-            } else {
-                result.output
-            };
-            return (output, result.mean, result.variance);
+            return super::reference::batch_norm_act::<Flex>(x, gamma, beta, epsilon, relu);
         }
         batch_norm_forward(x, gamma, beta, epsilon, relu)
     }
@@ -458,13 +452,7 @@ impl<C: CheckpointStrategy> KernelOps for Autodiff<Flex, C> {
         let supported = is_f32(&[x.primitive(), gamma.primitive(), beta.primitive()])
             && x.primitive().layout().shape().num_dims() == 4;
         if !supported {
-            let result = <Self as ModuleOps<Self>>::batch_norm_train(x, gamma, beta, epsilon);
-            let output = if relu {
-                <Self as ActivationOps<Self>>::relu(result.output)
-            } else {
-                result.output
-            };
-            return (output, result.mean, result.variance);
+            return super::reference::batch_norm_act::<Self>(x, gamma, beta, epsilon, relu);
         }
         match BatchNormBackward
             .prepare::<C>([x.node(), gamma.node(), beta.node()])

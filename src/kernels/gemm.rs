@@ -21,28 +21,42 @@ pub struct MatMut<'a> {
     col_stride: usize,
 }
 
+/// Panics unless `rows × cols` with rows `row_stride` apart fits in `len` values.
+fn check_strided(len: usize, rows: usize, cols: usize, row_stride: usize) {
+    assert!(
+        cols <= row_stride || rows <= 1,
+        "row stride shorter than a row"
+    );
+    assert!(
+        rows == 0 || len >= (rows - 1) * row_stride + cols,
+        "matrix view out of bounds"
+    );
+}
+
+/// `dst[j][i] = src[i][j]` for a row-major `rows × cols` `src`, in 16×16 tiles so that both
+/// sides touch whole cache lines.
+pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const TILE: usize = 16;
+    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    for i0 in (0..rows).step_by(TILE) {
+        for j0 in (0..cols).step_by(TILE) {
+            for i in i0..(i0 + TILE).min(rows) {
+                for j in j0..(j0 + TILE).min(cols) {
+                    dst[j * rows + i] = src[i * cols + j];
+                }
+            }
+        }
+    }
+}
+
 impl<'a> MatRef<'a> {
     pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        assert!(data.len() >= rows * cols, "matrix view out of bounds");
-        MatRef {
-            data,
-            rows,
-            cols,
-            row_stride: cols,
-            col_stride: 1,
-        }
+        Self::strided(data, rows, cols, cols)
     }
 
     /// Rows `row_stride` apart: padded strides keep rows off the same cache sets.
     pub fn strided(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
-        assert!(
-            cols <= row_stride || rows <= 1,
-            "row stride shorter than a row"
-        );
-        assert!(
-            rows == 0 || data.len() >= (rows - 1) * row_stride + cols,
-            "matrix view out of bounds"
-        );
+        check_strided(data.len(), rows, cols, row_stride);
         MatRef {
             data,
             rows,
@@ -70,14 +84,7 @@ impl<'a> MatMut<'a> {
     }
 
     pub fn strided(data: &'a mut [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
-        assert!(
-            cols <= row_stride || rows <= 1,
-            "row stride shorter than a row"
-        );
-        assert!(
-            rows == 0 || data.len() >= (rows - 1) * row_stride + cols,
-            "matrix view out of bounds"
-        );
+        check_strided(data.len(), rows, cols, row_stride);
         MatMut {
             data,
             rows,

@@ -48,13 +48,7 @@ pub trait KernelOps: Backend {
         epsilon: f64,
         relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let result = Self::batch_norm_train(x, gamma, beta, epsilon);
-        let output = if relu {
-            Self::relu(result.output)
-        } else {
-            result.output
-        };
-        (output, result.mean, result.variance)
+        reference::batch_norm_act::<Self>(x, gamma, beta, epsilon, relu)
     }
 
     /// GELU, exact form `x·Φ(x)`.
@@ -210,22 +204,25 @@ pub fn multi_head_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
     ))
 }
 
+/// Asserts `ours` matches `reference` within `tolerance` relative to the reference's largest
+/// magnitude (at least 1).
+#[cfg(test)]
+fn assert_close<const D: usize>(ours: Tensor<D>, reference: Tensor<D>, tolerance: f32, what: &str) {
+    assert_eq!(ours.dims(), reference.dims(), "{what}: shapes");
+    let (a, b) = (crate::host::to_f32(ours), crate::host::to_f32(reference));
+    let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!(
+            (x - y).abs() <= tolerance * scale,
+            "{what}[{i}]: {x} vs burn {y}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use burn::tensor::{Device, Distribution};
-
-    fn close(a: Tensor<4>, b: Tensor<4>, what: &str) {
-        let (a, b) = (crate::host::to_f32(a), crate::host::to_f32(b));
-        assert_eq!(a.len(), b.len());
-        let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-            assert!(
-                (x - y).abs() <= 1e-4 * scale,
-                "{what}[{i}]: {x} vs burn {y}"
-            );
-        }
-    }
 
     #[test]
     fn conv2d_matches_burn_on_values_and_gradients() {
@@ -349,19 +346,26 @@ mod tests {
                 b.map(|b| b.require_grad()),
                 options,
             );
-            close(ours.clone(), reference.clone(), &format!("case {n} output"));
+            assert_close(
+                ours.clone(),
+                reference.clone(),
+                1e-4,
+                &format!("case {n} output"),
+            );
             // A non-uniform upstream gradient, so every output position matters differently.
             let up = Tensor::<4>::random(reference.dims(), normal, &device);
             let g_ours = (ours * up.clone()).sum().backward();
             let g_burn = (reference * up).sum().backward();
-            close(
+            assert_close(
                 ours_in.0.grad(&g_ours).unwrap(),
                 burn_in.0.grad(&g_burn).unwrap(),
+                1e-4,
                 &format!("case {n} dx"),
             );
-            close(
+            assert_close(
                 ours_in.1.grad(&g_ours).unwrap(),
                 burn_in.1.grad(&g_burn).unwrap(),
+                1e-4,
                 &format!("case {n} dw"),
             );
         }
@@ -374,9 +378,10 @@ mod tests {
         let options = ConvOptions::new([2, 2], [1, 1], [1, 1], 1);
         let x = Tensor::<4>::random([2, 3, 10, 9], Distribution::Normal(0.0, 1.0), &device);
         let w = Tensor::<4>::random([4, 3, 3, 3], Distribution::Normal(0.0, 1.0), &device);
-        close(
+        assert_close(
             conv2d(x.clone(), w.clone(), None, options.clone()),
             burn::tensor::module::conv2d(x, w, None, options),
+            1e-4,
             "inference output",
         );
     }
@@ -387,18 +392,6 @@ mod batch_norm_tests {
     use super::*;
     use burn::nn::BatchNormConfig;
     use burn::tensor::{Device, Distribution};
-
-    fn assert_close<const D: usize>(a: Tensor<D>, b: Tensor<D>, what: &str) {
-        let (a, b) = (crate::host::to_f32(a), crate::host::to_f32(b));
-        assert_eq!(a.len(), b.len(), "{what}");
-        let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-            assert!(
-                (x - y).abs() <= 2e-4 * scale,
-                "{what}[{i}]: {x} vs burn {y}"
-            );
-        }
-    }
 
     #[test]
     fn batch_norm_layer_matches_burn_with_and_without_relu() {
@@ -430,29 +423,33 @@ mod batch_norm_tests {
             } else {
                 yb
             };
-            assert_close(ya.clone(), yb.clone(), "output");
+            assert_close(ya.clone(), yb.clone(), 2e-4, "output");
             let up = Tensor::<4>::random(yb.dims(), normal, &device);
             let ga = (ya * up.clone()).sum().backward();
             let gb = (yb * up).sum().backward();
-            assert_close(xa.grad(&ga).unwrap(), xb.grad(&gb).unwrap(), "dx");
+            assert_close(xa.grad(&ga).unwrap(), xb.grad(&gb).unwrap(), 2e-4, "dx");
             assert_close(
                 ours.gamma.val().grad(&ga).unwrap(),
                 theirs.gamma.val().grad(&gb).unwrap(),
+                2e-4,
                 "dgamma",
             );
             assert_close(
                 ours.beta.val().grad(&ga).unwrap(),
                 theirs.beta.val().grad(&gb).unwrap(),
+                2e-4,
                 "dbeta",
             );
             assert_close(
                 ours.running_mean.value(),
                 theirs.running_mean.value(),
+                2e-4,
                 "running mean",
             );
             assert_close(
                 ours.running_var.value(),
                 theirs.running_var.value(),
+                2e-4,
                 "running var",
             );
         }
@@ -463,18 +460,6 @@ mod batch_norm_tests {
 mod transformer_tests {
     use super::*;
     use burn::tensor::{Device, Distribution};
-
-    fn assert_close<const D: usize>(a: Tensor<D>, b: Tensor<D>, tolerance: f32, what: &str) {
-        assert_eq!(a.dims(), b.dims(), "{what}: shapes");
-        let (a, b) = (crate::host::to_f32(a), crate::host::to_f32(b));
-        let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-            assert!(
-                (x - y).abs() <= tolerance * scale,
-                "{what}[{i}]: {x} vs burn {y}"
-            );
-        }
-    }
 
     fn normal<const D: usize>(dims: [usize; D], std: f64, device: &Device) -> Tensor<D> {
         Tensor::random(dims, Distribution::Normal(0.0, std), device)

@@ -6,6 +6,23 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Scalar, Slice, TensorMetadata};
 use burn::tensor::Shape;
 
+/// Training-mode batch norm, then ReLU when `relu`: `(output, batch mean, batch variance)`.
+pub fn batch_norm_act<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    epsilon: f64,
+    relu: bool,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let result = B::batch_norm_train(x, gamma, beta, epsilon);
+    let output = if relu {
+        B::relu(result.output)
+    } else {
+        result.output
+    };
+    (output, result.mean, result.variance)
+}
+
 /// LayerNorm over the last dimension with the biased variance.
 pub fn layer_norm<B: Backend>(
     x: FloatTensor<B>,

@@ -13,21 +13,32 @@ pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
 /// Lanes of the partial sums in [`lane_sum`]: one AVX-512 register of f32.
 pub const LANES: usize = 16;
 
-/// `Σ f(i)` for `i < len` in [`LANES`] independent partial sums (a float sum only vectorises
-/// when its order is spelled out), returned as f64.
+/// `(Σ f(i).0, Σ f(i).1)` for `i < len` in `N` independent partial sums each (a float sum
+/// only vectorises when its order is spelled out), returned as f64.
 #[inline(always)]
-pub fn lane_sum(len: usize, f: impl Fn(usize) -> f32) -> f64 {
-    let mut acc = [0.0f32; LANES];
-    let full = len / LANES * LANES;
-    for base in (0..full).step_by(LANES) {
-        for (lane, a) in acc.iter_mut().enumerate() {
-            *a += f(base + lane);
+pub fn lane_sums<const N: usize>(len: usize, f: impl Fn(usize) -> (f32, f32)) -> (f64, f64) {
+    let (mut a, mut b) = ([0.0f32; N], [0.0f32; N]);
+    let full = len / N * N;
+    for base in (0..full).step_by(N) {
+        for lane in 0..N {
+            let (u, v) = f(base + lane);
+            a[lane] += u;
+            b[lane] += v;
         }
     }
     for i in full..len {
-        acc[0] += f(i);
+        let (u, v) = f(i);
+        a[0] += u;
+        b[0] += v;
     }
-    acc.iter().map(|&v| v as f64).sum()
+    let total = |lanes: [f32; N]| lanes.iter().map(|&v| v as f64).sum();
+    (total(a), total(b))
+}
+
+/// `Σ f(i)` for `i < len` in [`LANES`] partial sums, as [`lane_sums`].
+#[inline(always)]
+pub fn lane_sum(len: usize, f: impl Fn(usize) -> f32) -> f64 {
+    lane_sums::<LANES>(len, |i| (f(i), 0.0)).0
 }
 
 /// `1.5·2²³`: adding it rounds an f32 of magnitude below 2²² to an integer, held in the

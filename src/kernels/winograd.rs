@@ -16,8 +16,8 @@
 
 use rayon::prelude::*;
 
-use super::conv::ConvGeometry;
-use super::gemm::{MatMut, MatRef, gemm};
+use super::conv::{ConvGeometry, sized};
+use super::gemm::{MatMut, MatRef, gemm, transpose};
 use super::simd::vectorized;
 
 /// Tile elements: a 4×4 transformed tile.
@@ -185,18 +185,11 @@ fn untransform_weight_grad(g: &ConvGeometry, du: &[f32]) -> Vec<f32> {
     dw
 }
 
-/// `dst[j][i] = src[i][j]` for a row-major `rows × cols` `src`, in cache-sized tiles.
-fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    const TILE: usize = 16;
-    for i0 in (0..rows).step_by(TILE) {
-        for j0 in (0..cols).step_by(TILE) {
-            for i in i0..(i0 + TILE).min(rows) {
-                for j in j0..(j0 + TILE).min(cols) {
-                    dst[j * rows + i] = src[i * cols + j];
-                }
-            }
-        }
-    }
+/// The first four consecutive `c`-long vectors of `t`.
+#[inline(always)]
+fn four_vectors(t: &mut [f32], c: usize) -> [&mut [f32]; 4] {
+    let mut vectors = t.chunks_exact_mut(c);
+    std::array::from_fn(|_| vectors.next().expect("four vectors"))
 }
 
 /// `out = f(a, b)` elementwise over equal-length slices: one vectorisable pass.
@@ -235,10 +228,7 @@ fn transform_input(
                     // d·B along each input row r: q[r][·] = [d0 − d2, d1 + d2, d2 − d1, d1 − d3].
                     for r in 0..4 {
                         let (d0, d1, d2, d3) = (pixel(r, 0), pixel(r, 1), pixel(r, 2), pixel(r, 3));
-                        let row = &mut q[r * 4 * c..][..4 * c];
-                        let (q0, rest) = row.split_at_mut(c);
-                        let (q1, rest) = rest.split_at_mut(c);
-                        let (q2, q3) = rest.split_at_mut(c);
+                        let [q0, q1, q2, q3] = four_vectors(&mut q[r * 4 * c..], c);
                         zip_into(q0, d0, d2, |a, b| a - b);
                         zip_into(q1, d1, d2, |a, b| a + b);
                         zip_into(q2, d2, d1, |a, b| a - b);
@@ -354,10 +344,7 @@ fn transform_output_grad(
                     // P = dY·Aᵀ per output row i: [a, a + b, a − b, −b] (a, b its two columns).
                     for i in 0..2 {
                         let (a, b) = (grad(i, 0), grad(i, 1));
-                        let row = &mut p[i * 4 * c..][..4 * c];
-                        let (p0, rest) = row.split_at_mut(c);
-                        let (p1, rest) = rest.split_at_mut(c);
-                        let (p2, p3) = rest.split_at_mut(c);
+                        let [p0, p1, p2, p3] = four_vectors(&mut p[i * 4 * c..], c);
                         p0.copy_from_slice(a);
                         zip_into(p1, a, b, |x, y| x + y);
                         zip_into(p2, a, b, |x, y| x - y);
@@ -388,11 +375,6 @@ fn transform_output_grad(
 struct Scratch {
     hwc: Vec<f32>,
     tile: Vec<f32>,
-}
-
-fn sized(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    buffer.resize(len, 0.0);
-    &mut buffer[..len]
 }
 
 /// Tiles per group of images: each of a group's 16 gemms packs its weight matrix once for all
