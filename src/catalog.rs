@@ -88,7 +88,7 @@ pub const FAMILIES: &[Family] = &[
         family: "masked image modeling",
         prevents_collapse: "pixel reconstruction of masked patches",
         negatives: false,
-        implemented: false,
+        implemented: true,
     },
     Family {
         method: "SimMIM",
@@ -96,7 +96,7 @@ pub const FAMILIES: &[Family] = &[
         family: "masked image modeling",
         prevents_collapse: "pixel reconstruction (L1) of masked patches",
         negatives: false,
-        implemented: false,
+        implemented: true,
     },
     Family {
         method: "DINO",

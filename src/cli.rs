@@ -177,6 +177,12 @@ pub fn diagnose_table(d: &CollapseStats) -> String {
         d.healthy_std,
         d.std_ratio()
     );
+    if let Some(spread) = d.spread {
+        s += &format!(
+            "  centred           the features' shared offset was removed first (ViT tokens carry one); spread around it {:.3} of their norm\n",
+            spread
+        );
+    }
     s += &format!("  effective rank    {:.1} of {}\n", d.effective_rank, d.dim);
     let top: Vec<String> = d
         .singular_values

@@ -30,7 +30,7 @@ fn embed_with<M: Method>(
     set: &ImageSet,
     device: &Device,
     which: Features,
-) -> Result<(Vec<f32>, usize)> {
+) -> Result<(Vec<f32>, usize, bool)> {
     let recipe = run.recipe()?;
     let info = run.info()?;
     let dir = checkpoint::latest(run).ok_or_else(|| {
@@ -40,7 +40,7 @@ fn embed_with<M: Method>(
         )
     })?;
     let method = load_module(
-        M::init(&recipe, info.shape(), device),
+        M::init(&recipe, info.shape(), device)?,
         &dir.join("model.bpk"),
     )?;
     let method = method.valid();
@@ -48,7 +48,7 @@ fn embed_with<M: Method>(
         Features::Projector => method.embed(x),
         Features::Encoder => method.encoder().forward(x),
     });
-    Ok((f.data, f.dim))
+    Ok((f.data, f.dim, M::CENTRED_DIAGNOSTICS))
 }
 
 /// Collapse statistics of the run's embeddings on up to `samples` held-out images; writes
@@ -67,9 +67,9 @@ pub fn diagnose_run(
     if set.len() < 2 {
         return Err(Error::Usage("diagnostics need at least 2 images".into()));
     }
-    let (values, dim) =
+    let (values, dim, centred) =
         crate::with_method!(recipe.method.name, M => embed_with::<M>(run, &set, &device, which)?);
-    let stats = diagnose::analyze(&values, set.len(), dim);
+    let stats = diagnose::analyze_for(&values, set.len(), dim, centred);
     let (json, png, label) = match which {
         Features::Projector => (run.diagnose_path(), run.spectrum_path(), "EMBEDDING"),
         Features::Encoder => (

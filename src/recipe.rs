@@ -54,6 +54,26 @@ pub struct MethodConfig {
     pub variance_weight: f64,
     /// VICReg: weight of the covariance penalty.
     pub covariance_weight: f64,
+    /// MAE / SimMIM / BEiT: fraction of patches masked (0.75 / 0.6 / 0.4 in the papers).
+    pub mask_ratio: f64,
+    /// SimMIM: side of the square mask blocks, in ViT patches (the paper's 32-px mask patches).
+    pub mask_block: usize,
+    /// BEiT: fewest patches in one masking rectangle (16 in the paper, for a 14×14 grid).
+    pub mask_min_block: usize,
+    /// MAE: predict each patch standardised by its own mean and variance (norm_pix_loss).
+    pub norm_pix_loss: bool,
+    /// MAE: decoder width, blocks and heads (the paper's 512 × 8 with 16 heads).
+    pub decoder_dim: usize,
+    pub decoder_depth: usize,
+    pub decoder_heads: usize,
+    /// BEiT: run directory of the `vq-tokenizer` run whose codes are the prediction targets.
+    pub tokenizer: String,
+    /// VQ tokenizer: number of codes in the codebook.
+    pub codebook_size: usize,
+    /// VQ tokenizer: width of each code (codes and encoder outputs are L2-normalised).
+    pub code_dim: usize,
+    /// VQ tokenizer: weight β of the commitment term ‖z − sg(e)‖².
+    pub commitment: f64,
 }
 
 impl Default for MethodConfig {
@@ -72,6 +92,17 @@ impl Default for MethodConfig {
             invariance_weight: 25.0,
             variance_weight: 25.0,
             covariance_weight: 1.0,
+            mask_ratio: 0.75,
+            mask_block: 2,
+            mask_min_block: 4,
+            norm_pix_loss: true,
+            decoder_dim: 128,
+            decoder_depth: 2,
+            decoder_heads: 4,
+            tokenizer: String::new(),
+            codebook_size: 512,
+            code_dim: 32,
+            commitment: 0.25,
         }
     }
 }
@@ -157,6 +188,8 @@ pub fn builtin_source(method: MethodName) -> &'static str {
         MethodName::MocoV3 => include_str!("../recipes/moco-v3.toml"),
         MethodName::BarlowTwins => include_str!("../recipes/barlow-twins.toml"),
         MethodName::Vicreg => include_str!("../recipes/vicreg.toml"),
+        MethodName::Mae => include_str!("../recipes/mae.toml"),
+        MethodName::Simmim => include_str!("../recipes/simmim.toml"),
     }
 }
 
@@ -354,6 +387,35 @@ impl Recipe {
             ));
         }
         let m = &self.method;
+        if m.name.needs_vit() && !self.model.is_vit() {
+            return Err(Error::Recipe(format!(
+                "{} masks ViT patches: set model.arch to vit-tiny, vit-small, vit-base or vit (with embed_dim, depth, heads)",
+                m.name
+            )));
+        }
+        if !(m.mask_ratio > 0.0 && m.mask_ratio < 1.0) {
+            return Err(Error::Recipe(format!(
+                "method.mask_ratio = {} must be in (0, 1) (MAE 0.75, SimMIM 0.6, BEiT 0.4)",
+                m.mask_ratio
+            )));
+        }
+        if m.mask_block == 0 || m.mask_min_block == 0 {
+            return Err(Error::Recipe(
+                "method.mask_block and method.mask_min_block must be at least 1 patch".into(),
+            ));
+        }
+        if m.name == MethodName::Mae {
+            crate::nn::decoder::DecoderConfig {
+                in_dim: 1,
+                dim: m.decoder_dim,
+                depth: m.decoder_depth,
+                heads: m.decoder_heads,
+                grid: 1,
+                out_dim: 1,
+            }
+            .validate()
+            .map_err(Error::Recipe)?;
+        }
         if m.projector.is_empty() || m.projector.contains(&0) {
             return Err(Error::Recipe(
                 "method.projector needs at least one positive width (e.g. [512, 128])".into(),

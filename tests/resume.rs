@@ -146,7 +146,7 @@ fn kill_and_resume<M: Method>(method: &str, extra: &[&str], state: &str) {
         side: 28,
     };
     let load = |dir: &std::path::Path| {
-        let fresh = M::init(&recipe, shape, &device);
+        let fresh = M::init(&recipe, shape, &device).unwrap();
         let method = load_module(fresh, &dir.join("checkpoint").join("model.bpk")).unwrap();
         let encoder =
             load_module(recipe.model.init(shape, &device), &dir.join("encoder.bpk")).unwrap();

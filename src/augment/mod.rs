@@ -1,6 +1,7 @@
 //! Image augmentations (torchvision semantics, seeded, on CPU) and per-method view recipes.
 
 pub mod image;
+pub mod mask;
 pub mod ops;
 pub mod views;
 

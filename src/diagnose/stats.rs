@@ -9,6 +9,10 @@ use super::spectrum::{effective_rank, symmetric_eigenvalues};
 /// identical. The RMS, not the mean, so that variation squeezed into few dimensions (dimensional
 /// collapse) is not mistaken for no variation at all.
 pub const COMPLETE_COLLAPSE_STD_RATIO: f64 = 0.1;
+/// For features analysed around their mean: below this RMS distance to the mean, relative to the
+/// RMS norm, every image maps to the same point up to float noise (a ViT's pooled tokens keep a
+/// few percent).
+pub const CENTRED_COLLAPSE_SPREAD: f64 = 1e-4;
 /// Below this fraction of the dimension, the effective rank says variation lives in few directions.
 pub const DIMENSIONAL_COLLAPSE_RANK_FRACTION: f64 = 0.05;
 
@@ -57,6 +61,9 @@ pub struct CollapseStats {
     /// Eigenvalues (= singular values) of the covariance of the L2-normalised embeddings.
     pub singular_values: Vec<f64>,
     pub verdict: Verdict,
+    /// Set when the features were analysed around their mean (see [`analyze_centred`]): their RMS
+    /// distance to the mean relative to their RMS norm, before centring.
+    pub spread: Option<f64>,
 }
 
 impl CollapseStats {
@@ -152,7 +159,39 @@ pub fn analyze(embeddings: &[f32], n: usize, d: usize) -> CollapseStats {
         effective_rank,
         singular_values: eig,
         verdict,
+        spread: None,
     }
+}
+
+/// For features with a large offset shared by every image (a ViT's pooled tokens carry the final
+/// norm's bias and the average position embedding): the shared mean is removed before the usual
+/// analysis, so the verdict reads how the features differ between images. Complete collapse is
+/// then a spread around the mean below [`CENTRED_COLLAPSE_SPREAD`] of the features' norm.
+pub fn analyze_centred(embeddings: &[f32], n: usize, d: usize) -> CollapseStats {
+    assert!(n >= 2 && d >= 1 && embeddings.len() == n * d);
+    let mut mean = vec![0f64; d];
+    for row in embeddings.chunks_exact(d) {
+        for (m, &v) in mean.iter_mut().zip(row) {
+            *m += v as f64 / n as f64;
+        }
+    }
+    let (mut energy, mut deviation) = (0.0, 0.0);
+    let centred: Vec<f32> = embeddings
+        .chunks_exact(d)
+        .flat_map(|row| row.iter().zip(&mean).map(|(&v, m)| (v, v as f64 - m)))
+        .map(|(v, c)| {
+            energy += (v as f64).powi(2);
+            deviation += c * c;
+            c as f32
+        })
+        .collect();
+    let spread = (deviation / energy.max(1e-300)).sqrt();
+    let mut stats = analyze(&centred, n, d);
+    if spread < CENTRED_COLLAPSE_SPREAD {
+        stats.verdict = Verdict::CompleteCollapse;
+    }
+    stats.spread = Some(spread);
+    stats
 }
 
 #[cfg(test)]
@@ -207,6 +246,26 @@ mod tests {
             Verdict::DimensionalCollapse,
             "rank {}",
             s.effective_rank
+        );
+    }
+
+    #[test]
+    fn centred_analysis_sees_through_a_shared_offset_but_not_identical_rows() {
+        // Isotropic variation of size ~1 on top of an offset of 50 in every dimension: raw, the
+        // L2-normalised rows all point the same way; centred, they are healthy.
+        let mut data = gaussian(1000, 16, 16, 4);
+        data.iter_mut().for_each(|v| *v += 50.0);
+        assert_eq!(analyze(&data, 1000, 16).verdict, Verdict::CompleteCollapse);
+        let s = analyze_centred(&data, 1000, 16);
+        assert_eq!(s.verdict, Verdict::Healthy);
+        let spread = s.spread.unwrap();
+        assert!((spread - 1.0 / 50.0).abs() < 0.002, "{spread}");
+        // Identical rows plus float-noise-sized jitter stay complete collapse.
+        let jitter = gaussian(1000, 16, 16, 5);
+        let flat: Vec<f32> = jitter.iter().map(|j| 50.0 + 1e-5 * j).collect();
+        assert_eq!(
+            analyze_centred(&flat, 1000, 16).verdict,
+            Verdict::CompleteCollapse
         );
     }
 

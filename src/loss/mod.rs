@@ -3,6 +3,7 @@
 pub mod barlow;
 pub mod contrastive;
 pub mod cosine;
+pub mod reconstruction;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod vicreg;
@@ -10,4 +11,7 @@ pub mod vicreg;
 pub use barlow::{BarlowTerms, barlow_twins, standardize_batch};
 pub use contrastive::{info_nce, info_nce_queue, logsumexp_rows, nt_xent};
 pub use cosine::{byol_regression, l2_normalize, mean_cosine, negative_cosine};
+pub use reconstruction::{
+    masked_cross_entropy, masked_l1, masked_mse, normalize_patches, patch_mean_std,
+};
 pub use vicreg::{VicRegTerms, VicRegWeights, vicreg};

@@ -21,11 +21,11 @@ pub struct BarlowTwins {
 impl Method for BarlowTwins {
     type Carry = ();
 
-    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> Self {
-        BarlowTwins {
+    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> crate::error::Result<Self> {
+        Ok(BarlowTwins {
             online: Branch::new(recipe, shape, |h| h, device),
             lambda: recipe.method.lambda,
-        }
+        })
     }
 
     fn step(&self, views: &[Tensor<4>], _progress: Progress) -> StepOutput<()> {

@@ -24,15 +24,15 @@ pub struct Byol {
 impl Method for Byol {
     type Carry = ();
 
-    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> Self {
+    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> crate::error::Result<Self> {
         let online = Branch::new(recipe, shape, |h| h, device);
         let target = copy_into(Branch::new(recipe, shape, |h| h, device), &online);
-        Byol {
+        Ok(Byol {
             online,
             predictor: predictor(recipe, device),
             target,
             base_momentum: recipe.method.base_momentum,
-        }
+        })
     }
 
     fn step(&self, views: &[Tensor<4>], _progress: Progress) -> StepOutput<()> {

@@ -38,7 +38,7 @@ impl Method for Moco {
     /// The batch's normalised keys, enqueued after the optimizer step.
     type Carry = Tensor<2>;
 
-    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> Self {
+    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> crate::error::Result<Self> {
         let head = |h: crate::nn::MlpConfig| h.with_hidden_bn(false);
         let online = Branch::new(recipe, shape, head, device);
         let key = copy_into(Branch::new(recipe, shape, head, device), &online);
@@ -48,14 +48,14 @@ impl Method for Moco {
             Distribution::Normal(0.0, 1.0),
             device,
         ));
-        Moco {
+        Ok(Moco {
             online,
             key,
             queue: Param::from_tensor(queue).set_require_grad(false),
             temperature: recipe.method.temperature,
             momentum: recipe.method.base_momentum,
             shuffle_bn_groups: recipe.method.shuffle_bn_groups,
-        }
+        })
     }
 
     fn step(&self, views: &[Tensor<4>], progress: Progress) -> StepOutput<Tensor<2>> {

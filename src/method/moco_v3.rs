@@ -34,17 +34,17 @@ impl MocoV3 {
 impl Method for MocoV3 {
     type Carry = ();
 
-    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> Self {
+    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> crate::error::Result<Self> {
         let head = |h: crate::nn::MlpConfig| h.with_output_bn(true);
         let online = Branch::new(recipe, shape, head, device);
         let key = copy_into(Branch::new(recipe, shape, head, device), &online);
-        MocoV3 {
+        Ok(MocoV3 {
             online,
             predictor: predictor(recipe, device),
             key,
             temperature: recipe.method.temperature,
             base_momentum: recipe.method.base_momentum,
-        }
+        })
     }
 
     fn step(&self, views: &[Tensor<4>], _progress: Progress) -> StepOutput<()> {

@@ -3,9 +3,12 @@
 pub mod barlow_twins;
 pub mod branch;
 pub mod byol;
+pub mod mae;
+pub mod mim;
 pub mod moco;
 pub mod moco_v3;
 pub mod simclr;
+pub mod simmim;
 pub mod simsiam;
 pub mod vicreg;
 
@@ -21,9 +24,11 @@ use crate::recipe::Recipe;
 pub use barlow_twins::BarlowTwins;
 pub use branch::Branch;
 pub use byol::Byol;
+pub use mae::Mae;
 pub use moco::Moco;
 pub use moco_v3::MocoV3;
 pub use simclr::SimClr;
+pub use simmim::SimMim;
 pub use simsiam::SimSiam;
 pub use vicreg::VicReg;
 
@@ -39,6 +44,8 @@ pub enum MethodName {
     MocoV3,
     BarlowTwins,
     Vicreg,
+    Mae,
+    Simmim,
 }
 
 /// Runs `$body` with `$M` bound to the method type that implements `$name`: the one place that
@@ -76,12 +83,20 @@ macro_rules! with_method {
                 type $M = $crate::method::VicReg;
                 $body
             }
+            N::Mae => {
+                type $M = $crate::method::Mae;
+                $body
+            }
+            N::Simmim => {
+                type $M = $crate::method::SimMim;
+                $body
+            }
         }
     }};
 }
 
 impl MethodName {
-    pub const IMPLEMENTED: [MethodName; 8] = [
+    pub const IMPLEMENTED: [MethodName; 10] = [
         MethodName::Simclr,
         MethodName::MocoV1,
         MethodName::MocoV2,
@@ -90,6 +105,8 @@ impl MethodName {
         MethodName::Simsiam,
         MethodName::BarlowTwins,
         MethodName::Vicreg,
+        MethodName::Mae,
+        MethodName::Simmim,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +119,8 @@ impl MethodName {
             MethodName::MocoV3 => "moco-v3",
             MethodName::BarlowTwins => "barlow-twins",
             MethodName::Vicreg => "vicreg",
+            MethodName::Mae => "mae",
+            MethodName::Simmim => "simmim",
         }
     }
 
@@ -111,6 +130,16 @@ impl MethodName {
             self,
             MethodName::Simsiam | MethodName::Byol | MethodName::MocoV3
         )
+    }
+
+    /// Masked image modeling: the method works on a ViT's patch tokens.
+    pub fn needs_vit(self) -> bool {
+        matches!(self, MethodName::Mae | MethodName::Simmim)
+    }
+
+    /// Whether the method has a projector (and reads `method.projector`).
+    pub fn uses_projector(self) -> bool {
+        !self.needs_vit()
     }
 
     pub fn parse(name: &str) -> Result<MethodName> {
@@ -184,8 +213,13 @@ pub trait Method: Module + Sized {
     /// State passed from `step` to `after_step`.
     type Carry;
 
+    /// Whether collapse diagnostics look at the embeddings around their mean
+    /// ([`crate::diagnose::analyze_centred`]): for the ViT features masked image models expose,
+    /// which carry a large offset shared by every image.
+    const CENTRED_DIAGNOSTICS: bool = false;
+
     /// Builds the method's networks for images of `shape`.
-    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> Self;
+    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> Result<Self>;
 
     /// The loss for one batch of augmented views (as many as the recipe's augment section makes).
     fn step(&self, views: &[Tensor<4>], progress: Progress) -> StepOutput<Self::Carry>;
@@ -210,4 +244,10 @@ pub trait Method: Module + Sized {
 
     /// The embedding the loss sees (projector output), for collapse diagnostics.
     fn embed(&self, images: Tensor<4>) -> Tensor<2>;
+
+    /// Masked image models: masks drawn as at training step `step`, and the predicted images
+    /// (`selfsup reconstruct`). `None` for methods that do not reconstruct.
+    fn reconstruct(&self, _images: Tensor<4>, _step: usize) -> Option<mim::Reconstruction> {
+        None
+    }
 }

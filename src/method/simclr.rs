@@ -20,11 +20,11 @@ pub struct SimClr {
 impl Method for SimClr {
     type Carry = ();
 
-    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> Self {
-        SimClr {
+    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> crate::error::Result<Self> {
+        Ok(SimClr {
             online: Branch::new(recipe, shape, |h| h, device),
             temperature: recipe.method.temperature,
-        }
+        })
     }
 
     fn step(&self, views: &[Tensor<4>], _progress: Progress) -> StepOutput<()> {

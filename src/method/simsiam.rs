@@ -23,13 +23,13 @@ pub struct SimSiam {
 impl Method for SimSiam {
     type Carry = ();
 
-    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> Self {
-        SimSiam {
+    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> crate::error::Result<Self> {
+        Ok(SimSiam {
             online: Branch::new(recipe, shape, |h| h.with_output_bn(true), device),
             predictor: predictor(recipe, device),
             stop_gradient: recipe.method.stop_gradient,
             fix_predictor_lr: recipe.method.fix_predictor_lr,
-        }
+        })
     }
 
     fn step(&self, views: &[Tensor<4>], _progress: Progress) -> StepOutput<()> {

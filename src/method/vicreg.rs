@@ -23,14 +23,14 @@ pub struct VicReg {
 impl Method for VicReg {
     type Carry = ();
 
-    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> Self {
+    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> crate::error::Result<Self> {
         let m = &recipe.method;
-        VicReg {
+        Ok(VicReg {
             online: Branch::new(recipe, shape, |h| h, device),
             invariance_weight: m.invariance_weight,
             variance_weight: m.variance_weight,
             covariance_weight: m.covariance_weight,
-        }
+        })
     }
 
     fn step(&self, views: &[Tensor<4>], _progress: Progress) -> StepOutput<()> {

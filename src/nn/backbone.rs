@@ -214,6 +214,14 @@ impl Backbone {
         }
     }
 
+    /// The ViT, for methods that work on its tokens (the recipe check guarantees one).
+    pub fn vit(&self) -> Option<&Vit> {
+        match self {
+            Backbone::Vit(v) => Some(v),
+            Backbone::ResNet(_) => None,
+        }
+    }
+
     pub fn out_dim(&self) -> usize {
         match self {
             Backbone::ResNet(m) => m.out_dim(),

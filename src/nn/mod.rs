@@ -1,9 +1,11 @@
 //! Networks: backbones (ResNet, ViT) and the MLP heads.
 
 pub mod backbone;
+pub mod decoder;
 pub mod drop_path;
 pub mod mlp;
 pub mod norm;
+pub mod patches;
 pub mod resnet;
 pub mod vit;
 

@@ -114,25 +114,7 @@ impl VitConfig {
                 } else {
                     self.drop_path
                 };
-                Block {
-                    norm1: LayerNorm::new(d, device),
-                    attn: Attention {
-                        qkv: linear(d, 3 * d, device),
-                        proj: linear(d, d, device),
-                        heads: self.heads,
-                    },
-                    ls1: (self.layer_scale > 0.0)
-                        .then(|| LayerScale::new(d, self.layer_scale, device)),
-                    drop_path1: DropPath::new(rate),
-                    norm2: LayerNorm::new(d, device),
-                    mlp: MlpBlock {
-                        fc1: linear(d, hidden, device),
-                        fc2: linear(hidden, d, device),
-                    },
-                    ls2: (self.layer_scale > 0.0)
-                        .then(|| LayerScale::new(d, self.layer_scale, device)),
-                    drop_path2: DropPath::new(rate),
-                }
+                Block::new(d, self.heads, hidden, self.layer_scale, rate, device)
             })
             .collect();
         Vit {
@@ -150,7 +132,7 @@ impl VitConfig {
     }
 }
 
-fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
+pub fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
     // Xavier-uniform weights, zero biases: the MAE / MoCo v3 initialisation.
     let mut layer = LinearConfig::new(d_in, d_out)
         .with_initializer(Initializer::XavierUniform { gain: 1.0 })
@@ -266,6 +248,36 @@ fn scale(ls: &Option<LayerScale>, x: Tensor<3>) -> Tensor<3> {
 }
 
 impl Block {
+    /// A pre-norm block of width `dim` with an MLP of `hidden` units; LayerScale when
+    /// `layer_scale > 0`, stochastic depth at `drop_path`.
+    pub fn new(
+        dim: usize,
+        heads: usize,
+        hidden: usize,
+        layer_scale: f64,
+        drop_path: f64,
+        device: &Device,
+    ) -> Self {
+        let ls = || (layer_scale > 0.0).then(|| LayerScale::new(dim, layer_scale, device));
+        Block {
+            norm1: LayerNorm::new(dim, device),
+            attn: Attention {
+                qkv: linear(dim, 3 * dim, device),
+                proj: linear(dim, dim, device),
+                heads,
+            },
+            ls1: ls(),
+            drop_path1: DropPath::new(drop_path),
+            norm2: LayerNorm::new(dim, device),
+            mlp: MlpBlock {
+                fc1: linear(dim, hidden, device),
+                fc2: linear(hidden, dim, device),
+            },
+            ls2: ls(),
+            drop_path2: DropPath::new(drop_path),
+        }
+    }
+
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let a = self.attn.forward(self.norm1.forward(x.clone()));
         let x = x + self.drop_path1.forward(scale(&self.ls1, a));
@@ -293,48 +305,100 @@ impl Vit {
         self.embed_dim
     }
 
-    /// Patch tokens with CLS (+ registers) prepended, position-embedded: `[b, 1 + r + n, d]`.
-    pub fn embed_tokens(&self, images: Tensor<4>) -> Tensor<3> {
-        let b = images.dims()[0];
-        let d = self.embed_dim;
-        let patches = self.patch_embed.proj.forward(images);
-        let [_, _, gh, gw] = patches.dims();
-        let patches = patches.reshape([b, d, gh * gw]).swap_dims(1, 2);
-        let cls = self.cls_token.val().expand([b, 1, d]);
-        let x = Tensor::cat(vec![cls, patches], 1) + self.pos_embed.val();
-        match &self.reg_token {
-            // Registers carry no position (timm / DINOv2): inserted after the embedding is added.
-            Some(reg) => {
-                let regs = reg.val().expand([b, self.registers, d]);
-                let n = x.dims()[1];
-                Tensor::cat(
-                    vec![x.clone().slice([0..b, 0..1]), regs, x.slice([0..b, 1..n])],
-                    1,
-                )
-            }
-            None => x,
-        }
+    /// Side of the square patches.
+    pub fn patch_size(&self) -> usize {
+        self.patch_embed.proj.weight.dims()[2]
     }
 
-    /// All tokens after the final norm: `[b, 1 + registers + patches, d]`.
-    pub fn forward_tokens(&self, images: Tensor<4>) -> Tensor<3> {
-        let mut x = self.embed_tokens(images);
+    pub fn num_patches(&self) -> usize {
+        self.pos_embed.val().dims()[1] - 1
+    }
+
+    /// Tokens before the patches: CLS and the registers.
+    pub fn prefix_len(&self) -> usize {
+        1 + self.registers
+    }
+
+    /// Patch embeddings without position: `[b, n, d]`, row-major over the patch grid.
+    pub fn patch_embeddings(&self, images: Tensor<4>) -> Tensor<3> {
+        let b = images.dims()[0];
+        let patches = self.patch_embed.proj.forward(images);
+        let [_, d, gh, gw] = patches.dims();
+        patches.reshape([b, d, gh * gw]).swap_dims(1, 2)
+    }
+
+    /// Adds the patches' position embeddings to `[b, n, d]` patch embeddings.
+    pub fn add_patch_positions(&self, patches: Tensor<3>) -> Tensor<3> {
+        let [_, n, d] = patches.dims();
+        patches + self.pos_embed.val().slice([0..1, 1..1 + n, 0..d])
+    }
+
+    /// Prepends CLS (with its position) and the registers (which carry none, as in timm /
+    /// DINOv2) to position-embedded patch tokens: `[b, k, d]` → `[b, 1 + r + k, d]`.
+    pub fn prepend_prefix(&self, patches: Tensor<3>) -> Tensor<3> {
+        let [b, _, d] = patches.dims();
+        let cls = (self.cls_token.val() + self.pos_embed.val().slice([0..1, 0..1, 0..d]))
+            .expand([b, 1, d]);
+        let mut parts = vec![cls];
+        if let Some(reg) = &self.reg_token {
+            parts.push(reg.val().expand([b, self.registers, d]));
+        }
+        parts.push(patches);
+        Tensor::cat(parts, 1)
+    }
+
+    /// The blocks and the final norm over any token sequence.
+    pub fn encode(&self, mut x: Tensor<3>) -> Tensor<3> {
         for block in &self.blocks {
             x = block.forward(x);
         }
         self.norm.forward(x)
     }
 
+    /// Patch tokens with CLS (+ registers) prepended, position-embedded: `[b, 1 + r + n, d]`.
+    pub fn embed_tokens(&self, images: Tensor<4>) -> Tensor<3> {
+        self.prepend_prefix(self.add_patch_positions(self.patch_embeddings(images)))
+    }
+
+    /// All tokens after the final norm: `[b, 1 + registers + patches, d]`.
+    pub fn forward_tokens(&self, images: Tensor<4>) -> Tensor<3> {
+        self.encode(self.embed_tokens(images))
+    }
+
+    /// SimMIM / BEiT input: patches where `mask` (`[b, n]`, 1 = masked) is set are replaced by
+    /// `mask_token` (`[1, 1, d]`) before the position embedding. Returns all tokens after the norm.
+    pub fn forward_masked(
+        &self,
+        images: Tensor<4>,
+        mask: Tensor<2>,
+        mask_token: Tensor<3>,
+    ) -> Tensor<3> {
+        let patches = self.patch_embeddings(images);
+        let [b, n, d] = patches.dims();
+        let m = mask.reshape([b, n, 1]);
+        let patches =
+            patches * (m.clone().neg().add_scalar(1.0)) + mask_token.expand([b, n, d]) * m;
+        self.encode(self.prepend_prefix(self.add_patch_positions(patches)))
+    }
+
+    /// The patch tokens of a token sequence (CLS and registers dropped).
+    pub fn patch_part(&self, tokens: Tensor<3>) -> Tensor<3> {
+        let [b, n, d] = tokens.dims();
+        tokens.slice([0..b, self.prefix_len()..n, 0..d])
+    }
+
     /// The image representation: the CLS token, or the mean of the patch tokens.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self.forward_tokens(images);
-        let [b, n, d] = x.dims();
+        self.pool(self.forward_tokens(images))
+    }
+
+    /// CLS, or the mean of the patch tokens, of a normed token sequence `[b, 1 + r + k, d]`.
+    pub fn pool(&self, tokens: Tensor<3>) -> Tensor<2> {
+        let [b, _, d] = tokens.dims();
         if self.mean_pool {
-            x.slice([0..b, 1 + self.registers..n])
-                .mean_dim(1)
-                .reshape([b, d])
+            self.patch_part(tokens).mean_dim(1).reshape([b, d])
         } else {
-            x.slice([0..b, 0..1]).reshape([b, d])
+            tokens.slice([0..b, 0..1]).reshape([b, d])
         }
     }
 }

@@ -129,7 +129,7 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
     let run = prepare_run(recipe, options)?;
     let device = train_device(options.device)?;
     device.seed(recipe.train.seed);
-    let mut method = M::init(recipe, shape, &device);
+    let mut method = M::init(recipe, shape, &device)?;
     write_json(
         &run.info_path(),
         &RunInfo {
@@ -262,7 +262,7 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
                 let emb = out.embeddings;
                 let [n, d] = emb.dims();
                 let values = crate::host::to_f32(emb);
-                let stats = diagnose::analyze(&values, n, d);
+                let stats = diagnose::analyze_for(&values, n, d, M::CENTRED_DIAGNOSTICS);
                 let images_per_s = window_images as f64 / window_start.elapsed().as_secs_f64();
                 window_start = Instant::now();
                 window_images = 0;
@@ -355,6 +355,15 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
 /// (`augment.size`) differ from the images evaluation will feed it.
 fn check_backbone(recipe: &Recipe, shape: ImageShape, native_side: usize) -> Result<()> {
     recipe.model.validate_for(shape).map_err(Error::Recipe)?;
+    if recipe.method.name == MethodName::Simmim {
+        let grid = shape.side / recipe.model.patch_size.max(1);
+        if grid % recipe.method.mask_block != 0 {
+            return Err(Error::Recipe(format!(
+                "method.mask_block = {} must divide the {grid}×{grid} patch grid ({} px / {} px patches)",
+                recipe.method.mask_block, shape.side, recipe.model.patch_size
+            )));
+        }
+    }
     if recipe.model.is_vit() && shape.side != native_side {
         return Err(Error::Recipe(format!(
             "augment.size = {} differs from the {native_side}-pixel images a ViT is evaluated on; set data.image_size = {} (resizes the data) and augment.size = 0",
@@ -411,6 +420,9 @@ fn collapse_hint(recipe: &Recipe) -> &'static str {
         }
         MethodName::Simsiam => {
             "Check that the predictor is present and the learning rate is not too high."
+        }
+        MethodName::Mae | MethodName::Simmim => {
+            "Pixel reconstruction cannot be solved by a constant, so this is the encoder's features going flat: lower optim.base_lr or raise optim.warmup_epochs."
         }
         MethodName::Byol => {
             "Check method.base_momentum (too low lets the target chase the online network) and the learning rate."

@@ -1,0 +1,47 @@
+//! What the masked-image-modeling methods share: the ViT they need, seeded per-step masks, and
+//! masks / gather indices as tensors.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::loader::mix_seed;
+use crate::nn::{Backbone, Vit};
+
+/// The encoder's ViT; recipe validation refuses masked image modeling on a ResNet.
+pub fn vit(encoder: &Backbone) -> &Vit {
+    encoder
+        .vit()
+        .expect("recipe validation requires a ViT for masked image modeling")
+}
+
+/// The RNG that masks the batch of `step`: a function of (seed, step) only, so a resumed run
+/// masks exactly as an uninterrupted one.
+pub fn mask_rng(seed: u64, step: usize) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(mix_seed(&[seed, step as u64, 0x4d41_534b]))
+}
+
+/// Per-sample masks (true = masked) as a `[b, n]` tensor of 0 / 1.
+pub fn mask_tensor(masks: &[Vec<bool>], device: &Device) -> Tensor<2> {
+    let n = masks[0].len();
+    let data: Vec<f32> = masks.iter().flatten().map(|&m| m as u8 as f32).collect();
+    Tensor::from_data(TensorData::new(data, [masks.len(), n]), device)
+}
+
+/// Gather indices `[b, k, width]` that pick, for sample i, the tokens `rows[i]` (whole rows).
+pub fn row_index(rows: &[&[usize]], width: usize, device: &Device) -> Tensor<3, Int> {
+    let k = rows[0].len();
+    let data: Vec<i64> = rows
+        .iter()
+        .flat_map(|r| r.iter().flat_map(|&i| std::iter::repeat_n(i as i64, width)))
+        .collect();
+    Tensor::from_data(TensorData::new(data, [rows.len(), k, width]), device)
+}
+
+/// A masked-image model's output for pictures: the masks and the predicted images (in the
+/// normalised space the model sees; the caller maps them back to pixels).
+pub struct Reconstruction {
+    /// `[b, n]`, true where the patch was masked (empty for a tokenizer, which masks nothing).
+    pub masks: Vec<Vec<bool>>,
+    pub prediction: Tensor<4>,
+}

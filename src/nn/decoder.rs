@@ -1,0 +1,79 @@
+//! MAE's light decoder: a linear map into its own width, fixed 2-D sin-cos position embeddings,
+//! a few transformer blocks, a norm, and a linear prediction of each patch's pixels.
+
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::tensor::{Device, Tensor};
+
+use super::norm::LayerNorm;
+use super::vit::{Block, linear, sincos_2d};
+use crate::kernels::linear_layer;
+
+#[derive(Clone, Debug)]
+pub struct DecoderConfig {
+    /// Width of the tokens it receives (the encoder's).
+    pub in_dim: usize,
+    pub dim: usize,
+    pub depth: usize,
+    pub heads: usize,
+    /// Patch grid side: the position table has `1 + grid²` rows (CLS first).
+    pub grid: usize,
+    /// Values predicted per patch (`p·p·channels` for pixels).
+    pub out_dim: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct Decoder {
+    pub embed: Linear,
+    pub pos_embed: Param<Tensor<3>>,
+    pub blocks: Vec<Block>,
+    pub norm: LayerNorm,
+    pub pred: Linear,
+}
+
+impl DecoderConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.dim == 0 || self.heads == 0 || self.dim % self.heads != 0 || self.dim % 4 != 0 {
+            return Err(format!(
+                "method.decoder_dim = {} must be a positive multiple of 4 and of method.decoder_heads = {}",
+                self.dim, self.heads
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn init(&self, device: &Device) -> Decoder {
+        Decoder {
+            embed: linear(self.in_dim, self.dim, device),
+            pos_embed: Param::from_tensor(sincos_2d(self.dim, self.grid, device))
+                .set_require_grad(false),
+            blocks: (0..self.depth)
+                .map(|_| Block::new(self.dim, self.heads, 4 * self.dim, 0.0, 0.0, device))
+                .collect(),
+            norm: LayerNorm::new(self.dim, device),
+            pred: linear(self.dim, self.out_dim, device),
+        }
+    }
+}
+
+impl Decoder {
+    /// Encoder tokens into the decoder's width.
+    pub fn embed(&self, tokens: Tensor<3>) -> Tensor<3> {
+        linear_layer(&self.embed, tokens)
+    }
+
+    /// Predictions `[b, n, out_dim]` for a full sequence of decoder-width tokens: `[b, 1 + n, dim]`
+    /// (CLS first, as MAE) or `[b, n, dim]` (patches only).
+    pub fn forward(&self, tokens: Tensor<3>) -> Tensor<3> {
+        let [b, m, dim] = tokens.dims();
+        let rows = self.pos_embed.val().dims()[1];
+        let skip = rows - m;
+        let mut x = tokens + self.pos_embed.val().slice([0..1, skip..rows, 0..dim]);
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        let x = self.norm.forward(x);
+        let start = 1 - skip;
+        linear_layer(&self.pred, x.slice([0..b, start..m, 0..dim]))
+    }
+}
