@@ -10,7 +10,8 @@ use crate::diagnose::CollapseStats;
 use crate::diagnose::stats::{COMPLETE_COLLAPSE_STD_RATIO, DIMENSIONAL_COLLAPSE_RANK_FRACTION};
 use crate::error::Result;
 use crate::eval::EvalReport;
-use crate::inspect::{Features, diagnose_run, evaluate_run};
+use crate::eval::finetune::FinetuneReport;
+use crate::inspect::{Features, diagnose_run, evaluate_run, finetune_run, reconstruct_run};
 use crate::method::MethodName;
 use crate::recipe::{Overrides, Recipe};
 use crate::run::RunDir;
@@ -43,6 +44,16 @@ pub enum Command {
         after_help = "Examples:\n  selfsup diagnose --run runs/byol\n  selfsup diagnose --run runs/moco-v3-vit --encoder   # the CLS-token features themselves\n\nVerdicts: complete_collapse when the RMS per-dimension std of the L2-normalised\nembeddings is below 0.1 × the healthy 1/√d (total variance < 0.01); dimensional_collapse\nwhen the effective rank (RankMe) is below max(2, 0.05·d); healthy otherwise."
     )]
     Diagnose(DiagnoseArgs),
+    /// Fine-tune a run's encoder + a linear head on a fraction of the labels, beside the same from random init.
+    #[command(
+        after_help = "Examples:\n  selfsup finetune --run runs/mae\n  selfsup finetune --run runs/mae --fraction 0.01 --epochs 30 --json\n\nEvery weight trains (AdamW, one warmup epoch, cosine; random flips), unlike the linear probe of\n`selfsup eval`, which freezes the encoder. Both runs use the same labelled images, order and head\ninitialisation; the only difference is the encoder's starting point. Settings: eval.finetune_*\nin the run's recipe.toml."
+    )]
+    Finetune(FinetuneArgs),
+    /// Masked image models: a PNG grid of held-out images, their masked input and the model's prediction.
+    #[command(
+        after_help = "Examples:\n  selfsup reconstruct --run runs/mae\n  selfsup reconstruct --run runs/simmim --images 16 --seed 3 --out simmim.png\n\nColumns: original | masked input (masked patches in blue) | prediction | prediction and the\nvisible patches pasted back. An MAE trained with norm_pix_loss predicts standardised patches;\nthey are drawn at the original patch's mean and spread, as MAE's own visualisation does.\nFor a vq-tokenizer run: original | the image decoded from its codes."
+    )]
+    Reconstruct(ReconstructArgs),
     /// The method families: which are implemented, what prevents collapse, whether negatives are needed.
     #[command(after_help = "Example:\n  selfsup methods --json")]
     Methods(MethodsArgs),
@@ -117,6 +128,44 @@ pub struct DiagnoseArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct FinetuneArgs {
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Labelled data (default: the run's data).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Fraction of the labelled training images to use (default: eval.finetune_fraction, 0.1).
+    #[arg(long)]
+    pub fraction: Option<f64>,
+    /// Passes over those images (default: eval.finetune_epochs).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReconstructArgs {
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Held-out images to draw (one row each).
+    #[arg(long, default_value_t = 8)]
+    pub images: usize,
+    /// Draw the masks that training step N would (any number gives a different draw).
+    #[arg(long, default_value_t = 0)]
+    pub seed: usize,
+    /// PNG to write (default: reconstruction.png in the run directory).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct MethodsArgs {
     #[arg(long)]
     pub json: bool,
@@ -162,6 +211,30 @@ pub fn eval_table(r: &EvalReport) -> String {
         (false, _) => {
             "  The encoder does NOT beat a random-init encoder on both metrics: train longer, tune the recipe, or run `selfsup diagnose`.\n"
         }
+    };
+    s
+}
+
+pub fn finetune_table(r: &FinetuneReport) -> String {
+    let mut s = format!(
+        "Fine-tuning on {} ({} labelled images = {} of the training split, {} epochs; {} test images)\n\n",
+        r.data,
+        r.labelled_images,
+        pct(r.fraction),
+        r.epochs,
+        r.test_images
+    );
+    s += &format!("  {:<28} {:>10}\n", "initialisation", "top-1");
+    s += &format!("  {:<28} {:>10}\n", "trained encoder", pct(r.top1));
+    s += &format!(
+        "  {:<28} {:>10}\n",
+        "random-init encoder",
+        pct(r.random_init_top1)
+    );
+    s += if r.beats_random_init {
+        "\n  Pretraining helps: the trained encoder fine-tunes better than a random initialisation.\n"
+    } else {
+        "\n  Pretraining does NOT help here: a random initialisation fine-tunes as well or better.\n"
     };
     s
 }
@@ -263,6 +336,70 @@ pub fn run(cli: Cli) -> Result<()> {
                     Features::Encoder => run.root.join("spectrum-encoder.png"),
                 };
                 println!("  spectrum plot     {}", png.display());
+            }
+            Ok(())
+        }
+        Command::Finetune(args) => {
+            let run = RunDir::open(&args.run)?;
+            let bar = if args.json {
+                indicatif::ProgressBar::hidden()
+            } else {
+                indicatif::ProgressBar::new(0)
+            };
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {pos}/{len} steps  ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            let r = finetune_run(
+                &run,
+                args.data.as_deref(),
+                args.device,
+                args.fraction,
+                args.epochs,
+                |what, done, total| {
+                    if bar.message() != what {
+                        bar.reset();
+                        bar.set_message(what.to_string());
+                    }
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                },
+            )?;
+            bar.finish_and_clear();
+            if args.json {
+                print_json(&r);
+            } else {
+                print!("{}", finetune_table(&r));
+            }
+            Ok(())
+        }
+        Command::Reconstruct(args) => {
+            let run = RunDir::open(&args.run)?;
+            if args.images == 0 {
+                return Err(crate::error::Error::Usage(
+                    "--images must be at least 1".into(),
+                ));
+            }
+            let r = reconstruct_run(
+                &run,
+                args.device,
+                args.images,
+                args.seed,
+                args.out.as_deref(),
+            )?;
+            if args.json {
+                print_json(&r);
+            } else {
+                println!(
+                    "{} images, {:.0}% of patches masked; mean squared pixel error on masked patches {:.4} (pixels in [0, 1])",
+                    r.images,
+                    100.0 * r.mask_ratio,
+                    r.masked_pixel_mse
+                );
+                println!("  picture  {}", r.picture.display());
             }
             Ok(())
         }

@@ -149,6 +149,13 @@ pub struct EvalConfig {
     pub max_train: usize,
     /// Cap on the held-out images evaluated (0: all).
     pub max_test: usize,
+    /// `selfsup finetune`: fraction of the labelled training images used.
+    pub finetune_fraction: f64,
+    pub finetune_epochs: usize,
+    /// AdamW learning rate at batch 256 (one warmup epoch, then cosine).
+    pub finetune_lr: f64,
+    pub finetune_weight_decay: f64,
+    pub finetune_batch_size: usize,
 }
 
 impl Default for EvalConfig {
@@ -161,6 +168,11 @@ impl Default for EvalConfig {
             linear_weight_decay: 1e-5,
             max_train: 0,
             max_test: 0,
+            finetune_fraction: 0.1,
+            finetune_epochs: 15,
+            finetune_lr: 1e-3,
+            finetune_weight_decay: 0.05,
+            finetune_batch_size: 64,
         }
     }
 }
@@ -467,6 +479,17 @@ impl Recipe {
             }
         }
         let e = &self.eval;
+        if !(e.finetune_fraction > 0.0 && e.finetune_fraction <= 1.0) {
+            return Err(Error::Recipe(format!(
+                "eval.finetune_fraction = {} must be in (0, 1] (0.1 = a tenth of the labels)",
+                e.finetune_fraction
+            )));
+        }
+        if e.finetune_epochs == 0 || e.finetune_batch_size < 2 || !(e.finetune_lr > 0.0) {
+            return Err(Error::Recipe(
+                "eval.finetune_epochs must be ≥ 1, eval.finetune_batch_size ≥ 2 and eval.finetune_lr > 0".into(),
+            ));
+        }
         if e.knn_k == 0 || !(e.knn_temperature > 0.0) {
             return Err(Error::Recipe(
                 "eval.knn_k must be ≥ 1 and eval.knn_temperature > 0".into(),

@@ -1,6 +1,7 @@
 //! Collapse diagnostics: per-dimension std, singular-value spectrum, effective rank, verdict.
 
 mod font;
+pub mod grid;
 pub mod plot;
 pub mod spectrum;
 pub mod stats;

@@ -98,6 +98,11 @@ pub fn write_spectrum(stats: &CollapseStats, title: &str, path: &Path) -> Result
         ),
         black,
     );
+    write_png(&img, path)
+}
+
+/// Encodes `img` as PNG and writes it atomically.
+pub fn write_png(img: &RgbImage, path: &Path) -> Result<()> {
     let mut bytes = Vec::new();
     img.write_to(
         &mut std::io::Cursor::new(&mut bytes),

@@ -2,6 +2,7 @@
 //! same split: a randomly initialised encoder of the same architecture, and raw pixels.
 
 pub mod features;
+pub mod finetune;
 pub mod knn;
 pub mod linear;
 

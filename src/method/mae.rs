@@ -76,8 +76,12 @@ impl Mae {
         // Registers are the encoder's scratch space; the decoder sees CLS and the patches (MAE).
         let cls = x.clone().slice([0..b, 0..1, 0..dd]);
         let visible = x.slice([0..b, prefix..m, 0..dd]);
-        let masked = self.mask_token.val().expand([b, n - keep, dd]);
-        let shuffled = Tensor::cat(vec![visible, masked], 1);
+        let shuffled = if keep < n {
+            let masked = self.mask_token.val().expand([b, n - keep, dd]);
+            Tensor::cat(vec![visible, masked], 1)
+        } else {
+            visible
+        };
         let restore: Vec<Vec<usize>> = shuffles.iter().map(Shuffle::restore).collect();
         let rows: Vec<&[usize]> = restore.iter().map(Vec::as_slice).collect();
         let ordered = shuffled.gather(1, row_index(&rows, dd, &cls.device()));
