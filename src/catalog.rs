@@ -80,7 +80,7 @@ pub const FAMILIES: &[Family] = &[
         family: "masked image modeling",
         prevents_collapse: "discrete-token reconstruction target",
         negatives: false,
-        implemented: false,
+        implemented: true,
     },
     Family {
         method: "MAE",
@@ -95,6 +95,14 @@ pub const FAMILIES: &[Family] = &[
         cli_name: "simmim",
         family: "masked image modeling",
         prevents_collapse: "pixel reconstruction (L1) of masked patches",
+        negatives: false,
+        implemented: true,
+    },
+    Family {
+        method: "VQ tokenizer",
+        cli_name: "vq-tokenizer",
+        family: "BEiT's first stage",
+        prevents_collapse: "commitment loss; codebook usage is monitored",
         negatives: false,
         implemented: true,
     },

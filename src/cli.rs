@@ -269,6 +269,9 @@ pub fn diagnose_table(d: &CollapseStats) -> String {
         d.verdict.as_str(),
         d.verdict.explain()
     );
+    if let Some(c) = &d.codebook {
+        s += &format!("  codebook          {}\n", c.describe());
+    }
     s += &format!(
         "  (complete_collapse: RMS std ratio < {COMPLETE_COLLAPSE_STD_RATIO}; dimensional_collapse: effective rank < max(2, {DIMENSIONAL_COLLAPSE_RANK_FRACTION}·d))\n"
     );

@@ -4,6 +4,7 @@ use burn::tensor::Device;
 
 use crate::data::{ImageSet, Splits};
 use crate::device::{DeviceChoice, device};
+use crate::diagnose::codebook::CodebookUsage;
 use crate::diagnose::{self, CollapseStats};
 use crate::error::{Error, Result};
 use crate::eval::{self, EvalReport, features};
@@ -47,14 +48,38 @@ fn embed_with<M: Method>(
     set: &ImageSet,
     device: &Device,
     which: Features,
-) -> Result<(Vec<f32>, usize, bool)> {
+) -> Result<(Vec<f32>, usize, bool, Option<CodebookUsage>)> {
     let info = run.info()?;
     let method = load_method::<M>(run, device)?;
+    let mut codes: Vec<i64> = Vec::new();
+    let mut size = 0;
+    for start in (0..set.len()).step_by(256) {
+        let batch = features::image_batch(
+            set,
+            start..(start + 256).min(set.len()),
+            &info.normalize(),
+            device,
+        );
+        match method.codes(batch) {
+            Some(c) => {
+                size = c.size;
+                codes.extend(
+                    c.ids
+                        .into_data()
+                        .convert::<i64>()
+                        .try_into_vec::<i64>()
+                        .expect("converted to i64 above"),
+                );
+            }
+            None => break,
+        }
+    }
+    let usage = (size > 0).then(|| CodebookUsage::of(&codes, size));
     let f = features::extract(set, &info.normalize(), device, 256, |x| match which {
         Features::Projector => method.embed(x),
         Features::Encoder => method.encoder().forward(x),
     });
-    Ok((f.data, f.dim, M::CENTRED_DIAGNOSTICS))
+    Ok((f.data, f.dim, M::CENTRED_DIAGNOSTICS, usage))
 }
 
 /// Collapse statistics of the run's embeddings on up to `samples` held-out images; writes
@@ -73,9 +98,10 @@ pub fn diagnose_run(
     if set.len() < 2 {
         return Err(Error::Usage("diagnostics need at least 2 images".into()));
     }
-    let (values, dim, centred) =
+    let (values, dim, centred, codebook) =
         crate::with_method!(recipe.method.name, M => embed_with::<M>(run, &set, &device, which)?);
-    let stats = diagnose::analyze_for(&values, set.len(), dim, centred);
+    let mut stats = diagnose::analyze_for(&values, set.len(), dim, centred);
+    stats.codebook = codebook;
     let (json, png, label) = match which {
         Features::Projector => (run.diagnose_path(), run.spectrum_path(), "EMBEDDING"),
         Features::Encoder => (

@@ -74,6 +74,9 @@ pub struct MethodConfig {
     pub code_dim: usize,
     /// VQ tokenizer: weight β of the commitment term ‖z − sg(e)‖².
     pub commitment: f64,
+    /// VQ tokenizer: restart codes that fall out of use at random encoder outputs (off: watch the
+    /// codebook collapse).
+    pub restart_codes: bool,
 }
 
 impl Default for MethodConfig {
@@ -103,6 +106,7 @@ impl Default for MethodConfig {
             codebook_size: 512,
             code_dim: 32,
             commitment: 0.25,
+            restart_codes: true,
         }
     }
 }
@@ -202,6 +206,8 @@ pub fn builtin_source(method: MethodName) -> &'static str {
         MethodName::Vicreg => include_str!("../recipes/vicreg.toml"),
         MethodName::Mae => include_str!("../recipes/mae.toml"),
         MethodName::Simmim => include_str!("../recipes/simmim.toml"),
+        MethodName::Beit => include_str!("../recipes/beit.toml"),
+        MethodName::VqTokenizer => include_str!("../recipes/vq-tokenizer.toml"),
     }
 }
 
@@ -416,7 +422,7 @@ impl Recipe {
                 "method.mask_block and method.mask_min_block must be at least 1 patch".into(),
             ));
         }
-        if m.name == MethodName::Mae {
+        if matches!(m.name, MethodName::Mae | MethodName::VqTokenizer) {
             crate::nn::decoder::DecoderConfig {
                 in_dim: 1,
                 dim: m.decoder_dim,
@@ -427,6 +433,17 @@ impl Recipe {
             }
             .validate()
             .map_err(Error::Recipe)?;
+        }
+        if m.name == MethodName::VqTokenizer && (m.codebook_size < 2 || m.code_dim == 0) {
+            return Err(Error::Recipe(
+                "method.codebook_size must be at least 2 and method.code_dim at least 1".into(),
+            ));
+        }
+        if !(m.commitment.is_finite() && m.commitment >= 0.0) {
+            return Err(Error::Recipe(format!(
+                "method.commitment = {} must be ≥ 0 (0.25 in the VQ-VAE paper)",
+                m.commitment
+            )));
         }
         if m.projector.is_empty() || m.projector.contains(&0) {
             return Err(Error::Recipe(

@@ -1,5 +1,6 @@
 //! Collapse diagnostics: per-dimension std, singular-value spectrum, effective rank, verdict.
 
+pub mod codebook;
 mod font;
 pub mod grid;
 pub mod plot;

@@ -64,6 +64,9 @@ pub struct CollapseStats {
     /// Set when the features were analysed around their mean (see [`analyze_centred`]): their RMS
     /// distance to the mean relative to their RMS norm, before centring.
     pub spread: Option<f64>,
+    /// A tokenizer's codebook usage on the same images.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub codebook: Option<super::codebook::CodebookUsage>,
 }
 
 impl CollapseStats {
@@ -160,6 +163,7 @@ pub fn analyze(embeddings: &[f32], n: usize, d: usize) -> CollapseStats {
         singular_values: eig,
         verdict,
         spread: None,
+        codebook: None,
     }
 }
 

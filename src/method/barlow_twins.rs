@@ -47,6 +47,7 @@ impl Method for BarlowTwins {
                 },
             ],
             carry: (),
+            codes: None,
         }
     }
 

@@ -71,6 +71,7 @@ impl Method for Moco {
             embeddings: q.detach(),
             terms: Vec::new(),
             carry: k,
+            codes: None,
         }
     }
 

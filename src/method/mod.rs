@@ -1,6 +1,7 @@
 //! SSL methods, all behind one [`Method`] trait so the training loop never knows which it runs.
 
 pub mod barlow_twins;
+pub mod beit;
 pub mod branch;
 pub mod byol;
 pub mod mae;
@@ -11,6 +12,7 @@ pub mod simclr;
 pub mod simmim;
 pub mod simsiam;
 pub mod vicreg;
+pub mod vq_tokenizer;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -22,6 +24,7 @@ use crate::nn::backbone::ImageShape;
 use crate::recipe::Recipe;
 
 pub use barlow_twins::BarlowTwins;
+pub use beit::Beit;
 pub use branch::Branch;
 pub use byol::Byol;
 pub use mae::Mae;
@@ -31,6 +34,7 @@ pub use simclr::SimClr;
 pub use simmim::SimMim;
 pub use simsiam::SimSiam;
 pub use vicreg::VicReg;
+pub use vq_tokenizer::VqTokenizer;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -46,6 +50,8 @@ pub enum MethodName {
     Vicreg,
     Mae,
     Simmim,
+    Beit,
+    VqTokenizer,
 }
 
 /// Runs `$body` with `$M` bound to the method type that implements `$name`: the one place that
@@ -91,12 +97,20 @@ macro_rules! with_method {
                 type $M = $crate::method::SimMim;
                 $body
             }
+            N::Beit => {
+                type $M = $crate::method::Beit;
+                $body
+            }
+            N::VqTokenizer => {
+                type $M = $crate::method::VqTokenizer;
+                $body
+            }
         }
     }};
 }
 
 impl MethodName {
-    pub const IMPLEMENTED: [MethodName; 10] = [
+    pub const IMPLEMENTED: [MethodName; 12] = [
         MethodName::Simclr,
         MethodName::MocoV1,
         MethodName::MocoV2,
@@ -107,6 +121,8 @@ impl MethodName {
         MethodName::Vicreg,
         MethodName::Mae,
         MethodName::Simmim,
+        MethodName::Beit,
+        MethodName::VqTokenizer,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -121,6 +137,8 @@ impl MethodName {
             MethodName::Vicreg => "vicreg",
             MethodName::Mae => "mae",
             MethodName::Simmim => "simmim",
+            MethodName::Beit => "beit",
+            MethodName::VqTokenizer => "vq-tokenizer",
         }
     }
 
@@ -134,7 +152,10 @@ impl MethodName {
 
     /// Masked image modeling: the method works on a ViT's patch tokens.
     pub fn needs_vit(self) -> bool {
-        matches!(self, MethodName::Mae | MethodName::Simmim)
+        matches!(
+            self,
+            MethodName::Mae | MethodName::Simmim | MethodName::Beit | MethodName::VqTokenizer
+        )
     }
 
     /// Whether the method has a projector (and reads `method.projector`).
@@ -195,6 +216,14 @@ pub struct StepOutput<C> {
     pub terms: Vec<LossTerm>,
     /// What the step hands to [`Method::after_step`] (MoCo's new keys for its queue).
     pub carry: C,
+    /// A tokenizer's code ids for the batch, for codebook-usage monitoring.
+    pub codes: Option<Codes>,
+}
+
+/// Code ids assigned in a step, out of a codebook of `size`.
+pub struct Codes {
+    pub ids: Tensor<1, burn::tensor::Int>,
+    pub size: usize,
 }
 
 impl StepOutput<()> {
@@ -204,6 +233,7 @@ impl StepOutput<()> {
             embeddings,
             terms: Vec::new(),
             carry: (),
+            codes: None,
         }
     }
 }
@@ -248,6 +278,11 @@ pub trait Method: Module + Sized {
     /// Masked image models: masks drawn as at training step `step`, and the predicted images
     /// (`selfsup reconstruct`). `None` for methods that do not reconstruct.
     fn reconstruct(&self, _images: Tensor<4>, _step: usize) -> Option<mim::Reconstruction> {
+        None
+    }
+
+    /// A tokenizer's code ids for `images` (codebook-usage diagnostics); `None` for others.
+    fn codes(&self, _images: Tensor<4>) -> Option<Codes> {
         None
     }
 }

@@ -56,6 +56,7 @@ impl Method for VicReg {
                 term("covariance", t.covariance),
             ],
             carry: (),
+            codes: None,
         }
     }
 

@@ -24,6 +24,9 @@ pub struct MetricsLine {
     /// The loss's named parts (VICReg's invariance / variance / covariance, …).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub terms: std::collections::BTreeMap<String, f64>,
+    /// A tokenizer's codebook usage on the batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codebook: Option<crate::diagnose::codebook::CodebookUsage>,
 }
 
 /// Drops the lines of a JSON-lines log whose `step` is past `limit` (written by a run that was

@@ -14,6 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::data::loader::{Loader, Normalize};
 use crate::device::{DeviceChoice, train_device};
+use crate::diagnose::codebook::CodebookUsage;
 use crate::diagnose::{self, Verdict};
 use crate::error::{Error, Result};
 use crate::method::{Method, MethodName, Progress};
@@ -45,6 +46,8 @@ pub struct TrainSummary {
     pub collapse_warning_step: Option<usize>,
     /// The first step at which they looked dimensionally collapsed, if any.
     pub dimensional_collapse_warning_step: Option<usize>,
+    /// The first step at which a tokenizer used fewer than 10% of its codes on a batch, if any.
+    pub codebook_collapse_warning_step: Option<usize>,
     pub resumed_from_step: Option<usize>,
     /// Fraction of the training time spent waiting for the loader (0: the model never waited).
     pub data_wait_fraction: f64,
@@ -126,10 +129,12 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
         side: loader.side(),
     };
     check_backbone(recipe, shape, native_side)?;
-    let run = prepare_run(recipe, options)?;
     let device = train_device(options.device)?;
     device.seed(recipe.train.seed);
+    // Built before the run directory exists, so a method that cannot start (BEiT without its
+    // tokenizer) leaves nothing behind.
     let mut method = M::init(recipe, shape, &device)?;
+    let run = prepare_run(recipe, options)?;
     write_json(
         &run.info_path(),
         &RunInfo {
@@ -201,6 +206,7 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
     let mut final_loss = f64::NAN;
     let mut collapse_warning_step = None;
     let mut dimensional_collapse_warning_step = None;
+    let mut codebook_warning_step = None;
     let mut data_wait = 0.0;
 
     for epoch in position.epoch..epochs {
@@ -263,6 +269,27 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
                 let [n, d] = emb.dims();
                 let values = crate::host::to_f32(emb);
                 let stats = diagnose::analyze_for(&values, n, d, M::CENTRED_DIAGNOSTICS);
+                let codebook = out.codes.map(|c| {
+                    let ids: Vec<i64> = c
+                        .ids
+                        .into_data()
+                        .convert::<i64>()
+                        .try_into_vec()
+                        .expect("converted to i64 above");
+                    CodebookUsage::of(&ids, c.size)
+                });
+                // From step 50: a random codebook starts narrow, and restarts need ~30 steps.
+                if let Some(usage) = &codebook
+                    && usage.collapsed
+                    && position.step >= 50
+                    && codebook_warning_step.is_none()
+                {
+                    codebook_warning_step = Some(position.step);
+                    say(
+                        &bar,
+                        format!("warning: at step {}: {}", position.step, usage.describe()),
+                    );
+                }
                 let images_per_s = window_images as f64 / window_start.elapsed().as_secs_f64();
                 window_start = Instant::now();
                 window_images = 0;
@@ -277,6 +304,7 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
                     effective_rank: stats.effective_rank,
                     images_per_s,
                     terms,
+                    codebook,
                 })?;
                 bar.set_message(format!(
                     "loss {loss:.4}  std {:.3} (healthy {:.3})  rank {:.1}  {images_per_s:.0} img/s",
@@ -289,15 +317,18 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
                 };
                 if stats.verdict != Verdict::Healthy && first.is_none() {
                     *first = Some(position.step);
-                    bar.println(format!(
-                        "warning: {} at step {}: embedding std {:.4} (healthy {:.4}), effective rank {:.1} of {d}. {}",
-                        stats.verdict.as_str().replace('_', " "),
-                        position.step,
-                        stats.embedding_std,
-                        stats.healthy_std,
-                        stats.effective_rank,
-                        collapse_hint(recipe)
-                    ));
+                    say(
+                        &bar,
+                        format!(
+                            "warning: {} at step {}: embedding std {:.4} (healthy {:.4}), effective rank {:.1} of {d}. {}",
+                            stats.verdict.as_str().replace('_', " "),
+                            position.step,
+                            stats.embedding_std,
+                            stats.healthy_std,
+                            stats.effective_rank,
+                            collapse_hint(recipe)
+                        ),
+                    );
                 }
             }
             let every = recipe.train.checkpoint_every_steps;
@@ -321,12 +352,15 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
                 recipe,
                 &device,
             );
-            bar.println(format!(
-                "epoch {}: kNN top-1 {:.4} on {} held-out images",
-                epoch + 1,
-                knn_top1,
-                held_out.len()
-            ));
+            say(
+                &bar,
+                format!(
+                    "epoch {}: kNN top-1 {:.4} on {} held-out images",
+                    epoch + 1,
+                    knn_top1,
+                    held_out.len()
+                ),
+            );
             append_eval_history(&run, epoch + 1, position.step, knn_top1)?;
         }
         if (epoch + 1) % recipe.train.checkpoint_every == 0 || epoch + 1 == epochs {
@@ -346,6 +380,7 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
         images_per_s: trained_images as f64 / seconds.max(1e-9),
         collapse_warning_step,
         dimensional_collapse_warning_step,
+        codebook_collapse_warning_step: codebook_warning_step,
         resumed_from_step,
         data_wait_fraction: data_wait / seconds.max(1e-9),
     })
@@ -421,11 +456,21 @@ fn collapse_hint(recipe: &Recipe) -> &'static str {
         MethodName::Simsiam => {
             "Check that the predictor is present and the learning rate is not too high."
         }
-        MethodName::Mae | MethodName::Simmim => {
+        MethodName::Mae | MethodName::Simmim | MethodName::Beit | MethodName::VqTokenizer => {
             "Pixel reconstruction cannot be solved by a constant, so this is the encoder's features going flat: lower optim.base_lr or raise optim.warmup_epochs."
         }
         MethodName::Byol => {
             "Check method.base_momentum (too low lets the target chase the online network) and the learning rate."
         }
+    }
+}
+
+/// Prints a line above the progress bar, or to stderr when there is no bar to draw (piped output,
+/// `--json`), so warnings are never swallowed.
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
     }
 }
