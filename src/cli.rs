@@ -33,7 +33,7 @@ pub struct Cli {
 pub enum Command {
     /// Pretrain an encoder without labels, then diagnose it and evaluate it against baselines.
     #[command(
-        after_help = "Examples:\n  selfsup train --method byol --out runs/byol\n  selfsup train --method simsiam --data /usr/share/datasets/fashion-mnist --epochs 10 --out runs/simsiam\n  selfsup train --method simsiam --set method.stop_gradient=false --out runs/collapse\n  selfsup train --method moco-v3 --set model.arch=vit-tiny --set data.image_size=32 --out runs/moco-v3-vit\n  selfsup train --out runs/byol --resume\n\nMethods: simclr, moco-v1, moco-v2, moco-v3, byol, simsiam, barlow-twins, vicreg."
+        after_help = "Examples:\n  selfsup train --method byol --out runs/byol\n  selfsup train --method simsiam --data /usr/share/datasets/fashion-mnist --epochs 10 --out runs/simsiam\n  selfsup train --method simsiam --set method.stop_gradient=false --out runs/collapse\n  selfsup train --method moco-v3 --set model.arch=vit-tiny --set data.image_size=32 --out runs/moco-v3-vit\n  selfsup train --out runs/byol --resume\n  selfsup train --method mae --out runs/mae\n  selfsup train --method vq-tokenizer --out runs/vq-tokenizer && selfsup train --method beit --out runs/beit\n\nMethods: simclr, moco-v1, moco-v2, moco-v3, byol, simsiam, barlow-twins, vicreg, mae, simmim,\nbeit (after vq-tokenizer)."
     )]
     Train(TrainArgs),
     /// kNN and linear-probe accuracy of a run's frozen encoder, beside a random-init encoder and raw pixels.
@@ -51,7 +51,7 @@ pub enum Command {
     Finetune(FinetuneArgs),
     /// Masked image models: a PNG grid of held-out images, their masked input and the model's prediction.
     #[command(
-        after_help = "Examples:\n  selfsup reconstruct --run runs/mae\n  selfsup reconstruct --run runs/simmim --images 16 --seed 3 --out simmim.png\n\nColumns: original | masked input (masked patches in blue) | prediction | prediction and the\nvisible patches pasted back. An MAE trained with norm_pix_loss predicts standardised patches;\nthey are drawn at the original patch's mean and spread, as MAE's own visualisation does.\nFor a vq-tokenizer run: original | the image decoded from its codes."
+        after_help = "Examples:\n  selfsup reconstruct --run runs/mae\n  selfsup reconstruct --run runs/simmim --images 16 --seed 3 --out simmim.png\n\nColumns: original | masked input (masked patches in blue) | prediction | prediction and the\nvisible patches pasted back (MAE puts no loss on visible patches, so its raw prediction there is\narbitrary). An MAE trained with norm_pix_loss predicts standardised patches;\nthey are drawn at the original patch's mean and spread, as MAE's own visualisation does.\nBEiT predicts codes, not pixels: its prediction is the tokenizer's decoding of the codes it\npredicts. For a vq-tokenizer run: original | the image decoded from its codes."
     )]
     Reconstruct(ReconstructArgs),
     /// The method families: which are implemented, what prevents collapse, whether negatives are needed.
@@ -129,6 +129,7 @@ pub struct DiagnoseArgs {
 
 #[derive(Args, Debug)]
 pub struct FinetuneArgs {
+    /// Run directory written by `selfsup train` (any method).
     #[arg(long)]
     pub run: PathBuf,
     /// Labelled data (default: the run's data).
@@ -148,6 +149,7 @@ pub struct FinetuneArgs {
 
 #[derive(Args, Debug)]
 pub struct ReconstructArgs {
+    /// Run directory written by `selfsup train` (mae, simmim, beit or vq-tokenizer).
     #[arg(long)]
     pub run: PathBuf,
     /// Held-out images to draw (one row each).

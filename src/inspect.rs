@@ -79,7 +79,10 @@ fn embed_with<M: Method>(
         Features::Projector => method.embed(x),
         Features::Encoder => method.encoder().forward(x),
     });
-    Ok((f.data, f.dim, M::CENTRED_DIAGNOSTICS, usage))
+    // A ViT's own features carry the offset every token shares, whichever method trained it.
+    let centred =
+        M::CENTRED_DIAGNOSTICS || (which == Features::Encoder && method.encoder().vit().is_some());
+    Ok((f.data, f.dim, centred, usage))
 }
 
 /// Collapse statistics of the run's embeddings on up to `samples` held-out images; writes

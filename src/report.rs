@@ -31,6 +31,9 @@ pub fn write(
     if let Some(step) = summary.dimensional_collapse_warning_step {
         s += &format!("- **dimensional collapse warning** first raised at step {step}\n");
     }
+    if let Some(step) = summary.codebook_collapse_warning_step {
+        s += &format!("- **codebook collapse warning** first raised at step {step}\n");
+    }
     s += &format!(
         "\n## Collapse diagnostics\n\nverdict **{}** — embedding std {:.4} (healthy {:.4}), effective rank {:.1} of {}. Spectrum: `spectrum.png`.\n",
         stats.verdict.as_str(),
@@ -39,6 +42,12 @@ pub fn write(
         stats.effective_rank,
         stats.dim
     );
+    if let Some(c) = &stats.codebook {
+        s += &format!("\nCodebook: {}.\n", c.describe());
+    }
+    if recipe.method.name.needs_vit() {
+        s += "\nPictures of what the model predicts: `selfsup reconstruct --run <this run>`.\n";
+    }
     if let Some(r) = eval {
         s += &format!(
             "\n## Evaluation ({} train / {} test)\n\n| features | kNN top-1 | linear top-1 |\n|---|---|---|\n| trained encoder | {:.3} | {:.3} |\n| random-init encoder | {:.3} | {:.3} |\n| raw pixels | {:.3} | {:.3} |\n",

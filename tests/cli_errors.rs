@@ -142,7 +142,7 @@ fn methods_table_and_json() {
     );
     let rows = json(&run(&["methods", "--json"]));
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 14);
+    assert_eq!(rows.len(), 15);
     let implemented: Vec<&str> = rows
         .iter()
         .filter(|r| r["implemented"] == true)
@@ -158,7 +158,11 @@ fn methods_table_and_json() {
             "byol",
             "simsiam",
             "barlow-twins",
-            "vicreg"
+            "vicreg",
+            "beit",
+            "mae",
+            "simmim",
+            "vq-tokenizer"
         ]
     );
     assert!(

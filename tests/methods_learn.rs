@@ -7,7 +7,7 @@ use common::*;
 
 fn train(method: &str, epochs: &str) -> serde_json::Value {
     let out_dir = scratch(&format!("learn-{method}")).join("run");
-    let args = vec![
+    let mut args = vec![
         "train",
         "--method",
         method,
@@ -20,13 +20,8 @@ fn train(method: &str, epochs: &str) -> serde_json::Value {
         "--out",
         path(&out_dir),
         "--json",
-        "--set",
-        "eval.max_train=5000",
-        "--set",
-        "eval.max_test=1000",
-        "--set",
-        "eval.linear_epochs=10",
     ];
+    args.extend(QUICK_EVAL);
     json(&run(&args))
 }
 

@@ -235,6 +235,16 @@ mod tests {
     }
 
     #[test]
+    fn masks_are_a_function_of_the_step() {
+        // What makes a resumed run mask exactly as an uninterrupted one.
+        let mae = tiny(&Device::flex());
+        assert_eq!(mae.draw(4, 12), mae.draw(4, 12));
+        assert_ne!(mae.draw(4, 12), mae.draw(4, 13));
+        let masks: Vec<Vec<bool>> = mae.draw(4, 12).iter().map(Shuffle::mask).collect();
+        assert_ne!(masks[0], masks[1], "each sample draws its own mask");
+    }
+
+    #[test]
     fn decoder_puts_each_token_back_at_its_patch() {
         // The decoder's input puts each encoded token back at its own patch and the mask token
         // everywhere else: compared with the sequence laid out by hand from the shuffle.

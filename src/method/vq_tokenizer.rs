@@ -256,3 +256,73 @@ impl Method for VqTokenizer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::to_f32;
+    use crate::nn::backbone::Arch;
+    use burn::tensor::Distribution;
+
+    fn tiny(device: &Device) -> VqTokenizer {
+        let mut recipe = Recipe::default();
+        recipe.method.name = crate::method::MethodName::VqTokenizer;
+        (recipe.method.codebook_size, recipe.method.code_dim) = (8, 4);
+        (recipe.method.decoder_dim, recipe.method.decoder_heads) = (16, 2);
+        recipe.model.arch = Arch::Vit;
+        (
+            recipe.model.embed_dim,
+            recipe.model.depth,
+            recipe.model.heads,
+        ) = (16, 1, 2);
+        let shape = ImageShape {
+            channels: 1,
+            side: 8,
+        };
+        VqTokenizer::init(&recipe, shape, device).unwrap()
+    }
+
+    #[test]
+    fn each_patch_takes_its_nearest_code_and_gradients_pass_straight_through() {
+        let device = Device::flex().autodiff();
+        let vq = tiny(&device);
+        let images = Tensor::<4>::random([2, 1, 8, 8], Distribution::Default, &device);
+        let q = vq.quantize(images.clone());
+        let (z, ids) = (
+            to_f32(q.z.clone()),
+            q.ids
+                .clone()
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .unwrap(),
+        );
+        let book = to_f32(l2_normalize(vq.codebook.val()));
+        for (row, &id) in z.chunks_exact(4).zip(&ids) {
+            let dist =
+                |k: usize| -> f32 { (0..4).map(|j| (row[j] - book[k * 4 + j]).powi(2)).sum() };
+            let best = (0..8).min_by(|&a, &b| dist(a).total_cmp(&dist(b))).unwrap();
+            assert_eq!(id as usize, best);
+        }
+        assert_eq!(
+            to_f32(q.codes),
+            ids.iter()
+                .flat_map(|&k| book[k as usize * 4..][..4].to_vec())
+                .collect::<Vec<_>>()
+        );
+
+        let out = vq.step(
+            &[images],
+            Progress {
+                step: 0,
+                total_steps: 1,
+            },
+        );
+        let grads = out.loss.backward();
+        // The encoder learns through the quantizer (straight-through + commitment), the codebook
+        // through the codebook term.
+        assert!(vq.to_code.weight.val().grad(&grads).is_some());
+        assert!(vq.codebook.val().grad(&grads).is_some());
+        assert!(vq.usage.val().grad(&grads).is_none());
+    }
+}

@@ -58,3 +58,14 @@ pub fn json(out: &Output) -> serde_json::Value {
 pub fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// Evaluation settings that keep the learning tests quick: kNN / probe fitted on 5,000 labelled
+/// images, 1,000 held out, 10 probe epochs.
+pub const QUICK_EVAL: [&str; 6] = [
+    "--set",
+    "eval.max_train=5000",
+    "--set",
+    "eval.max_test=1000",
+    "--set",
+    "eval.linear_epochs=10",
+];
