@@ -398,12 +398,19 @@ pub fn run(cli: Cli) -> Result<()> {
             if args.json {
                 print_json(&r);
             } else {
-                println!(
-                    "{} images, {:.0}% of patches masked; mean squared pixel error on masked patches {:.4} (pixels in [0, 1])",
-                    r.images,
-                    100.0 * r.mask_ratio,
-                    r.masked_pixel_mse
-                );
+                if r.mask_ratio > 0.0 {
+                    println!(
+                        "{} images, {:.0}% of patches masked; mean squared pixel error on masked patches {:.4} (pixels in [0, 1])",
+                        r.images,
+                        100.0 * r.mask_ratio,
+                        r.masked_pixel_mse
+                    );
+                } else {
+                    println!(
+                        "{} images decoded from their codes; mean squared pixel error {:.4} (pixels in [0, 1])",
+                        r.images, r.masked_pixel_mse
+                    );
+                }
                 println!("  picture  {}", r.picture.display());
             }
             Ok(())

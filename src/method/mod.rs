@@ -158,11 +158,6 @@ impl MethodName {
         )
     }
 
-    /// Whether the method has a projector (and reads `method.projector`).
-    pub fn uses_projector(self) -> bool {
-        !self.needs_vit()
-    }
-
     pub fn parse(name: &str) -> Result<MethodName> {
         Self::IMPLEMENTED
             .into_iter()
