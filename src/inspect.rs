@@ -185,12 +185,15 @@ pub struct ReconstructionReport {
     pub masked_pixel_mse: f64,
 }
 
+/// Per image, per patch: masked or not.
+type Masks = Vec<Vec<bool>>;
+
 fn reconstruct_with<M: Method>(
     run: &RunDir,
     set: &ImageSet,
     device: &Device,
     step: usize,
-) -> Result<Option<(Vec<Vec<bool>>, Vec<f32>)>> {
+) -> Result<Option<(Masks, Vec<f32>)>> {
     let info = run.info()?;
     let method = load_method::<M>(run, device)?;
     let images = features::image_batch(set, 0..set.len(), &info.normalize(), device);
@@ -317,7 +320,9 @@ pub fn finetune_run(
     epochs: Option<usize>,
     mut progress: impl FnMut(&str, usize, usize),
 ) -> Result<eval::finetune::FinetuneReport> {
-    use eval::finetune::{FinetuneConfig, FinetuneReport, finetune_top1, labelled_subset};
+    use eval::finetune::{
+        FinetuneConfig, FinetuneData, FinetuneReport, finetune_top1, labelled_subset,
+    };
     let mut recipe = run.recipe()?;
     if let Some(f) = fraction {
         recipe.eval.finetune_fraction = f;
@@ -342,29 +347,21 @@ pub fn finetune_run(
         seed,
     };
     let normalize = info.normalize();
+    let data = FinetuneData {
+        train: &train,
+        ids: &ids,
+        test: &test,
+        normalize: &normalize,
+    };
     let pretrained = run.encoder(&device)?;
-    let top1 = finetune_top1(
-        pretrained,
-        &train,
-        &ids,
-        &test,
-        &normalize,
-        &config,
-        &device,
-        |d, t| progress("fine-tuning the trained encoder", d, t),
-    );
+    let top1 = finetune_top1(pretrained, &data, &config, &device, |d, t| {
+        progress("fine-tuning the trained encoder", d, t)
+    });
     device.seed(seed.wrapping_add(1));
     let random = recipe.model.init(info.shape(), &device);
-    let random_init_top1 = finetune_top1(
-        random,
-        &train,
-        &ids,
-        &test,
-        &normalize,
-        &config,
-        &device,
-        |d, t| progress("fine-tuning a random-init encoder", d, t),
-    );
+    let random_init_top1 = finetune_top1(random, &data, &config, &device, |d, t| {
+        progress("fine-tuning a random-init encoder", d, t)
+    });
     let report = FinetuneReport {
         top1,
         random_init_top1,

@@ -46,7 +46,10 @@ impl Shuffle {
 /// `round(squares · ratio)` of them, chosen uniformly, are masked whole. Returns the mask in patch
 /// order (true where masked).
 pub fn block_random<R: Rng>(rng: &mut R, grid: usize, block: usize, ratio: f64) -> Vec<bool> {
-    assert!(block > 0 && grid % block == 0, "validated by the recipe");
+    assert!(
+        block > 0 && grid.is_multiple_of(block),
+        "validated by the recipe"
+    );
     let side = grid / block;
     let squares = side * side;
     let count = ((squares as f64 * ratio).round() as usize).min(squares);

@@ -97,18 +97,30 @@ fn labels_of(set: &ImageSet) -> &[u32] {
         .expect("labelled_splits keeps labelled sets")
 }
 
-/// Trains `encoder` + a fresh linear head on `ids` of `train` (random flips), then returns top-1 on
-/// `test`. `device` must be an autodiff device. `progress(done, total)` is called after each step.
+/// The labelled images fine-tuning trains on (`ids` of `train`) and is scored on.
+pub struct FinetuneData<'a> {
+    pub train: &'a ImageSet,
+    pub ids: &'a [usize],
+    pub test: &'a ImageSet,
+    pub normalize: &'a Normalize,
+}
+
+/// Trains `encoder` + a fresh linear head on the labelled images (random flips), then returns
+/// top-1 on the test images. `device` must be an autodiff device. `progress(done, total)` is
+/// called after each step.
 pub fn finetune_top1(
     encoder: Backbone,
-    train: &ImageSet,
-    ids: &[usize],
-    test: &ImageSet,
-    normalize: &Normalize,
+    data: &FinetuneData,
     config: &FinetuneConfig,
     device: &Device,
     mut progress: impl FnMut(usize, usize),
 ) -> f64 {
+    let FinetuneData {
+        train,
+        ids,
+        test,
+        normalize,
+    } = *data;
     let classes = train.num_classes().max(test.num_classes());
     device.seed(config.seed);
     let mut model = Classifier {

@@ -33,7 +33,11 @@ pub struct Decoder {
 
 impl DecoderConfig {
     pub fn validate(&self) -> Result<(), String> {
-        if self.dim == 0 || self.heads == 0 || self.dim % self.heads != 0 || self.dim % 4 != 0 {
+        if self.dim == 0
+            || self.heads == 0
+            || !self.dim.is_multiple_of(self.heads)
+            || !self.dim.is_multiple_of(4)
+        {
             return Err(format!(
                 "method.decoder_dim = {} must be a positive multiple of 4 and of method.decoder_heads = {}",
                 self.dim, self.heads
