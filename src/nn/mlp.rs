@@ -5,13 +5,15 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-/// `dims = [in, hidden…, out]`; hidden layers get ReLU and (by default) BatchNorm, the last layer
-/// optionally BatchNorm (SimSiam's projector, BYOL has none) and never ReLU.
+/// `dims = [in, hidden…, out]`; hidden layers get ReLU (GELU for DINO's head) and (by default)
+/// BatchNorm, the last layer optionally BatchNorm (SimSiam's projector, BYOL has none) and never
+/// an activation.
 #[derive(Clone, Debug)]
 pub struct MlpConfig {
     pub dims: Vec<usize>,
     pub hidden_bn: bool,
     pub output_bn: bool,
+    pub gelu: bool,
 }
 
 #[derive(Module, Debug)]
@@ -19,6 +21,7 @@ pub struct MlpLayer {
     linear: Linear,
     bn: Option<BatchNorm>,
     relu: bool,
+    gelu: bool,
 }
 
 #[derive(Module, Debug)]
@@ -32,7 +35,14 @@ impl MlpConfig {
             dims,
             hidden_bn: true,
             output_bn: false,
+            gelu: false,
         }
+    }
+
+    /// GELU instead of ReLU between layers (DINO's head).
+    pub fn with_gelu(mut self, gelu: bool) -> Self {
+        self.gelu = gelu;
+        self
     }
 
     pub fn with_hidden_bn(mut self, hidden_bn: bool) -> Self {
@@ -57,7 +67,8 @@ impl MlpConfig {
                         .with_bias(!bn_here)
                         .init(device),
                     bn: bn_here.then(|| BatchNormConfig::new(self.dims[i + 1]).init(device)),
-                    relu: !last,
+                    relu: !last && !self.gelu,
+                    gelu: !last && self.gelu,
                 }
             })
             .collect();
@@ -74,6 +85,9 @@ impl Mlp {
             }
             if layer.relu {
                 x = relu(x);
+            }
+            if layer.gelu {
+                x = crate::kernels::gelu(x);
             }
         }
         x

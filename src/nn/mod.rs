@@ -2,6 +2,7 @@
 
 pub mod backbone;
 pub mod decoder;
+pub mod dino_head;
 pub mod drop_path;
 pub mod mlp;
 pub mod norm;
