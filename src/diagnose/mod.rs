@@ -1,6 +1,7 @@
 //! Collapse diagnostics: per-dimension std, singular-value spectrum, effective rank, verdict.
 
 pub mod codebook;
+pub mod distillation;
 mod font;
 pub mod grid;
 pub mod plot;
