@@ -405,6 +405,13 @@ impl Recipe {
             ));
         }
         let m = &self.method;
+        if self.augment.local_crops > 0 {
+            // No implemented method reads local crops yet: they would be augmented and ignored.
+            return Err(Error::Recipe(format!(
+                "augment.local_crops = {}: multi-crop feeds the self-distillation methods (DINO, iBOT, DINOv2, planned); {} trains on its global views only, so set it to 0",
+                self.augment.local_crops, m.name
+            )));
+        }
         if m.name.needs_vit() && !self.model.is_vit() {
             return Err(Error::Recipe(format!(
                 "{} masks ViT patches: set model.arch to vit-tiny, vit-small, vit-base or vit (with embed_dim, depth, heads)",
@@ -608,6 +615,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("train.batch_size"), "{err}");
+        let err = resolve(MethodName::Byol, &["augment.local_crops=6"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("augment.local_crops"), "{err}");
         let err = resolve(MethodName::Byol, &["optim.base_lr=fast"])
             .unwrap_err()
             .to_string();

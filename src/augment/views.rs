@@ -29,6 +29,14 @@ pub struct AugmentConfig {
     pub blur_sigma: [f32; 2],
     /// Solarization probability, one entry per view.
     pub solarize_p: Vec<f32>,
+    /// Multi-crop (DINO): small crops added after the views above (which are the global crops).
+    pub local_crops: usize,
+    /// Side of the local crops in pixels (96 for 224-px global crops in DINO).
+    pub local_size: usize,
+    /// Random-resized-crop area range of the local crops.
+    pub local_crop_scale: [f32; 2],
+    /// Gaussian blur probability of each local crop (no solarization on them).
+    pub local_blur_p: f32,
 }
 
 impl Default for AugmentConfig {
@@ -48,13 +56,31 @@ impl Default for AugmentConfig {
             blur_p: vec![0.5, 0.5],
             blur_sigma: [0.1, 2.0],
             solarize_p: vec![0.0, 0.0],
+            local_crops: 0,
+            local_size: 0,
+            local_crop_scale: [0.05, 0.4],
+            local_blur_p: 0.5,
         }
     }
 }
 
 impl AugmentConfig {
+    /// Global crops (one per `blur_p` entry) plus local crops.
     pub fn num_views(&self) -> usize {
+        self.global_views() + self.local_crops
+    }
+
+    pub fn global_views(&self) -> usize {
         self.blur_p.len().max(self.solarize_p.len())
+    }
+
+    /// Side of view `view` for inputs of `side` pixels.
+    pub fn view_side(&self, view: usize, side: usize) -> usize {
+        if view < self.global_views() {
+            self.out_size(side)
+        } else {
+            self.local_size
+        }
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -79,6 +105,21 @@ impl AugmentConfig {
         }
         for p in &self.solarize_p {
             prob("solarize_p", *p)?;
+        }
+        prob("local_blur_p", self.local_blur_p)?;
+        if self.local_crops > 0 {
+            if self.local_size == 0 {
+                return Err(format!(
+                    "augment.local_crops = {} needs augment.local_size (the local crops' side, e.g. 12 for 28-px images)",
+                    self.local_crops
+                ));
+            }
+            let [lo, hi] = self.local_crop_scale;
+            if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+                return Err(format!(
+                    "augment.local_crop_scale = [{lo}, {hi}] must satisfy 0 < min ≤ max ≤ 1"
+                ));
+            }
         }
         if self.blur_p.len() != self.solarize_p.len() || self.blur_p.is_empty() {
             return Err(format!(
@@ -125,18 +166,37 @@ impl AugmentConfig {
         if self.size == 0 { side } else { self.size }
     }
 
-    /// Produces view `view` of `img`.
+    /// Produces view `view` of `img`: a global crop for the first [`Self::global_views`] views,
+    /// then the local crops.
     pub fn apply<R: Rng>(&self, rng: &mut R, img: &Image, view: usize) -> Image {
-        let (out_h, out_w) = if self.size == 0 {
-            (img.height, img.width)
+        if view < self.global_views() {
+            let (out_h, out_w) = if self.size == 0 {
+                (img.height, img.width)
+            } else {
+                (self.size, self.size)
+            };
+            let crop = (self.crop_scale, (out_h, out_w));
+            self.pipeline(rng, img, crop, self.blur_p[view], self.solarize_p[view])
         } else {
-            (self.size, self.size)
-        };
+            let crop = (self.local_crop_scale, (self.local_size, self.local_size));
+            self.pipeline(rng, img, crop, self.local_blur_p, 0.0)
+        }
+    }
+
+    /// Crop (area range, output size), flip, jitter, grayscale, blur and solarize.
+    fn pipeline<R: Rng>(
+        &self,
+        rng: &mut R,
+        img: &Image,
+        ([scale_lo, scale_hi], (out_h, out_w)): ([f32; 2], (usize, usize)),
+        blur_p: f32,
+        solarize_p: f32,
+    ) -> Image {
         let window = ops::resized_crop_window(
             rng,
             img.height,
             img.width,
-            (self.crop_scale[0], self.crop_scale[1]),
+            (scale_lo, scale_hi),
             (self.crop_ratio[0], self.crop_ratio[1]),
         );
         let mut out = ops::crop_resize(img, window, out_h, out_w);
@@ -156,11 +216,11 @@ impl AugmentConfig {
         if rng.random::<f32>() < self.grayscale_p {
             ops::grayscale(&mut out);
         }
-        if rng.random::<f32>() < self.blur_p[view] {
+        if rng.random::<f32>() < blur_p {
             let sigma = rng.random_range(self.blur_sigma[0]..=self.blur_sigma[1]);
             ops::gaussian_blur(&mut out, blur_kernel_size(out_h.min(out_w)), sigma);
         }
-        if rng.random::<f32>() < self.solarize_p[view] {
+        if rng.random::<f32>() < solarize_p {
             ops::solarize(&mut out, 0.5);
         }
         out

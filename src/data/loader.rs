@@ -29,12 +29,14 @@ pub fn mix_seed(parts: &[u64]) -> u64 {
     h
 }
 
-/// One batch: each view as a flat `batch × channels × side × side` buffer, normalised.
+/// One batch: each view as a flat `batch × channels × side × side` buffer, normalised (global
+/// crops first, then multi-crop's smaller local crops).
 pub struct Batch {
     pub index: usize,
     pub size: usize,
     pub channels: usize,
-    pub side: usize,
+    /// The side of each view.
+    pub sides: Vec<usize>,
     pub views: Vec<Vec<f32>>,
 }
 
@@ -104,7 +106,9 @@ impl Loader {
     /// Builds batch `index` of `epoch` (deterministic; augments samples in parallel).
     pub fn batch(&self, order: &[usize], epoch: usize, index: usize) -> Batch {
         let views = self.augment.num_views();
-        let side = self.side();
+        let sides: Vec<usize> = (0..views)
+            .map(|v| self.augment.view_side(v, self.set.height))
+            .collect();
         let ids = &order[index * self.batch_size..(index + 1) * self.batch_size];
         let samples: Vec<Vec<Image>> = ids
             .par_iter()
@@ -125,6 +129,7 @@ impl Loader {
                 (0..views)
                     .map(|v| {
                         let mut out = self.augment.apply(&mut rng, &img, v);
+                        let side = sides[v];
                         if out.height != side || out.width != side {
                             out = crate::augment::ops::crop_resize(
                                 &out,
@@ -151,7 +156,7 @@ impl Loader {
             index,
             size: ids.len(),
             channels: self.set.channels,
-            side,
+            sides,
             views,
         }
     }
@@ -216,9 +221,55 @@ mod tests {
         assert_ne!(l.order(0), l.order(1));
         let other = loader(6);
         assert_ne!(other.epoch(1, 0).iter().next().unwrap().views, all[0].views);
+        assert_eq!(all[0].sides, vec![8, 8]);
         // Every sample appears once per epoch.
         let mut order = l.order(2);
         order.sort_unstable();
         assert_eq!(order, (0..40).collect::<Vec<_>>());
+    }
+}
+
+#[cfg(test)]
+mod multi_crop_tests {
+    use super::*;
+
+    #[test]
+    fn local_crops_follow_the_global_ones_at_their_own_size() {
+        let set = ImageSet {
+            pixels: (0..16 * 28 * 28).map(|i| (i * 31 % 253) as u8).collect(),
+            channels: 1,
+            height: 28,
+            width: 28,
+            labels: None,
+            classes: vec![],
+        };
+        let augment = AugmentConfig {
+            local_crops: 4,
+            local_size: 12,
+            ..AugmentConfig::default()
+        };
+        let normalize = Normalize {
+            mean: vec![0.5],
+            std: vec![0.25],
+        };
+        let loader = Loader::new(Arc::new(set), augment.clone(), normalize.clone(), 8, 3);
+        let batch = loader.batch(&loader.order(0), 0, 0);
+        assert_eq!(batch.sides, vec![28, 28, 12, 12, 12, 12]);
+        for (view, side) in batch.views.iter().zip(&batch.sides) {
+            assert_eq!(view.len(), 8 * side * side);
+        }
+        assert_ne!(
+            batch.views[2], batch.views[3],
+            "each local crop is its own draw"
+        );
+        // The global crops are exactly what they were without local crops.
+        let plain = AugmentConfig {
+            local_crops: 0,
+            ..augment
+        };
+        let set = Arc::clone(&loader.set);
+        let without = Loader::new(set, plain, normalize, 8, 3);
+        let globals = without.batch(&without.order(0), 0, 0);
+        assert_eq!(globals.views[..], batch.views[..2]);
     }
 }

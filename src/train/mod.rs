@@ -80,13 +80,15 @@ fn prepare_run(recipe: &Recipe, options: &TrainOptions) -> Result<RunDir> {
 
 /// Moves a batch's view buffers into tensors (no copy of the pixels on the host).
 fn tensor_views(
-    views: Vec<Vec<f32>>,
-    shape: [usize; 4],
+    batch: crate::data::loader::Batch,
     device: &burn::tensor::Device,
 ) -> Vec<Tensor<4>> {
-    views
+    let (b, c) = (batch.size, batch.channels);
+    batch
+        .views
         .into_iter()
-        .map(|v| Tensor::from_data(TensorData::new(v, shape), device))
+        .zip(batch.sides)
+        .map(|(v, side)| Tensor::from_data(TensorData::new(v, [b, c, side, side]), device))
         .collect()
 }
 
@@ -232,8 +234,7 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
             };
             let lr = schedule.lr(position.step);
             let (batch_index, batch_size) = (batch.index, batch.size);
-            let shape = [batch.size, batch.channels, batch.side, batch.side];
-            let views = tensor_views(batch.views, shape, &device);
+            let views = tensor_views(batch, &device);
             let out = method.step(&views, progress);
             let loss = out.loss.clone().into_scalar::<f32>() as f64;
             if !loss.is_finite() {
