@@ -10,6 +10,14 @@ pub fn to_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         .expect("converted to f32 above")
 }
 
+/// An integer tensor's values as `i64`, row-major.
+pub fn to_i64<const D: usize>(t: Tensor<D, burn::tensor::Int>) -> Vec<i64> {
+    t.into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .expect("converted to i64 above")
+}
+
 struct Named {
     path: Vec<String>,
     out: Vec<(String, Vec<f32>)>,

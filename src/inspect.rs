@@ -63,13 +63,7 @@ fn embed_with<M: Method>(
         match method.codes(batch) {
             Some(c) => {
                 size = c.size;
-                codes.extend(
-                    c.ids
-                        .into_data()
-                        .convert::<i64>()
-                        .try_into_vec::<i64>()
-                        .expect("converted to i64 above"),
-                );
+                codes.extend(crate::host::to_i64(c.ids));
             }
             None => break,
         }

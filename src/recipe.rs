@@ -430,16 +430,13 @@ impl Recipe {
             ));
         }
         if matches!(m.name, MethodName::Mae | MethodName::VqTokenizer) {
-            crate::nn::decoder::DecoderConfig {
-                in_dim: 1,
-                dim: m.decoder_dim,
-                depth: m.decoder_depth,
-                heads: m.decoder_heads,
-                grid: 1,
-                out_dim: 1,
-            }
-            .validate()
-            .map_err(Error::Recipe)?;
+            let any = crate::nn::backbone::ImageShape {
+                channels: 1,
+                side: 1,
+            };
+            crate::nn::decoder::DecoderConfig::pixels(1, m, any, 1)
+                .validate()
+                .map_err(Error::Recipe)?;
         }
         if m.name == MethodName::VqTokenizer && (m.codebook_size < 2 || m.code_dim == 0) {
             return Err(Error::Recipe(

@@ -27,10 +27,23 @@ pub fn image_batch(
     normalize: &Normalize,
     device: &Device,
 ) -> Tensor<4> {
-    let b = range.len();
+    images(set, range, normalize, device, |_| {})
+}
+
+/// Images `ids` of `set`, each passed through `transform` before normalisation, as a
+/// `[b, c, h, w]` tensor.
+pub fn images(
+    set: &ImageSet,
+    ids: impl ExactSizeIterator<Item = usize>,
+    normalize: &Normalize,
+    device: &Device,
+    mut transform: impl FnMut(&mut Image),
+) -> Tensor<4> {
+    let b = ids.len();
     let mut data = Vec::with_capacity(b * set.image_len());
-    for i in range {
+    for i in ids {
         let mut img = Image::from_u8(set.image(i), set.channels, set.height, set.width);
+        transform(&mut img);
         normalize.apply(&mut img);
         data.extend_from_slice(&img.data);
     }

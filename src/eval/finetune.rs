@@ -12,10 +12,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::augment::Image;
 use crate::augment::ops::hflip;
 use crate::data::ImageSet;
 use crate::data::loader::Normalize;
+use crate::eval::features::images;
 use crate::nn::Backbone;
 use crate::nn::vit::linear;
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind, WarmupCosine};
@@ -66,29 +66,21 @@ pub fn labelled_subset(set: &ImageSet, fraction: f64, seed: u64) -> Vec<usize> {
     ids
 }
 
+/// Images `ids` of `set`, each flipped with probability ½ when `rng` is given.
 fn batch(
     set: &ImageSet,
     ids: &[usize],
     normalize: &Normalize,
-    rng: Option<&mut ChaCha8Rng>,
+    mut rng: Option<&mut ChaCha8Rng>,
     device: &Device,
 ) -> Tensor<4> {
-    let mut data = Vec::with_capacity(ids.len() * set.image_len());
-    let mut rng = rng;
-    for &i in ids {
-        let mut img = Image::from_u8(set.image(i), set.channels, set.height, set.width);
+    images(set, ids.iter().copied(), normalize, device, |img| {
         if let Some(rng) = rng.as_deref_mut()
             && rng.random::<bool>()
         {
-            hflip(&mut img);
+            hflip(img);
         }
-        normalize.apply(&mut img);
-        data.extend_from_slice(&img.data);
-    }
-    Tensor::from_data(
-        TensorData::new(data, [ids.len(), set.channels, set.height, set.width]),
-        device,
-    )
+    })
 }
 
 fn labels_of(set: &ImageSet) -> &[u32] {
@@ -169,13 +161,7 @@ pub fn finetune_top1(
     let all: Vec<usize> = (0..test.len()).collect();
     for chunk in all.chunks(256) {
         let x = batch(test, chunk, normalize, None, &plain);
-        let predicted: Vec<i64> = model
-            .forward(x)
-            .argmax(1)
-            .into_data()
-            .convert::<i64>()
-            .try_into_vec()
-            .expect("converted to i64 above");
+        let predicted = crate::host::to_i64(model.forward(x).argmax(1));
         correct += predicted
             .iter()
             .zip(chunk)

@@ -95,12 +95,7 @@ pub fn linear_probe_top1(
         }
     }
     let x_test = Tensor::<2>::from_data(TensorData::new(xte, [test.n, d]), device);
-    let predicted: Vec<i64> = (x_test.matmul(w) + b.unsqueeze())
-        .argmax(1)
-        .into_data()
-        .convert::<i64>()
-        .try_into_vec()
-        .expect("converted to i64 above");
+    let predicted = crate::host::to_i64((x_test.matmul(w) + b.unsqueeze()).argmax(1));
     let correct = predicted
         .iter()
         .zip(test_labels)

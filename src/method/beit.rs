@@ -9,11 +9,10 @@ use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::{Device, Distribution, Tensor};
 
-use super::mim::{Reconstruction, mask_rng, mask_tensor, vit};
+use super::mim::{Reconstruction, mask_rng, mask_tensor, predict_masked, vit};
 use super::{Method, MethodName, Progress, StepOutput, VqTokenizer};
 use crate::augment::mask::blockwise;
 use crate::error::{Error, Result};
-use crate::kernels::linear_layer;
 use crate::loss::masked_cross_entropy;
 use crate::nn::backbone::ImageShape;
 use crate::nn::vit::linear;
@@ -88,7 +87,7 @@ impl Beit {
     }
 
     fn draw(&self, b: usize, step: usize) -> Vec<Vec<bool>> {
-        let grid = (self.vit().num_patches() as f64).sqrt().round() as usize;
+        let grid = self.vit().grid();
         let mut rng = mask_rng(self.seed, step);
         (0..b)
             .map(|_| blockwise(&mut rng, grid, self.mask_ratio, self.mask_min_block))
@@ -97,11 +96,7 @@ impl Beit {
 
     /// Codebook logits `[b, n, K]` for images with `mask` applied, and the encoder's tokens.
     fn logits(&self, images: Tensor<4>, mask: Tensor<2>) -> (Tensor<3>, Tensor<3>) {
-        let tokens = self
-            .vit()
-            .forward_masked(images, mask, self.mask_token.val());
-        let logits = linear_layer(&self.head, self.vit().patch_part(tokens.clone()));
-        (logits, tokens)
+        predict_masked(self.vit(), images, mask, self.mask_token.val(), &self.head)
     }
 }
 

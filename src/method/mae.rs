@@ -56,9 +56,8 @@ impl Mae {
         let patches = vit.add_patch_positions(vit.patch_embeddings(images));
         let [_, _, d] = patches.dims();
         let keep: Vec<&[usize]> = shuffles.iter().map(|s| &s.order[..s.keep]).collect();
-        let visible = patches
-            .clone()
-            .gather(1, row_index(&keep, d, &patches.device()));
+        let index = row_index(&keep, d, &patches.device());
+        let visible = patches.gather(1, index);
         Encoded {
             tokens: vit.encode(vit.prepend_prefix(visible)),
             shuffles,
@@ -107,15 +106,7 @@ impl Method for Mae {
         let vit = vit(&encoder);
         let m = &recipe.method;
         let p = vit.patch_size();
-        let decoder = DecoderConfig {
-            in_dim: vit.out_dim(),
-            dim: m.decoder_dim,
-            depth: m.decoder_depth,
-            heads: m.decoder_heads,
-            grid: shape.side / p,
-            out_dim: p * p * shape.channels,
-        }
-        .init(device);
+        let decoder = DecoderConfig::pixels(vit.out_dim(), m, shape, p).init(device);
         Ok(Mae {
             encoder,
             decoder,

@@ -1,6 +1,7 @@
 //! What the masked-image-modeling methods share: the ViT they need, seeded per-step masks, and
 //! masks / gather indices as tensors.
 
+use burn::nn::Linear;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -36,6 +37,20 @@ pub fn row_index(rows: &[&[usize]], width: usize, device: &Device) -> Tensor<3, 
         .flat_map(|r| r.iter().flat_map(|&i| std::iter::repeat_n(i as i64, width)))
         .collect();
     Tensor::from_data(TensorData::new(data, [rows.len(), k, width]), device)
+}
+
+/// SimMIM / BEiT: the encoder over `images` with `mask` (`[b, n]`) replaced by `mask_token`, and
+/// `head` applied to every patch token. Returns (head outputs `[b, n, out]`, all tokens).
+pub fn predict_masked(
+    vit: &Vit,
+    images: Tensor<4>,
+    mask: Tensor<2>,
+    mask_token: Tensor<3>,
+    head: &Linear,
+) -> (Tensor<3>, Tensor<3>) {
+    let tokens = vit.forward_masked(images, mask, mask_token);
+    let out = crate::kernels::linear_layer(head, vit.patch_part(tokens.clone()));
+    (out, tokens)
 }
 
 /// A masked-image model's output for pictures: the masks and the predicted images (in the

@@ -6,11 +6,10 @@ use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
-use super::mim::{Reconstruction, mask_rng, mask_tensor, vit};
+use super::mim::{Reconstruction, mask_rng, mask_tensor, predict_masked, vit};
 use super::{Method, Progress, StepOutput};
 use crate::augment::mask::block_random;
 use crate::error::Result;
-use crate::kernels::linear_layer;
 use crate::loss::masked_l1;
 use crate::nn::backbone::ImageShape;
 use crate::nn::patches::{patchify, unpatchify};
@@ -37,20 +36,17 @@ impl SimMim {
     }
 
     fn draw(&self, b: usize, step: usize) -> Vec<Vec<bool>> {
-        let grid = (self.vit().num_patches() as f64).sqrt().round() as usize;
+        let grid = self.vit().grid();
         let mut rng = mask_rng(self.seed, step);
         (0..b)
             .map(|_| block_random(&mut rng, grid, self.mask_block, self.mask_ratio))
             .collect()
     }
 
-    /// Pixel predictions `[b, n, p·p·c]` for images with `mask` (`[b, n]`) applied.
+    /// Pixel predictions `[b, n, p·p·c]` for images with `mask` (`[b, n]`) applied, and the
+    /// encoder's tokens.
     fn predict(&self, images: Tensor<4>, mask: Tensor<2>) -> (Tensor<3>, Tensor<3>) {
-        let tokens = self
-            .vit()
-            .forward_masked(images, mask, self.mask_token.val());
-        let pred = linear_layer(&self.pred, self.vit().patch_part(tokens.clone()));
-        (pred, tokens)
+        predict_masked(self.vit(), images, mask, self.mask_token.val(), &self.pred)
     }
 }
 

@@ -52,6 +52,8 @@ pub struct Quantized {
     pub codes: Tensor<2>,
     /// Code ids `[b·n]`.
     pub ids: Tensor<1, Int>,
+    /// The encoder's pooled representation of the images (what evaluation sees), `[b, d]`.
+    pub features: Tensor<2>,
 }
 
 impl VqTokenizer {
@@ -70,7 +72,9 @@ impl VqTokenizer {
     /// Encodes and quantizes `images`.
     pub fn quantize(&self, images: Tensor<4>) -> Quantized {
         let vit = self.vit();
-        let tokens = vit.patch_part(vit.forward_tokens(images));
+        let all = vit.forward_tokens(images);
+        let features = vit.pool(all.clone());
+        let tokens = vit.patch_part(all);
         let [b, n, d] = tokens.dims();
         let z = l2_normalize(linear_layer(&self.to_code, tokens.reshape([b * n, d])));
         let book = self.normalized_codebook();
@@ -78,7 +82,12 @@ impl VqTokenizer {
         let ids = z.clone().matmul(book.clone().transpose()).argmax(1);
         let ids = ids.reshape([b * n]);
         let codes = book.select(0, ids.clone());
-        Quantized { z, codes, ids }
+        Quantized {
+            z,
+            codes,
+            ids,
+            features,
+        }
     }
 
     /// The code id of every patch: `[b, n]` (BEiT's targets).
@@ -125,15 +134,7 @@ impl Method for VqTokenizer {
                 Distribution::Normal(0.0, 1.0),
                 device,
             )),
-            decoder: DecoderConfig {
-                in_dim: m.code_dim,
-                dim: m.decoder_dim,
-                depth: m.decoder_depth,
-                heads: m.decoder_heads,
-                grid: shape.side / p,
-                out_dim: p * p * shape.channels,
-            }
-            .init(device),
+            decoder: DecoderConfig::pixels(m.code_dim, m, shape, p).init(device),
             usage: Param::from_tensor(Tensor::full(
                 [m.codebook_size],
                 1.0 / m.codebook_size as f64,
@@ -169,7 +170,7 @@ impl Method for VqTokenizer {
         let loss = reconstruction.clone()
             + codebook_term.clone()
             + commitment_term.clone().mul_scalar(self.commitment);
-        let embeddings = self.encoder.forward(views[0].clone()).detach();
+        let embeddings = q.features.detach();
         StepOutput {
             loss,
             embeddings,
@@ -288,15 +289,7 @@ mod tests {
         let vq = tiny(&device);
         let images = Tensor::<4>::random([2, 1, 8, 8], Distribution::Default, &device);
         let q = vq.quantize(images.clone());
-        let (z, ids) = (
-            to_f32(q.z.clone()),
-            q.ids
-                .clone()
-                .into_data()
-                .convert::<i64>()
-                .try_to_vec::<i64>()
-                .unwrap(),
-        );
+        let (z, ids) = (to_f32(q.z.clone()), crate::host::to_i64(q.ids.clone()));
         let book = to_f32(l2_normalize(vq.codebook.val()));
         for (row, &id) in z.chunks_exact(4).zip(&ids) {
             let dist =

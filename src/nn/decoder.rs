@@ -5,9 +5,11 @@ use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
+use super::backbone::ImageShape;
 use super::norm::LayerNorm;
 use super::vit::{Block, linear, sincos_2d};
 use crate::kernels::linear_layer;
+use crate::recipe::MethodConfig;
 
 #[derive(Clone, Debug)]
 pub struct DecoderConfig {
@@ -32,6 +34,19 @@ pub struct Decoder {
 }
 
 impl DecoderConfig {
+    /// The recipe's decoder (`method.decoder_*`) from `in_dim`-wide tokens to the pixels of
+    /// `patch`-px patches of `shape` images.
+    pub fn pixels(in_dim: usize, m: &MethodConfig, shape: ImageShape, patch: usize) -> Self {
+        DecoderConfig {
+            in_dim,
+            dim: m.decoder_dim,
+            depth: m.decoder_depth,
+            heads: m.decoder_heads,
+            grid: shape.side / patch,
+            out_dim: patch * patch * shape.channels,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.dim == 0
             || self.heads == 0

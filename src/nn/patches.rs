@@ -15,7 +15,7 @@ pub fn patchify(images: Tensor<4>, p: usize) -> Tensor<3> {
 /// The inverse of [`patchify`] for a square grid of `channels`-channel patches.
 pub fn unpatchify(patches: Tensor<3>, p: usize, channels: usize) -> Tensor<4> {
     let [b, n, _] = patches.dims();
-    let grid = (n as f64).sqrt().round() as usize;
+    let grid = n.isqrt();
     patches
         .reshape([b, grid, grid, p, p, channels])
         .permute([0, 5, 1, 3, 2, 4])

@@ -314,6 +314,11 @@ impl Vit {
         self.pos_embed.val().dims()[1] - 1
     }
 
+    /// Side of the square patch grid.
+    pub fn grid(&self) -> usize {
+        self.num_patches().isqrt()
+    }
+
     /// Tokens before the patches: CLS and the registers.
     pub fn prefix_len(&self) -> usize {
         1 + self.registers

@@ -270,15 +270,9 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
                 let [n, d] = emb.dims();
                 let values = crate::host::to_f32(emb);
                 let stats = diagnose::analyze_for(&values, n, d, M::CENTRED_DIAGNOSTICS);
-                let codebook = out.codes.map(|c| {
-                    let ids: Vec<i64> = c
-                        .ids
-                        .into_data()
-                        .convert::<i64>()
-                        .try_into_vec()
-                        .expect("converted to i64 above");
-                    CodebookUsage::of(&ids, c.size)
-                });
+                let codebook = out
+                    .codes
+                    .map(|c| CodebookUsage::of(&crate::host::to_i64(c.ids), c.size));
                 // From step 50: a random codebook starts narrow, and restarts need ~30 steps.
                 if let Some(usage) = &codebook
                     && usage.collapsed
