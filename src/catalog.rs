@@ -112,7 +112,7 @@ pub const FAMILIES: &[Family] = &[
         family: "self-distillation",
         prevents_collapse: "EMA teacher + centering + sharpening",
         negatives: false,
-        implemented: false,
+        implemented: true,
     },
     Family {
         method: "iBOT",
@@ -120,7 +120,7 @@ pub const FAMILIES: &[Family] = &[
         family: "self-distillation",
         prevents_collapse: "DINO + masked patch-token distillation",
         negatives: false,
-        implemented: false,
+        implemented: true,
     },
     Family {
         method: "DINOv2",
@@ -128,6 +128,6 @@ pub const FAMILIES: &[Family] = &[
         family: "self-distillation",
         prevents_collapse: "DINO + iBOT, Sinkhorn-Knopp centering, KoLeo",
         negatives: false,
-        implemented: false,
+        implemented: true,
     },
 ];

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::attention::{AttentionImages, attention_run};
 use crate::catalog::FAMILIES;
 use crate::device::DeviceChoice;
 use crate::diagnose::CollapseStats;
@@ -33,7 +34,7 @@ pub struct Cli {
 pub enum Command {
     /// Pretrain an encoder without labels, then diagnose it and evaluate it against baselines.
     #[command(
-        after_help = "Examples:\n  selfsup train --method byol --out runs/byol\n  selfsup train --method simsiam --data /usr/share/datasets/fashion-mnist --epochs 10 --out runs/simsiam\n  selfsup train --method simsiam --set method.stop_gradient=false --out runs/collapse\n  selfsup train --method moco-v3 --set model.arch=vit-tiny --set data.image_size=32 --out runs/moco-v3-vit\n  selfsup train --out runs/byol --resume\n  selfsup train --method mae --out runs/mae\n  selfsup train --method vq-tokenizer --out runs/vq-tokenizer && selfsup train --method beit --out runs/beit\n\nMethods: simclr, moco-v1, moco-v2, moco-v3, byol, simsiam, barlow-twins, vicreg, mae, simmim,\nbeit (after vq-tokenizer)."
+        after_help = "Examples:\n  selfsup train --method byol --out runs/byol\n  selfsup train --method simsiam --data /usr/share/datasets/fashion-mnist --epochs 10 --out runs/simsiam\n  selfsup train --method simsiam --set method.stop_gradient=false --out runs/collapse\n  selfsup train --method moco-v3 --set model.arch=vit-tiny --set data.image_size=32 --out runs/moco-v3-vit\n  selfsup train --out runs/byol --resume\n  selfsup train --method mae --out runs/mae\n  selfsup train --method vq-tokenizer --out runs/vq-tokenizer && selfsup train --method beit --out runs/beit\n  selfsup train --method dino --out runs/dino && selfsup attention --run runs/dino\n  selfsup train --method dino --set method.centering=none --out runs/dino-collapse\n\nMethods: simclr, moco-v1, moco-v2, moco-v3, byol, simsiam, barlow-twins, vicreg, mae, simmim,\nbeit (after vq-tokenizer), dino, ibot, dinov2."
     )]
     Train(TrainArgs),
     /// kNN and linear-probe accuracy of a run's frozen encoder, beside a random-init encoder and raw pixels.
@@ -54,6 +55,11 @@ pub enum Command {
         after_help = "Examples:\n  selfsup reconstruct --run runs/mae\n  selfsup reconstruct --run runs/simmim --images 16 --seed 3 --out simmim.png\n\nColumns: original | masked input (masked patches in blue) | prediction | prediction and the\nvisible patches pasted back (MAE puts no loss on visible patches, so its raw prediction there is\narbitrary). An MAE trained with norm_pix_loss predicts standardised patches;\nthey are drawn at the original patch's mean and spread, as MAE's own visualisation does.\nBEiT predicts codes, not pixels: its prediction is the tokenizer's decoding of the codes it\npredicts. For a vq-tokenizer run: original | the image decoded from its codes."
     )]
     Reconstruct(ReconstructArgs),
+    /// ViT runs: the last block's [CLS] attention per head, drawn as heat maps over images (a PNG).
+    #[command(
+        after_help = "Examples:\n  selfsup attention --run runs/dino\n  selfsup attention --run runs/dino --image shirt.png --image boot.jpg --out maps.png\n\nColumns: the image | the mean over heads | each head. Each map is scaled to its own maximum\n(bright = where [CLS] looks most) and drawn per patch. Image files are resized to the run's\nimage size and channels. --json adds each map (rescaled to sum to 1) and their mean entropy\nrelative to a uniform map (1 = looks everywhere alike)."
+    )]
+    Attention(AttentionArgs),
     /// The method families: which are implemented, what prevents collapse, whether negatives are needed.
     #[command(after_help = "Example:\n  selfsup methods --json")]
     Methods(MethodsArgs),
@@ -168,6 +174,26 @@ pub struct ReconstructArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct AttentionArgs {
+    /// Run directory written by `selfsup train` with a ViT encoder (any method).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Image file (PNG/JPEG) to draw; repeatable. Default: held-out images of the run's data.
+    #[arg(long = "image", value_name = "FILE")]
+    pub image_files: Vec<PathBuf>,
+    /// Held-out images to draw when no --image is given.
+    #[arg(long, default_value_t = 6)]
+    pub images: usize,
+    /// PNG to write (default: attention.png in the run directory).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct MethodsArgs {
     #[arg(long)]
     pub json: bool,
@@ -273,6 +299,13 @@ pub fn diagnose_table(d: &CollapseStats) -> String {
     );
     if let Some(c) = &d.codebook {
         s += &format!("  codebook          {}\n", c.describe());
+    }
+    if let Some(t) = &d.distillation {
+        s += &format!(
+            "  teacher           {}\n                    {}\n",
+            t.describe(),
+            t.verdict.explain()
+        );
     }
     s += &format!(
         "  (complete_collapse: RMS std ratio < {COMPLETE_COLLAPSE_STD_RATIO}; dimensional_collapse: effective rank < max(2, {DIMENSIONAL_COLLAPSE_RANK_FRACTION}·d))\n"
@@ -411,6 +444,30 @@ pub fn run(cli: Cli) -> Result<()> {
                         r.images, r.masked_pixel_mse
                     );
                 }
+                println!("  picture  {}", r.picture.display());
+            }
+            Ok(())
+        }
+        Command::Attention(args) => {
+            let run = RunDir::open(&args.run)?;
+            if args.image_files.is_empty() && args.images == 0 {
+                return Err(crate::error::Error::Usage(
+                    "--images must be at least 1".into(),
+                ));
+            }
+            let images = if args.image_files.is_empty() {
+                AttentionImages::HeldOut(args.images)
+            } else {
+                AttentionImages::Files(&args.image_files)
+            };
+            let r = attention_run(&run, args.device, images, args.out.as_deref())?;
+            if args.json {
+                print_json(&r);
+            } else {
+                println!(
+                    "{} images, {} heads over a {}×{} patch grid; mean attention entropy {:.2} of a uniform map's",
+                    r.images, r.heads, r.grid, r.grid, r.normalized_entropy
+                );
                 println!("  picture  {}", r.picture.display());
             }
             Ok(())

@@ -5,6 +5,7 @@ use burn::tensor::Device;
 use crate::data::{ImageSet, Splits};
 use crate::device::{DeviceChoice, device};
 use crate::diagnose::codebook::CodebookUsage;
+use crate::diagnose::distillation::DistillationStats;
 use crate::diagnose::{self, CollapseStats};
 use crate::error::{Error, Result};
 use crate::eval::{self, EvalReport, features};
@@ -43,32 +44,51 @@ fn load_method<M: Method>(run: &RunDir, device: &Device) -> Result<M> {
     Ok(method.valid())
 }
 
+/// A run's embeddings of the diagnosed images, with what its method adds to them.
+struct Embedded {
+    values: Vec<f32>,
+    dim: usize,
+    centred: bool,
+    codebook: Option<CodebookUsage>,
+    distillation: Option<DistillationStats>,
+}
+
 fn embed_with<M: Method>(
     run: &RunDir,
     set: &ImageSet,
     device: &Device,
     which: Features,
-) -> Result<(Vec<f32>, usize, bool, Option<CodebookUsage>)> {
+) -> Result<Embedded> {
     let info = run.info()?;
     let method = load_method::<M>(run, device)?;
     let mut codes: Vec<i64> = Vec::new();
     let mut size = 0;
+    let (mut teacher, mut student, mut prototypes) = (Vec::new(), Vec::new(), 0);
     for start in (0..set.len()).step_by(256) {
-        let batch = features::image_batch(
-            set,
-            start..(start + 256).min(set.len()),
-            &info.normalize(),
-            device,
-        );
-        match method.codes(batch) {
-            Some(c) => {
-                size = c.size;
-                codes.extend(crate::host::to_i64(c.ids));
-            }
-            None => break,
+        let batch = || {
+            features::image_batch(
+                set,
+                start..(start + 256).min(set.len()),
+                &info.normalize(),
+                device,
+            )
+        };
+        if let Some(c) = method.codes(batch()) {
+            size = c.size;
+            codes.extend(crate::host::to_i64(c.ids));
+        }
+        if let Some(d) = method.distributions(batch()) {
+            prototypes = d.teacher.dims()[1];
+            teacher.extend(crate::host::to_f32(d.teacher));
+            student.extend(crate::host::to_f32(d.student));
+        }
+        if size == 0 && prototypes == 0 {
+            break;
         }
     }
-    let usage = (size > 0).then(|| CodebookUsage::of(&codes, size));
+    let codebook = (size > 0).then(|| CodebookUsage::of(&codes, size));
+    let distillation = (prototypes > 0)
+        .then(|| crate::diagnose::distillation::analyze(&teacher, &student, set.len(), prototypes));
     let f = features::extract(set, &info.normalize(), device, 256, |x| match which {
         Features::Projector => method.embed(x),
         Features::Encoder => method.encoder().forward(x),
@@ -76,7 +96,13 @@ fn embed_with<M: Method>(
     // A ViT's own features carry the offset every token shares, whichever method trained it.
     let centred =
         M::CENTRED_DIAGNOSTICS || (which == Features::Encoder && method.encoder().vit().is_some());
-    Ok((f.data, f.dim, centred, usage))
+    Ok(Embedded {
+        values: f.data,
+        dim: f.dim,
+        centred,
+        codebook,
+        distillation,
+    })
 }
 
 /// Collapse statistics of the run's embeddings on up to `samples` held-out images; writes
@@ -95,10 +121,11 @@ pub fn diagnose_run(
     if set.len() < 2 {
         return Err(Error::Usage("diagnostics need at least 2 images".into()));
     }
-    let (values, dim, centred, codebook) =
+    let e =
         crate::with_method!(recipe.method.name, M => embed_with::<M>(run, &set, &device, which)?);
-    let mut stats = diagnose::analyze_for(&values, set.len(), dim, centred);
-    stats.codebook = codebook;
+    let mut stats = diagnose::analyze_for(&e.values, set.len(), e.dim, e.centred);
+    stats.codebook = e.codebook;
+    stats.distillation = e.distillation;
     let (json, png, label) = match which {
         Features::Projector => (run.diagnose_path(), run.spectrum_path(), "EMBEDDING"),
         Features::Encoder => (

@@ -4,6 +4,7 @@
 //! are public so they can be used outside the `selfsup` command.
 
 pub mod allocator;
+pub mod attention;
 pub mod augment;
 pub mod catalog;
 pub mod cli;

@@ -77,6 +77,48 @@ pub struct MethodConfig {
     /// VQ tokenizer: restart codes that fall out of use at random encoder outputs (off: watch the
     /// codebook collapse).
     pub restart_codes: bool,
+    /// DINO / iBOT / DINOv2: prototypes K of the [CLS] head (65536 in DINO). `projector` sets the
+    /// head's MLP widths (hidden…, bottleneck) and `temperature` the student's τ_s;
+    /// `base_momentum` starts the teacher's cosine EMA schedule.
+    pub prototypes: usize,
+    /// iBOT / DINOv2: prototypes of the patch head (8192 in iBOT; equal to `prototypes` when
+    /// `shared_head`).
+    pub patch_prototypes: usize,
+    /// DINO family: the teacher's temperature τ_t after warmup (0.04–0.07).
+    pub teacher_temperature: f64,
+    /// DINO family: τ_t at the start, raised linearly to `teacher_temperature`.
+    pub warmup_teacher_temperature: f64,
+    /// DINO family: epochs of that linear warmup (30 in the paper).
+    pub teacher_temperature_warmup_epochs: f64,
+    /// DINO family: how the teacher's outputs are kept from collapsing: "ema" (DINO / iBOT's
+    /// centre), "sinkhorn" (DINOv2's Sinkhorn-Knopp) or "none" (watch it collapse).
+    pub centering: Centering,
+    /// DINO family: EMA momentum of the centre over batch means (0.9).
+    pub center_momentum: f64,
+    /// DINO family: epochs during which the prototypes get no gradient (1 in the paper).
+    pub freeze_last_layer_epochs: f64,
+    /// iBOT / DINOv2: weight of the masked patch-token loss (0 turns it off: plain DINO).
+    pub patch_loss_weight: f64,
+    /// iBOT / DINOv2: the mask ratio of a masked image is drawn in [mask_ratio_min, mask_ratio].
+    pub mask_ratio_min: f64,
+    /// iBOT / DINOv2: the fraction of global crops that are masked at all (0.5).
+    pub mask_probability: f64,
+    /// DINOv2: weight of the KoLeo regulariser on the student's [CLS] features (0.1).
+    pub koleo_weight: f64,
+    /// iBOT: the patch tokens share the [CLS] head; DINOv2 unties them (false).
+    pub shared_head: bool,
+}
+
+/// How a self-distillation teacher's outputs are normalised before they become targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Centering {
+    /// Subtract an EMA of the batch-mean logits (DINO, iBOT).
+    Ema,
+    /// Sinkhorn-Knopp normalisation, 3 iterations (DINOv2).
+    Sinkhorn,
+    /// Sharpening only: the run collapses onto one prototype.
+    None,
 }
 
 impl Default for MethodConfig {
@@ -107,6 +149,19 @@ impl Default for MethodConfig {
             code_dim: 32,
             commitment: 0.25,
             restart_codes: true,
+            prototypes: 1024,
+            patch_prototypes: 1024,
+            teacher_temperature: 0.07,
+            warmup_teacher_temperature: 0.04,
+            teacher_temperature_warmup_epochs: 0.0,
+            centering: Centering::Ema,
+            center_momentum: 0.9,
+            freeze_last_layer_epochs: 1.0,
+            patch_loss_weight: 0.0,
+            mask_ratio_min: 0.1,
+            mask_probability: 0.5,
+            koleo_weight: 0.0,
+            shared_head: true,
         }
     }
 }
@@ -208,6 +263,9 @@ pub fn builtin_source(method: MethodName) -> &'static str {
         MethodName::Simmim => include_str!("../recipes/simmim.toml"),
         MethodName::Beit => include_str!("../recipes/beit.toml"),
         MethodName::VqTokenizer => include_str!("../recipes/vq-tokenizer.toml"),
+        MethodName::Dino => include_str!("../recipes/dino.toml"),
+        MethodName::Ibot => include_str!("../recipes/ibot.toml"),
+        MethodName::Dinov2 => include_str!("../recipes/dinov2.toml"),
     }
 }
 
@@ -405,12 +463,15 @@ impl Recipe {
             ));
         }
         let m = &self.method;
-        if self.augment.local_crops > 0 {
-            // No implemented method reads local crops yet: they would be augmented and ignored.
+        if self.augment.local_crops > 0 && !m.name.is_distillation() {
+            // Only self-distillation reads local crops: others would augment them and ignore them.
             return Err(Error::Recipe(format!(
-                "augment.local_crops = {}: multi-crop feeds the self-distillation methods (DINO, iBOT, DINOv2, planned); {} trains on its global views only, so set it to 0",
+                "augment.local_crops = {}: multi-crop feeds the self-distillation methods (dino, ibot, dinov2); {} trains on its global views only, so set it to 0",
                 self.augment.local_crops, m.name
             )));
+        }
+        if m.name.is_distillation() {
+            self.validate_distillation()?;
         }
         if m.name.needs_vit() && !self.model.is_vit() {
             return Err(Error::Recipe(format!(
@@ -515,6 +576,78 @@ impl Recipe {
             return Err(Error::Recipe(
                 "eval.knn_k must be ≥ 1 and eval.knn_temperature > 0".into(),
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_distillation(&self) -> Result<()> {
+        let m = &self.method;
+        if self.augment.global_views() != 2 {
+            return Err(Error::Recipe(format!(
+                "{} pairs two global crops: give augment.blur_p two entries (e.g. [1.0, 0.1]), not {}",
+                m.name,
+                self.augment.global_views()
+            )));
+        }
+        if m.prototypes < 2 || m.patch_prototypes < 2 {
+            return Err(Error::Recipe(
+                "method.prototypes and method.patch_prototypes must be at least 2".into(),
+            ));
+        }
+        if m.patch_loss_weight > 0.0 && m.shared_head && m.patch_prototypes != m.prototypes {
+            return Err(Error::Recipe(format!(
+                "method.shared_head = true uses one head for [CLS] and patches: set method.patch_prototypes = {} (or shared_head = false)",
+                m.prototypes
+            )));
+        }
+        for (name, t) in [
+            ("teacher_temperature", m.teacher_temperature),
+            ("warmup_teacher_temperature", m.warmup_teacher_temperature),
+        ] {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(Error::Recipe(format!(
+                    "method.{name} = {t} must be a positive number (DINO: 0.04 → 0.07)"
+                )));
+            }
+        }
+        for (name, v) in [
+            (
+                "teacher_temperature_warmup_epochs",
+                m.teacher_temperature_warmup_epochs,
+            ),
+            ("freeze_last_layer_epochs", m.freeze_last_layer_epochs),
+            ("patch_loss_weight", m.patch_loss_weight),
+            ("koleo_weight", m.koleo_weight),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::Recipe(format!("method.{name} = {v} must be ≥ 0")));
+            }
+        }
+        if !(0.0..1.0).contains(&m.center_momentum) {
+            return Err(Error::Recipe(format!(
+                "method.center_momentum = {} must be in [0, 1) (0.9 in the paper)",
+                m.center_momentum
+            )));
+        }
+        if !(0.0..=1.0).contains(&m.mask_probability) {
+            return Err(Error::Recipe(format!(
+                "method.mask_probability = {} must be in [0, 1]",
+                m.mask_probability
+            )));
+        }
+        if m.patch_loss_weight > 0.0
+            && !(m.mask_ratio_min > 0.0 && m.mask_ratio_min <= m.mask_ratio)
+        {
+            return Err(Error::Recipe(format!(
+                "method.mask_ratio_min = {} must be in (0, method.mask_ratio = {}] (iBOT: 0.1 to 0.5)",
+                m.mask_ratio_min, m.mask_ratio
+            )));
+        }
+        if (m.patch_loss_weight > 0.0 || m.koleo_weight > 0.0) && !self.model.is_vit() {
+            return Err(Error::Recipe(format!(
+                "{}'s patch loss and KoLeo need ViT tokens: set model.arch to a ViT, or method.patch_loss_weight = 0 and method.koleo_weight = 0",
+                m.name
+            )));
         }
         Ok(())
     }

@@ -34,6 +34,9 @@ pub fn write(
     if let Some(step) = summary.codebook_collapse_warning_step {
         s += &format!("- **codebook collapse warning** first raised at step {step}\n");
     }
+    if let Some(step) = summary.distillation_collapse_warning_step {
+        s += &format!("- **teacher collapse warning** first raised at step {step}\n");
+    }
     s += &format!(
         "\n## Collapse diagnostics\n\nverdict **{}** — embedding std {:.4} (healthy {:.4}), effective rank {:.1} of {}. Spectrum: `spectrum.png`.\n",
         stats.verdict.as_str(),

@@ -55,8 +55,7 @@ pub fn copy_into<M: Module>(fresh: M, student: &M) -> M {
 
 /// BYOL's cosine momentum schedule: τ = 1 − (1 − τ_base)(cos(πk/K) + 1)/2.
 pub fn cosine_momentum(base: f64, step: usize, total_steps: usize) -> f64 {
-    let progress = step as f64 / total_steps.max(1) as f64;
-    1.0 - (1.0 - base) * ((std::f64::consts::PI * progress).cos() + 1.0) / 2.0
+    crate::optim::schedule::cosine_between(base, 1.0, step, total_steps)
 }
 
 #[cfg(test)]

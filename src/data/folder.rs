@@ -66,14 +66,7 @@ pub fn read(dir: &Path, size: Option<usize>) -> Result<ImageSet> {
     }
     let decoded: Vec<image::DynamicImage> = files
         .par_iter()
-        .map(|(path, _)| {
-            image::open(path).map_err(|e| {
-                Error::data(
-                    path,
-                    format!("cannot decode image ({e}); remove or replace the file"),
-                )
-            })
-        })
+        .map(|(path, _)| decode(path))
         .collect::<Result<_>>()?;
     let color = decoded.iter().any(|img| img.color().has_color());
     let (height, width) = match size {
@@ -100,18 +93,7 @@ pub fn read(dir: &Path, size: Option<usize>) -> Result<ImageSet> {
     let channels = if color { 3 } else { 1 };
     let pixels: Vec<u8> = decoded
         .into_par_iter()
-        .flat_map_iter(|img| {
-            let img = if (img.width() as usize, img.height() as usize) != (width, height) {
-                img.resize_exact(
-                    width as u32,
-                    height as u32,
-                    image::imageops::FilterType::Triangle,
-                )
-            } else {
-                img
-            };
-            to_chw(&img, channels)
-        })
+        .flat_map_iter(|img| to_chw(&resize(img, width, height), channels))
         .collect();
     let labels = (!classes.is_empty()).then(|| files.iter().map(|(_, l)| l.unwrap()).collect());
     Ok(ImageSet {
@@ -121,6 +103,43 @@ pub fn read(dir: &Path, size: Option<usize>) -> Result<ImageSet> {
         width,
         labels,
         classes,
+    })
+}
+
+fn decode(path: &Path) -> Result<image::DynamicImage> {
+    image::open(path).map_err(|e| {
+        Error::data(
+            path,
+            format!("cannot decode image ({e}); remove or replace the file"),
+        )
+    })
+}
+
+fn resize(img: image::DynamicImage, width: usize, height: usize) -> image::DynamicImage {
+    if (img.width() as usize, img.height() as usize) == (width, height) {
+        return img;
+    }
+    img.resize_exact(
+        width as u32,
+        height as u32,
+        image::imageops::FilterType::Triangle,
+    )
+}
+
+/// Image files decoded, resized to `side × side` and converted to `channels` (1 or 3), unlabeled:
+/// single images for a model trained on that shape.
+pub fn read_files(paths: &[PathBuf], channels: usize, side: usize) -> Result<ImageSet> {
+    let mut pixels = Vec::new();
+    for path in paths {
+        pixels.extend(to_chw(&resize(decode(path)?, side, side), channels));
+    }
+    Ok(ImageSet {
+        pixels,
+        channels,
+        height: side,
+        width: side,
+        labels: None,
+        classes: Vec::new(),
     })
 }
 

@@ -5,21 +5,21 @@
 //! both the KL between teacher and student goes to 0, since the student has nothing left to learn.
 //! A healthy teacher is sharp per image yet spreads its images over many prototypes.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Per-image teacher entropy above this fraction of ln K: the outputs are uniform.
 pub const UNIFORM_ENTROPY_FRACTION: f64 = 0.9;
 /// Entropy of the batch-averaged teacher distribution below this fraction of ln K: the images
-/// share one (or a few) prototypes.
-pub const DOMINANT_ENTROPY_FRACTION: f64 = 0.1;
+/// share one or a few prototypes (at most K^0.2 in effect: 4 of 1024).
+pub const DOMINANT_ENTROPY_FRACTION: f64 = 0.2;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DistillationVerdict {
     Healthy,
     /// Every teacher output is (nearly) uniform over the prototypes.
     UniformCollapse,
-    /// One prototype takes (nearly) every image.
+    /// One prototype (or a few) takes (nearly) every image.
     DominantPrototypeCollapse,
 }
 
@@ -33,13 +33,13 @@ impl DistillationVerdict {
                 "every teacher output is flat over the prototypes: sharpening lost to centring (lower the teacher temperature)"
             }
             DistillationVerdict::DominantPrototypeCollapse => {
-                "one prototype takes every image: nothing spreads the outputs (keep centring on, or Sinkhorn-Knopp)"
+                "one prototype (or a few) takes every image: nothing spreads the outputs (keep centring on, or Sinkhorn-Knopp)"
             }
         }
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct DistillationStats {
     pub prototypes: usize,
     /// Mean over images of the teacher's entropy (nats); ln K is the uniform maximum.
@@ -94,6 +94,41 @@ pub fn analyze(teacher: &[f32], student: &[f32], n: usize, k: usize) -> Distilla
     }
 }
 
+impl DistillationVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DistillationVerdict::Healthy => "healthy",
+            DistillationVerdict::UniformCollapse => "uniform_collapse",
+            DistillationVerdict::DominantPrototypeCollapse => "dominant_prototype_collapse",
+        }
+    }
+}
+
+impl DistillationStats {
+    /// One line for people: the verdict, the entropies against ln K, the KL.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}: teacher entropy {:.2} and batch entropy {:.2} of ln K = {:.2}, teacher–student KL {:.3}",
+            self.verdict.as_str().replace('_', " "),
+            self.teacher_entropy,
+            self.batch_entropy,
+            (self.prototypes as f64).ln(),
+            self.kl
+        )
+    }
+}
+
+/// [`analyze`] of a method's detached distributions.
+pub fn analyze_distributions(d: crate::method::Distributions) -> DistillationStats {
+    let [n, k] = d.teacher.dims();
+    analyze(
+        &crate::host::to_f32(d.teacher),
+        &crate::host::to_f32(d.student),
+        n,
+        k,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +163,22 @@ mod tests {
         let s = analyze(&dominant, &dominant, n, k);
         assert_eq!(s.verdict, DistillationVerdict::DominantPrototypeCollapse);
         assert!(s.teacher_entropy.abs() < 1e-9 && s.batch_entropy.abs() < 1e-9);
+        // Images split between 2 of 1024 prototypes: batch entropy ln 2 < 0.2 ln 1024.
+        let (n, k) = (8, 1024);
+        let two: Vec<f32> = (0..n)
+            .flat_map(|i| (0..k).map(move |j| if j == i % 2 { 1.0 } else { 0.0 }))
+            .collect();
+        assert_eq!(
+            analyze(&two, &two, n, k).verdict,
+            DistillationVerdict::DominantPrototypeCollapse
+        );
+        // The same over 16 prototypes is a small batch of a healthy teacher.
+        let (n, k) = (16, 1024);
+        let spread = sharp(n, k, |i| i);
+        assert_eq!(
+            analyze(&spread, &spread, n, k).verdict,
+            DistillationVerdict::Healthy
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 pub mod codebook;
 pub mod distillation;
-mod font;
+pub mod font;
 pub mod grid;
 pub mod plot;
 pub mod spectrum;

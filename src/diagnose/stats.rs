@@ -67,6 +67,9 @@ pub struct CollapseStats {
     /// A tokenizer's codebook usage on the same images.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub codebook: Option<super::codebook::CodebookUsage>,
+    /// A self-distillation run's teacher and student distributions on the same images.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distillation: Option<super::distillation::DistillationStats>,
 }
 
 impl CollapseStats {
@@ -164,6 +167,7 @@ pub fn analyze(embeddings: &[f32], n: usize, d: usize) -> CollapseStats {
         verdict,
         spread: None,
         codebook: None,
+        distillation: None,
     }
 }
 

@@ -48,6 +48,7 @@ impl Method for BarlowTwins {
             ],
             carry: (),
             codes: None,
+            distillation: None,
         }
     }
 

@@ -72,6 +72,7 @@ impl Method for Moco {
             terms: Vec::new(),
             carry: k,
             codes: None,
+            distillation: None,
         }
     }
 

@@ -4,6 +4,7 @@ pub mod barlow_twins;
 pub mod beit;
 pub mod branch;
 pub mod byol;
+pub mod dino;
 pub mod mae;
 pub mod mim;
 pub mod moco;
@@ -27,6 +28,7 @@ pub use barlow_twins::BarlowTwins;
 pub use beit::Beit;
 pub use branch::Branch;
 pub use byol::Byol;
+pub use dino::Dino;
 pub use mae::Mae;
 pub use moco::Moco;
 pub use moco_v3::MocoV3;
@@ -52,6 +54,9 @@ pub enum MethodName {
     Simmim,
     Beit,
     VqTokenizer,
+    Dino,
+    Ibot,
+    Dinov2,
 }
 
 /// Runs `$body` with `$M` bound to the method type that implements `$name`: the one place that
@@ -105,12 +110,16 @@ macro_rules! with_method {
                 type $M = $crate::method::VqTokenizer;
                 $body
             }
+            N::Dino | N::Ibot | N::Dinov2 => {
+                type $M = $crate::method::Dino;
+                $body
+            }
         }
     }};
 }
 
 impl MethodName {
-    pub const IMPLEMENTED: [MethodName; 12] = [
+    pub const IMPLEMENTED: [MethodName; 15] = [
         MethodName::Simclr,
         MethodName::MocoV1,
         MethodName::MocoV2,
@@ -123,6 +132,9 @@ impl MethodName {
         MethodName::Simmim,
         MethodName::Beit,
         MethodName::VqTokenizer,
+        MethodName::Dino,
+        MethodName::Ibot,
+        MethodName::Dinov2,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -139,6 +151,9 @@ impl MethodName {
             MethodName::Simmim => "simmim",
             MethodName::Beit => "beit",
             MethodName::VqTokenizer => "vq-tokenizer",
+            MethodName::Dino => "dino",
+            MethodName::Ibot => "ibot",
+            MethodName::Dinov2 => "dinov2",
         }
     }
 
@@ -155,6 +170,14 @@ impl MethodName {
         matches!(
             self,
             MethodName::Mae | MethodName::Simmim | MethodName::Beit | MethodName::VqTokenizer
+        )
+    }
+
+    /// Self-distillation with an EMA teacher and multi-crop (DINO, iBOT, DINOv2).
+    pub fn is_distillation(self) -> bool {
+        matches!(
+            self,
+            MethodName::Dino | MethodName::Ibot | MethodName::Dinov2
         )
     }
 
@@ -213,6 +236,14 @@ pub struct StepOutput<C> {
     pub carry: C,
     /// A tokenizer's code ids for the batch, for codebook-usage monitoring.
     pub codes: Option<Codes>,
+    /// A self-distillation step's teacher and student distributions, for collapse monitoring.
+    pub distillation: Option<Distributions>,
+}
+
+/// Teacher targets and the student's probabilities for the same images, `[b, K]` each, detached.
+pub struct Distributions {
+    pub teacher: Tensor<2>,
+    pub student: Tensor<2>,
 }
 
 /// Code ids assigned in a step, out of a codebook of `size`.
@@ -229,6 +260,7 @@ impl StepOutput<()> {
             terms: Vec::new(),
             carry: (),
             codes: None,
+            distillation: None,
         }
     }
 }
@@ -278,6 +310,12 @@ pub trait Method: Module + Sized {
 
     /// A tokenizer's code ids for `images` (codebook-usage diagnostics); `None` for others.
     fn codes(&self, _images: Tensor<4>) -> Option<Codes> {
+        None
+    }
+
+    /// Self-distillation: the teacher's and the student's distributions over the prototypes for
+    /// `images` (collapse-mode diagnostics); `None` for others.
+    fn distributions(&self, _images: Tensor<4>) -> Option<Distributions> {
         None
     }
 }

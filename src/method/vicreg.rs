@@ -57,6 +57,7 @@ impl Method for VicReg {
             ],
             carry: (),
             codes: None,
+            distillation: None,
         }
     }
 

@@ -193,6 +193,7 @@ impl Method for VqTokenizer {
                 ids: q.ids,
                 size: self.codebook_size(),
             }),
+            distillation: None,
         }
     }
 

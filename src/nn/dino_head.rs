@@ -10,11 +10,8 @@ use crate::loss::l2_normalize;
 
 #[derive(Clone, Debug)]
 pub struct DinoHeadConfig {
-    pub in_dim: usize,
-    /// The MLP's hidden width (2048 in the paper).
-    pub hidden: usize,
-    /// The bottleneck before the prototypes (256 in the paper).
-    pub bottleneck: usize,
+    /// The MLP's widths: input, hidden…, bottleneck (the paper's [d, 2048, 2048, 256]).
+    pub widths: Vec<usize>,
     /// Number of prototypes K (65536 in the paper).
     pub prototypes: usize,
 }
@@ -28,13 +25,14 @@ pub struct DinoHead {
 
 impl DinoHeadConfig {
     pub fn init(&self, device: &Device) -> DinoHead {
+        let bottleneck = *self.widths.last().expect("at least input and bottleneck");
         DinoHead {
-            mlp: MlpConfig::new(vec![self.in_dim, self.hidden, self.hidden, self.bottleneck])
+            mlp: MlpConfig::new(self.widths.clone())
                 .with_hidden_bn(false)
                 .with_gelu(true)
                 .init(device),
             last_layer: Param::from_tensor(Tensor::random(
-                [self.bottleneck, self.prototypes],
+                [bottleneck, self.prototypes],
                 Distribution::Normal(0.0, 0.02),
                 device,
             )),
@@ -43,11 +41,24 @@ impl DinoHeadConfig {
 }
 
 impl DinoHead {
+    /// The L2-normalised bottleneck features `[b, bottleneck]`.
+    pub fn bottleneck(&self, x: Tensor<2>) -> Tensor<2> {
+        l2_normalize(self.mlp.forward(x))
+    }
+
+    /// Prototype logits `[b, K]` of bottleneck features; `frozen_prototypes` stops their
+    /// gradient (DINO freezes the last layer during the first epoch).
+    pub fn logits(&self, z: Tensor<2>, frozen_prototypes: bool) -> Tensor<2> {
+        let mut weights = self.last_layer.val();
+        if frozen_prototypes {
+            weights = weights.detach();
+        }
+        z.matmul(l2_normalize(weights.transpose()).transpose())
+    }
+
     /// Prototype logits `[b, K]` of features `[b, in_dim]`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let z = l2_normalize(self.mlp.forward(x));
-        let prototypes = l2_normalize(self.last_layer.val().transpose()).transpose();
-        z.matmul(prototypes)
+        self.logits(self.bottleneck(x), false)
     }
 }
 
@@ -58,9 +69,7 @@ mod tests {
 
     fn head(device: &Device) -> DinoHead {
         DinoHeadConfig {
-            in_dim: 6,
-            hidden: 16,
-            bottleneck: 4,
+            widths: vec![6, 16, 16, 4],
             prototypes: 10,
         }
         .init(device)
@@ -89,8 +98,13 @@ mod tests {
         let x = Tensor::<2>::random([5, 6], Distribution::Normal(0.0, 1.0), &device).require_grad();
         // Σ of logits weighted by a fixed pattern (a plain sum would be insensitive to rotations).
         let w = Tensor::<2>::random([5, 10], Distribution::Normal(0.0, 1.0), &device);
-        let grads = (h.forward(x.clone()) * w).sum().backward();
+        let grads = (h.forward(x.clone()) * w.clone()).sum().backward();
         assert!(h.last_layer.val().grad(&grads).is_some());
+        let frozen = (h.logits(h.bottleneck(x.clone()), true) * w)
+            .sum()
+            .backward();
+        assert!(h.last_layer.val().grad(&frozen).is_none());
+        assert!(x.grad(&frozen).is_some());
         let gx = to_f32(
             x.grad(&grads)
                 .expect("the input gets a gradient through the MLP"),

@@ -145,6 +145,30 @@ fn normal<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
     Tensor::random(shape, Distribution::Normal(0.0, 0.02), device)
 }
 
+/// The `[to², from²]` matrix that resamples a row-major `from × from` grid to `to × to` by bilinear
+/// interpolation (pixel centres aligned, as `align_corners = false`; edges clamped).
+pub fn bilinear_resample(from: usize, to: usize, device: &Device) -> Tensor<2> {
+    let taps = |o: usize| {
+        let x = ((o as f64 + 0.5) * from as f64 / to as f64 - 0.5).clamp(0.0, (from - 1) as f64);
+        let lo = x.floor() as usize;
+        let hi = (lo + 1).min(from - 1);
+        let w = x - lo as f64;
+        [(lo, 1.0 - w), (hi, w)]
+    };
+    let mut data = vec![0.0f32; to * to * from * from];
+    for oi in 0..to {
+        for oj in 0..to {
+            let row = (oi * to + oj) * from * from;
+            for (i, wi) in taps(oi) {
+                for (j, wj) in taps(oj) {
+                    data[row + i * from + j] += (wi * wj) as f32;
+                }
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(data, [to * to, from * from]), device)
+}
+
 /// MAE's fixed 2-D sin-cos embedding `[1, 1 + grid², dim]`: a zero row for CLS, then per patch
 /// (row i, column j) sin/cos of j at dim/4 frequencies followed by the same for i.
 pub fn sincos_2d(dim: usize, grid: usize, device: &Device) -> Tensor<3> {
@@ -332,10 +356,19 @@ impl Vit {
         patches.reshape([b, d, gh * gw]).swap_dims(1, 2)
     }
 
-    /// Adds the patches' position embeddings to `[b, n, d]` patch embeddings.
+    /// Adds the patches' position embeddings to `[b, n, d]` patch embeddings. A grid other than
+    /// the training one (DINO's local crops) gets the embeddings bilinearly resampled to its side.
     pub fn add_patch_positions(&self, patches: Tensor<3>) -> Tensor<3> {
         let [_, n, d] = patches.dims();
-        patches + self.pos_embed.val().slice([0..1, 1..1 + n, 0..d])
+        let total = self.num_patches();
+        let table = self.pos_embed.val().slice([0..1, 1..1 + total, 0..d]);
+        if n == total {
+            return patches + table;
+        }
+        let side = n.isqrt();
+        assert_eq!(side * side, n, "patch grids are square");
+        let resample = bilinear_resample(self.grid(), side, &patches.device());
+        patches + resample.matmul(table.reshape([total, d])).unsqueeze()
     }
 
     /// Prepends CLS (with its position) and the registers (which carry none, as in timm /
@@ -384,6 +417,24 @@ impl Vit {
         let patches =
             patches * (m.clone().neg().add_scalar(1.0)) + mask_token.expand([b, n, d]) * m;
         self.encode(self.prepend_prefix(self.add_patch_positions(patches)))
+    }
+
+    /// The last block's attention from CLS to every patch, per head: `[b, heads, patches]`
+    /// (DINO's attention maps).
+    pub fn cls_attention(&self, images: Tensor<4>) -> Tensor<3> {
+        let mut x = self.embed_tokens(images);
+        let (last, rest) = self
+            .blocks
+            .split_last()
+            .expect("a ViT has at least one block");
+        for block in rest {
+            x = block.forward(x);
+        }
+        let (_, weights) = last.attn.forward_with_weights(last.norm1.forward(x));
+        let [b, h, n, _] = weights.dims();
+        weights
+            .slice([0..b, 0..h, 0..1, self.prefix_len()..n])
+            .reshape([b, h, n - self.prefix_len()])
     }
 
     /// The patch tokens of a token sequence (CLS and registers dropped).
@@ -485,6 +536,44 @@ mod tests {
         let got = crate::host::to_f32(vit.forward(images));
         for (a, b) in got.iter().zip(&mean) {
             assert!((a - b).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn bilinear_resample_halves_a_grid_by_averaging_2x2_blocks() {
+        // 4×4 → 2×2 with aligned centres: output (0, 0) sits at input (0.5, 0.5), the mean of the
+        // top-left 2×2 block; every row of the matrix sums to 1.
+        let m = crate::host::to_f32(bilinear_resample(4, 2, &Device::flex()));
+        let row0 = &m[0..16];
+        for (k, &w) in row0.iter().enumerate() {
+            let want = if [0, 1, 4, 5].contains(&k) { 0.25 } else { 0.0 };
+            assert!((w - want).abs() < 1e-6, "{row0:?}");
+        }
+        for row in m.chunks_exact(16) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        }
+        // The same side is the identity.
+        let same = crate::host::to_f32(bilinear_resample(3, 3, &Device::flex()));
+        for i in 0..9 {
+            for j in 0..9 {
+                assert_eq!(same[i * 9 + j], (i == j) as u8 as f32);
+            }
+        }
+    }
+
+    #[test]
+    fn smaller_images_run_on_resampled_positions_and_cls_attention_sums_to_one() {
+        let device = Device::flex();
+        let vit = tiny(8).init(&device);
+        let small = Tensor::<4>::random([2, 1, 4, 4], Distribution::Default, &device);
+        assert_eq!(vit.forward_tokens(small).dims(), [2, 1 + 2 + 1, 16]);
+        // CLS also attends to itself and the registers, so its patch weights sum below 1.
+        let images = Tensor::<4>::random([2, 1, 8, 8], Distribution::Default, &device);
+        let attn = crate::host::to_f32(vit.cls_attention(images));
+        assert_eq!(attn.len(), 2 * 2 * 4);
+        for head in attn.chunks_exact(4) {
+            let total: f32 = head.iter().sum();
+            assert!(total > 0.0 && total < 1.0, "{head:?}");
         }
     }
 

@@ -42,6 +42,12 @@ pub struct OptimizerConfig {
     pub warmup_epochs: f64,
     /// Cosine floor as a fraction of the peak learning rate.
     pub final_lr_fraction: f64,
+    /// Weight decay at the end of training, reached from `weight_decay` along a cosine (DINO's
+    /// 0.04 → 0.4); negative (the default, -1) keeps `weight_decay` constant.
+    pub final_weight_decay: f64,
+    /// Per-tensor gradient clipping: each parameter's gradient norm is capped at this value
+    /// (DINO's 3.0); 0 turns it off.
+    pub clip_grad: f64,
 }
 
 impl Default for OptimizerConfig {
@@ -56,11 +62,18 @@ impl Default for OptimizerConfig {
             eps: 1e-8,
             warmup_epochs: 0.0,
             final_lr_fraction: 0.0,
+            final_weight_decay: -1.0,
+            clip_grad: 0.0,
         }
     }
 }
 
 impl OptimizerConfig {
+    /// The weight decay scheduled for the end of training, if it changes at all.
+    pub fn weight_decay_end(&self) -> Option<f64> {
+        (self.final_weight_decay >= 0.0).then_some(self.final_weight_decay)
+    }
+
     pub fn validate(&self) -> std::result::Result<(), String> {
         if !(self.base_lr.is_finite() && self.base_lr > 0.0) {
             return Err(format!(
@@ -78,6 +91,18 @@ impl OptimizerConfig {
             return Err(format!(
                 "optim.weight_decay = {} must be ≥ 0",
                 self.weight_decay
+            ));
+        }
+        if !self.final_weight_decay.is_finite() {
+            return Err(format!(
+                "optim.final_weight_decay = {} must be a number (≥ 0, or -1 for a constant weight_decay)",
+                self.final_weight_decay
+            ));
+        }
+        if !(self.clip_grad >= 0.0 && self.clip_grad.is_finite()) {
+            return Err(format!(
+                "optim.clip_grad = {} must be ≥ 0 (0 = no clipping; DINO uses 3.0)",
+                self.clip_grad
             ));
         }
         if !(self.trust_coefficient > 0.0) {
@@ -121,6 +146,8 @@ pub struct Optimizer {
     second: HashMap<ParamId, Tensor<1>>,
     /// Completed steps (AdamW's bias correction).
     steps: u64,
+    /// The weight decay of the current step (see [`Optimizer::set_weight_decay`]).
+    weight_decay: f64,
 }
 
 struct StepMapper<'a> {
@@ -163,11 +190,32 @@ impl ModuleMapper for StepMapper<'_> {
 impl Optimizer {
     pub fn new(config: OptimizerConfig) -> Self {
         Optimizer {
+            weight_decay: config.weight_decay,
             config,
             velocity: HashMap::new(),
             second: HashMap::new(),
             steps: 0,
         }
+    }
+
+    /// The weight decay for the coming steps (the train loop follows `final_weight_decay`).
+    pub fn set_weight_decay(&mut self, weight_decay: f64) {
+        self.weight_decay = weight_decay;
+    }
+
+    /// The gradient scaled so its norm is at most `optim.clip_grad` (DINO's clip_gradients).
+    fn clip<const D: usize>(&self, g: Tensor<D>) -> Tensor<D> {
+        let clip = self.config.clip_grad;
+        if clip <= 0.0 {
+            return g;
+        }
+        let norm = g.clone().square().sum().sqrt();
+        let coef = norm
+            .add_scalar(1e-6)
+            .recip()
+            .mul_scalar(clip)
+            .clamp_max(1.0);
+        g * coef.unsqueeze()
     }
 
     fn adamw<const D: usize>(
@@ -196,7 +244,7 @@ impl Optimizer {
         let m_hat = m.div_scalar(1.0 - b1.powi(t));
         let v_hat = v.div_scalar(1.0 - b2.powi(t));
         let update = m_hat / v_hat.sqrt().add_scalar(c.eps);
-        let decay = if D == 1 { 0.0 } else { lr * c.weight_decay };
+        let decay = if D == 1 { 0.0 } else { lr * self.weight_decay };
         w.mul_scalar(1.0 - decay) - update.reshape(dims).mul_scalar(lr)
     }
 
@@ -204,16 +252,17 @@ impl Optimizer {
         &mut self,
         id: ParamId,
         w: Tensor<D>,
-        mut g: Tensor<D>,
+        g: Tensor<D>,
         lr: f64,
     ) -> Tensor<D> {
+        let mut g = self.clip(g);
         if self.config.kind == OptimizerKind::Adamw {
             return self.adamw(id, w, g, lr);
         }
         let c = &self.config;
         let excluded = c.kind == OptimizerKind::Lars && D == 1;
-        if c.weight_decay > 0.0 && !excluded {
-            g = g + w.clone().mul_scalar(c.weight_decay);
+        if self.weight_decay > 0.0 && !excluded {
+            g = g + w.clone().mul_scalar(self.weight_decay);
         }
         if c.kind == OptimizerKind::Lars && !excluded {
             let w_norm = w.clone().square().sum().sqrt();
@@ -472,6 +521,33 @@ mod tests {
                 "step {t}: {gotb:?} vs {b}"
             );
         }
+    }
+
+    #[test]
+    fn clipping_caps_each_tensor_norm_and_weight_decay_follows_the_setter() {
+        let device = Device::flex().autodiff();
+        let mut opt = Optimizer::new(OptimizerConfig {
+            kind: OptimizerKind::Sgd,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            clip_grad: 1.0,
+            ..Default::default()
+        });
+        let l = layer(&device);
+        // ‖(3, 4)‖ = 5 → scaled to (0.6, 0.8); the bias gradient 0.5 is under the cap, untouched.
+        let l = opt.step(1.0, 1.0, l.clone(), grads(&l, [3.0, 4.0], 0.5), &[]);
+        let (w, b) = values(&l);
+        assert!(
+            (w[0] - 2.4).abs() < 1e-5 && (w[1] - 3.2).abs() < 1e-5,
+            "{w:?}"
+        );
+        assert!((b[0] - 0.5).abs() < 1e-6, "{b:?}");
+        // SGD decay λ·w enters the gradient: with λ = 0.5 and a zero gradient, w ← w − lr·0.5·w
+        // (the clip applies to the raw gradient, before decay).
+        opt.set_weight_decay(0.5);
+        let l = opt.step(0.1, 0.1, l.clone(), grads(&l, [0.0, 0.0], 0.0), &[]);
+        let (w2, _) = values(&l);
+        assert!((w2[0] - 2.4 * 0.95).abs() < 1e-5, "{w2:?}");
     }
 
     #[test]

@@ -21,6 +21,13 @@ impl WarmupCosine {
     }
 }
 
+/// A value moved from `start` to `end` along a half cosine over `total_steps` (DINO's weight-decay
+/// and teacher-momentum schedules).
+pub fn cosine_between(start: f64, end: f64, step: usize, total_steps: usize) -> f64 {
+    let progress = (step as f64 / total_steps.max(1) as f64).min(1.0);
+    end + (start - end) * ((std::f64::consts::PI * progress).cos() + 1.0) / 2.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

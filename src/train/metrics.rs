@@ -27,6 +27,9 @@ pub struct MetricsLine {
     /// A tokenizer's codebook usage on the batch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub codebook: Option<crate::diagnose::codebook::CodebookUsage>,
+    /// Self-distillation: the teacher's entropies and the teacher–student KL on the batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distillation: Option<crate::diagnose::distillation::DistillationStats>,
 }
 
 /// Drops the lines of a JSON-lines log whose `step` is past `limit` (written by a run that was

@@ -15,10 +15,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::data::loader::{Loader, Normalize};
 use crate::device::{DeviceChoice, train_device};
 use crate::diagnose::codebook::CodebookUsage;
+use crate::diagnose::distillation::DistillationVerdict;
 use crate::diagnose::{self, Verdict};
 use crate::error::{Error, Result};
 use crate::method::{Method, MethodName, Progress};
 use crate::nn::backbone::ImageShape;
+use crate::optim::schedule::cosine_between;
 use crate::optim::{Optimizer, WarmupCosine};
 use crate::recipe::Recipe;
 use crate::run::{RunDir, RunInfo, save_module, write_json};
@@ -48,6 +50,9 @@ pub struct TrainSummary {
     pub dimensional_collapse_warning_step: Option<usize>,
     /// The first step at which a tokenizer used fewer than 10% of its codes on a batch, if any.
     pub codebook_collapse_warning_step: Option<usize>,
+    /// The first step at which a self-distillation teacher looked collapsed (uniform or onto one
+    /// prototype), if any.
+    pub distillation_collapse_warning_step: Option<usize>,
     pub resumed_from_step: Option<usize>,
     /// Fraction of the training time spent waiting for the loader (0: the model never waited).
     pub data_wait_fraction: f64,
@@ -209,6 +214,7 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
     let mut collapse_warning_step = None;
     let mut dimensional_collapse_warning_step = None;
     let mut codebook_warning_step = None;
+    let mut distillation_warning_step = None;
     let mut data_wait = 0.0;
 
     for epoch in position.epoch..epochs {
@@ -233,6 +239,14 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
                 total_steps,
             };
             let lr = schedule.lr(position.step);
+            if let Some(end) = recipe.optim.weight_decay_end() {
+                optimizer.set_weight_decay(cosine_between(
+                    recipe.optim.weight_decay,
+                    end,
+                    position.step,
+                    total_steps,
+                ));
+            }
             let (batch_index, batch_size) = (batch.index, batch.size);
             let views = tensor_views(batch, &device);
             let out = method.step(&views, progress);
@@ -285,6 +299,26 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
                         format!("warning: at step {}: {}", position.step, usage.describe()),
                     );
                 }
+                let distillation = out
+                    .distillation
+                    .map(crate::diagnose::distillation::analyze_distributions);
+                // From step 50 as well: a random teacher can start on few prototypes.
+                if let Some(d) = &distillation
+                    && d.verdict != DistillationVerdict::Healthy
+                    && position.step >= 50
+                    && distillation_warning_step.is_none()
+                {
+                    distillation_warning_step = Some(position.step);
+                    say(
+                        &bar,
+                        format!(
+                            "warning: at step {}: {}. {}",
+                            position.step,
+                            d.describe(),
+                            d.verdict.explain()
+                        ),
+                    );
+                }
                 let images_per_s = window_images as f64 / window_start.elapsed().as_secs_f64();
                 window_start = Instant::now();
                 window_images = 0;
@@ -300,6 +334,7 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
                     images_per_s,
                     terms,
                     codebook,
+                    distillation,
                 })?;
                 bar.set_message(format!(
                     "loss {loss:.4}  std {:.3} (healthy {:.3})  rank {:.1}  {images_per_s:.0} img/s",
@@ -376,6 +411,7 @@ fn train_method<M: Method>(recipe: &Recipe, options: &TrainOptions) -> Result<Tr
         collapse_warning_step,
         dimensional_collapse_warning_step,
         codebook_collapse_warning_step: codebook_warning_step,
+        distillation_collapse_warning_step: distillation_warning_step,
         resumed_from_step,
         data_wait_fraction: data_wait / seconds.max(1e-9),
     })
@@ -456,6 +492,14 @@ fn collapse_hint(recipe: &Recipe) -> &'static str {
         }
         MethodName::Byol => {
             "Check method.base_momentum (too low lets the target chase the online network) and the learning rate."
+        }
+        MethodName::Dino | MethodName::Ibot | MethodName::Dinov2
+            if recipe.method.centering == crate::recipe::Centering::None =>
+        {
+            "method.centering = \"none\" leaves only sharpening, which collapses onto one prototype: use \"ema\" (DINO, iBOT) or \"sinkhorn\" (DINOv2)."
+        }
+        MethodName::Dino | MethodName::Ibot | MethodName::Dinov2 => {
+            "Check the teacher temperature (method.teacher_temperature, too high flattens the targets), method.base_momentum and the learning rate."
         }
     }
 }
