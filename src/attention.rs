@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::data::ImageSet;
 use crate::device::{DeviceChoice, device};
 use crate::diagnose::font::draw_text;
+use crate::diagnose::grid::put_scaled;
 use crate::diagnose::plot::write_png;
 use crate::error::{Error, Result};
 use crate::eval::features;
@@ -160,15 +161,7 @@ fn draw(set: &ImageSet, maps: &[Vec<Vec<f32>>], grid: usize, path: &Path) -> Res
                             })
                         }
                     };
-                    for dy in 0..scale {
-                        for dx in 0..scale {
-                            img.put_pixel(
-                                x0 + x as u32 * scale + dx,
-                                y0 + y as u32 * scale + dy,
-                                Rgb(color),
-                            );
-                        }
-                    }
+                    put_scaled(&mut img, (x0, y0), (x, y), scale, Rgb(color));
                 }
             }
         }

@@ -48,6 +48,12 @@ pub fn write(
     if let Some(c) = &stats.codebook {
         s += &format!("\nCodebook: {}.\n", c.describe());
     }
+    if let Some(t) = &stats.distillation {
+        s += &format!("\nTeacher: {} ({}).\n", t.describe(), t.verdict.explain());
+    }
+    if recipe.model.is_vit() && recipe.method.name.is_distillation() {
+        s += "\nWhere the [CLS] token looks: `selfsup attention --run <this run>`.\n";
+    }
     if recipe.method.name.needs_vit() {
         s += "\nPictures of what the model predicts: `selfsup reconstruct --run <this run>`.\n";
     }

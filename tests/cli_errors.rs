@@ -87,11 +87,43 @@ fn corrupt_image_in_a_folder() {
 }
 
 #[test]
-fn unknown_and_planned_methods() {
+fn unknown_methods_and_bad_distillation_values() {
     expect_error(&["train", "--method", "nosuch"], "unknown method 'nosuch'");
     expect_error(
-        &["train", "--method", "dino"],
-        "method 'dino' is planned for a later release",
+        &[
+            "train",
+            "--method",
+            "dino",
+            "--set",
+            "method.centering=mean",
+        ],
+        "expected one of `ema`, `sinkhorn`, `none`",
+    );
+    expect_error(
+        &["train", "--method", "ibot", "--set", "model.arch=resnet18"],
+        "patch loss and KoLeo need ViT tokens",
+    );
+    expect_error(
+        &[
+            "train",
+            "--method",
+            "dino",
+            "--set",
+            "method.teacher_temperature=0",
+        ],
+        "method.teacher_temperature = 0 must be a positive number",
+    );
+    expect_error(
+        &[
+            "train",
+            "--method",
+            "byol",
+            "--set",
+            "augment.local_crops=2",
+            "--set",
+            "augment.local_size=12",
+        ],
+        "multi-crop feeds the self-distillation methods",
     );
 }
 
@@ -138,7 +170,8 @@ fn methods_table_and_json() {
     assert!(
         table.contains("SimSiam")
             && table.contains("predictor + stop-gradient")
-            && table.contains("(planned)")
+            && table.contains("Sinkhorn-Knopp")
+            && !table.contains("(planned)")
     );
     let rows = json(&run(&["methods", "--json"]));
     let rows = rows.as_array().unwrap();
@@ -162,7 +195,10 @@ fn methods_table_and_json() {
             "beit",
             "mae",
             "simmim",
-            "vq-tokenizer"
+            "vq-tokenizer",
+            "dino",
+            "ibot",
+            "dinov2"
         ]
     );
     assert!(
@@ -173,7 +209,7 @@ fn methods_table_and_json() {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    for cmd in ["train", "eval", "diagnose", "methods"] {
+    for cmd in ["train", "eval", "diagnose", "methods", "attention"] {
         let out = run(&[cmd, "--help"]);
         assert!(out.status.success());
         assert!(

@@ -2,34 +2,15 @@
 //! method's frozen encoder beats a random-init one on held-out kNN; DINO without centring collapses
 //! onto one prototype and `diagnose` names that mode while the default run stays healthy; the
 //! attention maps of a trained model are drawn.
-//!
-//! The runs use a smaller ViT than the shipped recipes (4 blocks, 64 wide, 8-px patches on 32-px
-//! images, 2 local crops) so that all of them fit CI's budget on 2 cores.
 
 mod common;
 use common::*;
+use std::path::PathBuf;
 
-/// Shrinks a distillation recipe to CI's budget; the method's own settings stay as shipped.
-const SMALL: [&str; 16] = [
-    "--set",
-    "model.embed_dim=64",
-    "--set",
-    "model.depth=4",
-    "--set",
-    "model.patch_size=8",
-    "--set",
-    "augment.local_crops=2",
-    "--set",
-    "method.mask_min_block=2",
-    "--set",
-    "method.projector=[256, 256, 64]",
-    "--set",
-    "data.max_images=4000",
-    "--set",
-    "augment.local_size=16",
-];
+/// The shipped recipes on 4,000 of the subset's 10,000 images, to fit CI's budget.
+const SMALL: [&str; 2] = ["--set", "data.max_images=4000"];
 
-fn train(method: &str, name: &str, epochs: &str, extra: &[&str]) -> (serde_json::Value, String) {
+fn train(method: &str, name: &str, epochs: &str, extra: &[&str]) -> (serde_json::Value, PathBuf) {
     let out_dir = scratch(&format!("distill-{name}")).join("run");
     let mut args = vec![
         "train",
@@ -46,7 +27,7 @@ fn train(method: &str, name: &str, epochs: &str, extra: &[&str]) -> (serde_json:
     args.extend(SMALL);
     args.extend(QUICK_EVAL);
     args.extend(extra);
-    (json(&run(&args)), path(&out_dir).to_string())
+    (json(&run(&args)), out_dir)
 }
 
 fn knn_margin(summary: &serde_json::Value) -> f64 {
@@ -65,14 +46,14 @@ fn dino_learns_stays_healthy_and_draws_attention_maps() {
     assert_eq!(teacher["verdict"], "healthy", "{teacher}");
     assert!(summary["train"]["distillation_collapse_warning_step"].is_null());
     // The training log carries the teacher's entropies every logged step.
-    let metrics = std::fs::read_to_string(format!("{run_dir}/metrics.jsonl")).unwrap();
-    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    let log = metrics(&run_dir);
+    let last = log.last().unwrap();
     assert!(last["distillation"]["kl"].as_f64().unwrap() > 0.0, "{last}");
 
     let maps = json(&run(&[
         "attention",
         "--run",
-        &run_dir,
+        path(&run_dir),
         "--images",
         "3",
         "--json",
@@ -82,7 +63,8 @@ fn dino_learns_stays_healthy_and_draws_attention_maps() {
     let png = image::open(maps["picture"].as_str().unwrap()).unwrap();
     // 3 rows and 6 columns (image, mean, 4 heads) of 128-px cells.
     assert!(png.width() > 6 * 128 && png.height() > 3 * 128, "{png:?}");
-    for head in maps["maps"][0].as_array().unwrap() {
+    let maps = maps["maps"].as_array().unwrap();
+    for head in maps[0].as_array().unwrap() {
         let total: f64 = head
             .as_array()
             .unwrap()
@@ -91,11 +73,21 @@ fn dino_learns_stays_healthy_and_draws_attention_maps() {
             .sum();
         assert!((total - 1.0).abs() < 1e-4);
     }
-    // A trained [CLS] token looks at some patches more than others.
-    assert!(
-        maps["normalized_entropy"].as_f64().unwrap() < 0.99,
-        "{maps}"
-    );
+    // Where [CLS] looks depends on the image.
+    let head = |image: usize| -> Vec<f64> {
+        maps[image][0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let change: f64 = head(0)
+        .iter()
+        .zip(head(1))
+        .map(|(a, b)| (a - b).abs())
+        .sum();
+    assert!(change > 0.01, "{change}");
 }
 
 #[test]
@@ -103,7 +95,7 @@ fn dino_without_centering_collapses_onto_one_prototype() {
     let (summary, run_dir) = train(
         "dino",
         "dino-none",
-        "2",
+        "4",
         &["--set", "method.centering=none", "--no-eval"],
     );
     let teacher = &summary["diagnose"]["distillation"];
@@ -117,7 +109,13 @@ fn dino_without_centering_collapses_onto_one_prototype() {
         summary["train"]
     );
     // `diagnose` names the mode in its table too.
-    let table = stdout(&run(&["diagnose", "--run", &run_dir, "--samples", "500"]));
+    let table = stdout(&run(&[
+        "diagnose",
+        "--run",
+        path(&run_dir),
+        "--samples",
+        "500",
+    ]));
     assert!(table.contains("dominant prototype collapse"), "{table}");
 }
 
@@ -125,9 +123,7 @@ fn dino_without_centering_collapses_onto_one_prototype() {
 fn ibot_learns_with_masked_patch_distillation() {
     let (summary, run_dir) = train("ibot", "ibot", "4", &[]);
     assert!(knn_margin(&summary) > 0.01, "{}", summary["eval"]);
-    let metrics = std::fs::read_to_string(format!("{run_dir}/metrics.jsonl")).unwrap();
-    let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
-    assert!(first["terms"]["patch"].as_f64().unwrap() > 0.0, "{first}");
+    assert_logs_terms(&run_dir, &["cls", "patch"]);
 }
 
 #[test]
@@ -135,14 +131,7 @@ fn dinov2_learns_with_sinkhorn_and_koleo() {
     let (summary, run_dir) = train("dinov2", "dinov2", "4", &[]);
     assert!(knn_margin(&summary) > 0.01, "{}", summary["eval"]);
     assert_eq!(summary["diagnose"]["distillation"]["verdict"], "healthy");
-    let metrics = std::fs::read_to_string(format!("{run_dir}/metrics.jsonl")).unwrap();
-    let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
-    for term in ["cls", "patch", "koleo"] {
-        assert!(
-            first["terms"][term].as_f64().unwrap().is_finite(),
-            "{first}"
-        );
-    }
+    assert_logs_terms(&run_dir, &["cls", "patch", "koleo"]);
 }
 
 #[test]

@@ -73,17 +73,10 @@ fn barlow_twins_learns() {
 #[test]
 fn vicreg_learns_and_logs_its_terms() {
     assert_beats_random_init("vicreg", "2");
-    let metrics = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("learn-vicreg/run/metrics.jsonl"),
-    )
-    .unwrap();
-    let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
-    for term in ["invariance", "variance", "covariance"] {
-        assert!(
-            first["terms"][term].as_f64().unwrap().is_finite(),
-            "{first}"
-        );
-    }
+    assert_logs_terms(
+        &std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("learn-vicreg/run"),
+        &["invariance", "variance", "covariance"],
+    );
 }
 
 #[test]

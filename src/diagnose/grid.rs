@@ -25,6 +25,25 @@ pub struct Column {
 const HEADER: u32 = 22;
 const GAP: u32 = 6;
 
+/// Paints pixel (x, y) of a picture drawn `scale` times enlarged with its corner at `origin`.
+pub fn put_scaled(
+    img: &mut RgbImage,
+    (x0, y0): (u32, u32),
+    (x, y): (usize, usize),
+    scale: u32,
+    color: Rgb<u8>,
+) {
+    for dy in 0..scale {
+        for dx in 0..scale {
+            img.put_pixel(
+                x0 + x as u32 * scale + dx,
+                y0 + y as u32 * scale + dy,
+                color,
+            );
+        }
+    }
+}
+
 /// Draws `columns` side by side and writes the PNG atomically to `path`.
 pub fn write_grid(
     columns: &[Column],
@@ -62,15 +81,7 @@ pub fn write_grid(
                             [v(0); 3]
                         }
                     };
-                    for dy in 0..scale {
-                        for dx in 0..scale {
-                            img.put_pixel(
-                                x0 + x as u32 * scale + dx,
-                                y0 + y as u32 * scale + dy,
-                                Rgb(color),
-                            );
-                        }
-                    }
+                    put_scaled(&mut img, (x0, y0), (x, y), scale, Rgb(color));
                 }
             }
         }

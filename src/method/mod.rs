@@ -186,21 +186,11 @@ impl MethodName {
             .into_iter()
             .find(|m| m.as_str() == name.to_lowercase())
             .ok_or_else(|| {
-                let known = crate::catalog::FAMILIES
-                    .iter()
-                    .any(|f| f.cli_name == name.to_lowercase());
                 let names: Vec<&str> = Self::IMPLEMENTED.iter().map(|m| m.as_str()).collect();
-                Error::Usage(if known {
-                    format!(
-                        "method '{name}' is planned for a later release; available now: {} (see `selfsup methods`)",
-                        names.join(", ")
-                    )
-                } else {
-                    format!(
-                        "unknown method '{name}'; implemented: {} (see `selfsup methods`)",
-                        names.join(", ")
-                    )
-                })
+                Error::Usage(format!(
+                    "unknown method '{name}'; implemented: {} (see `selfsup methods`)",
+                    names.join(", ")
+                ))
             })
     }
 }

@@ -69,3 +69,23 @@ pub const QUICK_EVAL: [&str; 6] = [
     "--set",
     "eval.linear_epochs=10",
 ];
+
+/// The lines of a run's `metrics.jsonl`.
+pub fn metrics(run_dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Asserts that the first logged step carries each of `terms` as a finite number.
+pub fn assert_logs_terms(run_dir: &Path, terms: &[&str]) {
+    let first = &metrics(run_dir)[0];
+    for term in terms {
+        assert!(
+            first["terms"][term].as_f64().unwrap().is_finite(),
+            "{first}"
+        );
+    }
+}
