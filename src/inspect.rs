@@ -65,19 +65,17 @@ fn embed_with<M: Method>(
     let mut size = 0;
     let (mut teacher, mut student, mut prototypes) = (Vec::new(), Vec::new(), 0);
     for start in (0..set.len()).step_by(256) {
-        let batch = || {
-            features::image_batch(
-                set,
-                start..(start + 256).min(set.len()),
-                &info.normalize(),
-                device,
-            )
-        };
-        if let Some(c) = method.codes(batch()) {
+        let batch = features::image_batch(
+            set,
+            start..(start + 256).min(set.len()),
+            &info.normalize(),
+            device,
+        );
+        if let Some(c) = method.codes(batch.clone()) {
             size = c.size;
             codes.extend(crate::host::to_i64(c.ids));
         }
-        if let Some(d) = method.distributions(batch()) {
+        if let Some(d) = method.distributions(batch) {
             prototypes = d.teacher.dims()[1];
             teacher.extend(crate::host::to_f32(d.teacher));
             student.extend(crate::host::to_f32(d.student));

@@ -12,30 +12,9 @@ const SMALL: [&str; 2] = ["--set", "data.max_images=4000"];
 
 fn train(method: &str, name: &str, epochs: &str, extra: &[&str]) -> (serde_json::Value, PathBuf) {
     let out_dir = scratch(&format!("distill-{name}")).join("run");
-    let mut args = vec![
-        "train",
-        "--method",
-        method,
-        "--epochs",
-        epochs,
-        "--seed",
-        "3",
-        "--out",
-        path(&out_dir),
-        "--json",
-    ];
-    args.extend(SMALL);
-    args.extend(QUICK_EVAL);
+    let mut args = SMALL.to_vec();
     args.extend(extra);
-    (json(&run(&args)), out_dir)
-}
-
-fn knn_margin(summary: &serde_json::Value) -> f64 {
-    let eval = &summary["eval"];
-    eval["knn_top1"].as_f64().unwrap()
-        - eval["baselines"]["random_init"]["knn_top1"]
-            .as_f64()
-            .unwrap()
+    (train_quick(method, &out_dir, epochs, "3", &args), out_dir)
 }
 
 #[test]

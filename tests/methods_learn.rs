@@ -5,24 +5,11 @@
 mod common;
 use common::*;
 
+/// `epochs` of the shipped recipe over the whole bundled subset (78 steps of 128 each); the
+/// README's 4-epoch table shows the full margins.
 fn train(method: &str, epochs: &str) -> serde_json::Value {
     let out_dir = scratch(&format!("learn-{method}")).join("run");
-    let mut args = vec![
-        "train",
-        "--method",
-        method,
-        // Epochs of the shipped recipe over the whole bundled subset (78 steps of 128 each); the
-        // README's 4-epoch table shows the full margins.
-        "--epochs",
-        epochs,
-        "--seed",
-        "5",
-        "--out",
-        path(&out_dir),
-        "--json",
-    ];
-    args.extend(QUICK_EVAL);
-    json(&run(&args))
+    train_quick(method, &out_dir, epochs, "5", &[])
 }
 
 /// `epochs` of training must put the method clear of random init. Barlow Twins gets six: its
@@ -30,15 +17,7 @@ fn train(method: &str, epochs: &str) -> serde_json::Value {
 /// two epochs −3.4 / +5.9 / +3.5, four +0.5 / +7.2 / +5.7, six +3.9 at seed 5).
 fn assert_beats_random_init(method: &str, epochs: &str) {
     let summary = train(method, epochs);
-    let eval = &summary["eval"];
-    let knn = eval["knn_top1"].as_f64().unwrap();
-    let random = eval["baselines"]["random_init"]["knn_top1"]
-        .as_f64()
-        .unwrap();
-    assert!(
-        knn > random + 0.01,
-        "{method}: kNN {knn} vs random-init {random}"
-    );
+    assert!(knn_margin(&summary) > 0.01, "{method}: {}", summary["eval"]);
     assert!(
         summary["train"]["collapse_warning_step"].is_null(),
         "{summary}"

@@ -24,6 +24,14 @@ pub enum DistillationVerdict {
 }
 
 impl DistillationVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DistillationVerdict::Healthy => "healthy",
+            DistillationVerdict::UniformCollapse => "uniform_collapse",
+            DistillationVerdict::DominantPrototypeCollapse => "dominant_prototype_collapse",
+        }
+    }
+
     pub fn explain(self) -> &'static str {
         match self {
             DistillationVerdict::Healthy => {
@@ -91,16 +99,6 @@ pub fn analyze(teacher: &[f32], student: &[f32], n: usize, k: usize) -> Distilla
         batch_entropy,
         kl,
         verdict,
-    }
-}
-
-impl DistillationVerdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DistillationVerdict::Healthy => "healthy",
-            DistillationVerdict::UniformCollapse => "uniform_collapse",
-            DistillationVerdict::DominantPrototypeCollapse => "dominant_prototype_collapse",
-        }
     }
 }
 

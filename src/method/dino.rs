@@ -101,7 +101,7 @@ pub struct Dino {
     teacher_warmup_epochs: f64,
     /// DINOv2: Sinkhorn-Knopp targets instead of the EMA centre.
     sinkhorn: bool,
-    /// The EMA centre is subtracted (off with `centering = "none"`).
+    /// The EMA centre follows the batch means (with `centering = "none"` it stays at zero).
     centred: bool,
     center_momentum: f64,
     freeze_last_layer_epochs: f64,
@@ -138,14 +138,13 @@ impl Dino {
             + (self.teacher_temperature - self.warmup_teacher_temperature) * t
     }
 
-    /// The teacher's targets from its logits.
+    /// The teacher's targets from its logits (without centring the centre stays at zero, so this
+    /// is sharpening alone).
     fn targets(&self, logits: Tensor<2>, center: Tensor<2>, temperature: f64) -> Tensor<2> {
         if self.sinkhorn {
             sinkhorn_knopp(logits, temperature, SINKHORN_ITERATIONS)
-        } else if self.centred {
-            centered_teacher(logits, center, temperature)
         } else {
-            softmax(logits.detach().div_scalar(temperature), 1).detach()
+            centered_teacher(logits, center, temperature)
         }
     }
 

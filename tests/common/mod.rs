@@ -89,3 +89,38 @@ pub fn assert_logs_terms(run_dir: &Path, terms: &[&str]) {
         );
     }
 }
+
+/// `selfsup train --json` of `method` into `out_dir` with the [`QUICK_EVAL`] settings, then
+/// `extra`: the run's summary.
+pub fn train_quick(
+    method: &str,
+    out_dir: &Path,
+    epochs: &str,
+    seed: &str,
+    extra: &[&str],
+) -> serde_json::Value {
+    let mut args = vec![
+        "train",
+        "--method",
+        method,
+        "--epochs",
+        epochs,
+        "--seed",
+        seed,
+        "--out",
+        path(out_dir),
+        "--json",
+    ];
+    args.extend(QUICK_EVAL);
+    args.extend(extra);
+    json(&run(&args))
+}
+
+/// kNN top-1 of the trained encoder minus that of the random-init one, from a train summary.
+pub fn knn_margin(summary: &serde_json::Value) -> f64 {
+    let eval = &summary["eval"];
+    eval["knn_top1"].as_f64().unwrap()
+        - eval["baselines"]["random_init"]["knn_top1"]
+            .as_f64()
+            .unwrap()
+}
