@@ -13,7 +13,7 @@ use selfsup::method::{Mae, Method, MethodName, Progress};
 use selfsup::nn::Arch;
 use selfsup::nn::backbone::ImageShape;
 use selfsup::optim::Optimizer;
-use selfsup::recipe::{Overrides, Recipe};
+use selfsup::recipe::{MethodConfig, Overrides, Recipe};
 
 const WARMUP_STEPS: usize = 2;
 
@@ -23,7 +23,9 @@ fn median_step(recipe: &Recipe, images: &Tensor<4>, steps: usize) -> f64 {
         channels: 1,
         side: 32,
     };
-    let mut mae = Mae::init(recipe, shape, &device).expect("valid recipe");
+    let mut mae: Mae = recipe
+        .init_method(shape, &device, &selfsup::method::NoRuns)
+        .expect("valid recipe");
     let mut optimizer = Optimizer::new(recipe.optim.clone());
     let mut times = Vec::with_capacity(steps);
     for step in 0..steps + WARMUP_STEPS {
@@ -34,7 +36,13 @@ fn median_step(recipe: &Recipe, images: &Tensor<4>, steps: usize) -> f64 {
         };
         let out = mae.step(std::slice::from_ref(images), progress);
         let grads = GradientsParams::from_grads(out.loss.clone().backward(), &mae);
-        mae = optimizer.step(1e-4, 1e-4, mae, grads, &[]);
+        mae = optimizer.step(
+            1e-4,
+            1e-4,
+            mae,
+            grads,
+            &selfsup::optim::ConstantLr::default(),
+        );
         let _ = selfsup::host::to_f32(out.loss);
         if step >= WARMUP_STEPS {
             times.push(start.elapsed().as_secs_f64());
@@ -72,7 +80,9 @@ fn main() {
     let images = Tensor::<4>::random([batch, 1, 32, 32], Distribution::Normal(0.0, 1.0), &device);
     let masked = median_step(&recipe, &images, steps);
     let mut full = recipe.clone();
-    full.method.mask_ratio = 0.0;
+    if let MethodConfig::Mae(mae) = &mut full.method {
+        mae.mask_ratio = 0.0;
+    }
     let all = median_step(&full, &images, steps);
     println!(
         "{{\"bench\": \"mae_step_{}_b{batch}_32px\", \"ratio_0.75_s\": {masked:.4}, \"ratio_0_s\": {all:.4}, \"cost_fraction\": {:.3}, \"threads\": {}}}",

@@ -50,7 +50,13 @@ fn main() {
         let start = Instant::now();
         let loss = model.forward(x.clone()).square().mean();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optimizer.step(0.01, 0.01, model, grads, &[]);
+        model = optimizer.step(
+            0.01,
+            0.01,
+            model,
+            grads,
+            &selfsup::optim::ConstantLr::default(),
+        );
         // Reading the loss back forces the step to finish.
         let _ = selfsup::host::to_f32(loss);
         if step >= WARMUP_STEPS {

@@ -34,7 +34,13 @@ fn main() {
         let t1 = Instant::now();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let t2 = Instant::now();
-        model = opt.step(0.01, 0.01, model, grads, &[]);
+        model = opt.step(
+            0.01,
+            0.01,
+            model,
+            grads,
+            &selfsup::optim::ConstantLr::default(),
+        );
         let _ = selfsup::host::to_f32(
             model
                 .forward(Tensor::zeros([2, ch, side, side], &device))

@@ -13,7 +13,7 @@ use crate::diagnose::grid::put_scaled;
 use crate::diagnose::plot::write_png;
 use crate::error::{Error, Result};
 use crate::eval::features;
-use crate::run::RunDir;
+use crate::run::Run;
 
 /// Which images `selfsup attention` looks at.
 pub enum AttentionImages<'a> {
@@ -42,20 +42,19 @@ pub struct AttentionReport {
 /// Computes the run's [CLS] attention maps on `images` and writes the overlay PNG (the run's
 /// `attention.png` unless `out` is given).
 pub fn attention_run(
-    run: &RunDir,
+    run: &Run,
     choice: DeviceChoice,
     images: AttentionImages,
     out: Option<&Path>,
 ) -> Result<AttentionReport> {
-    let recipe = run.recipe()?;
-    let info = run.info()?;
+    let (recipe, info) = (&run.recipe, &run.info);
     let device = device(choice)?;
     let set = match images {
         AttentionImages::Files(paths) => {
             crate::data::folder::read_files(paths, info.channels, info.image_side)?
         }
         AttentionImages::HeldOut(n) => {
-            let splits = crate::data::load(recipe.data_path().as_deref(), recipe.image_size())?;
+            let splits = run.data()?;
             splits.test.unwrap_or(splits.train).take(n)
         }
     };
@@ -66,7 +65,7 @@ pub fn attention_run(
     let Some(vit) = encoder.vit() else {
         return Err(Error::Usage(format!(
             "{}: attention maps need a ViT encoder, but this run trained a {}; train with model.arch = vit-tiny, vit-small, vit-base or vit",
-            run.root.display(),
+            run.root().display(),
             recipe.model.describe()
         )));
     };
@@ -101,7 +100,7 @@ pub fn attention_run(
         / (n * heads) as f64;
     let picture = out
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| run.root.join("attention.png"));
+        .unwrap_or_else(|| run.root().join("attention.png"));
     draw(&set, &maps, vit.grid(), &picture)?;
     Ok(AttentionReport {
         picture,

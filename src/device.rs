@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use crate::error::Error;
 use crate::error::Result;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DeviceChoice {
     #[default]
     Cpu,
@@ -21,7 +21,7 @@ pub fn device(choice: DeviceChoice) -> Result<Device> {
         DeviceChoice::Gpu => Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice)),
         #[cfg(not(feature = "gpu"))]
         DeviceChoice::Gpu => Err(Error::Usage(
-            "--device gpu needs selfsup built with the `gpu` feature: cargo build --release --features gpu".into(),
+            "the GPU device needs selfsup built with the `gpu` feature: cargo build --release --features gpu".into(),
         )),
     }
 }

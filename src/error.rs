@@ -18,6 +18,15 @@ pub enum Error {
     Usage(String),
     #[error("training diverged: {0}")]
     Diverged(String),
+    /// `train` into a directory that already holds a run.
+    #[error("{0}: already holds a run")]
+    RunExists(PathBuf),
+    /// A run directory without a checkpoint to resume or inspect.
+    #[error("{0}: no checkpoint in this run directory")]
+    NoCheckpoint(PathBuf),
+    /// A run whose training has not finished (no final encoder yet).
+    #[error("{0}: no trained encoder yet, the run has not finished")]
+    Unfinished(PathBuf),
     #[error("{path}: cannot read checkpoint ({msg}); it may be from another run or corrupt")]
     Checkpoint { path: PathBuf, msg: String },
 }

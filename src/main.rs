@@ -1,4 +1,23 @@
-use clap::Parser;
+mod cli;
+
+use selfsup::error::Error;
+
+/// The library's error in one line, with what to type next where a command fixes it.
+fn message(e: &Error) -> String {
+    match e {
+        Error::RunExists(_) => {
+            format!("{e}; pass --resume to continue it, or choose another --out")
+        }
+        Error::NoCheckpoint(_) => {
+            format!("{e}; train it first (start it again without --resume)")
+        }
+        Error::Unfinished(path) => format!(
+            "{e}; finish it with `selfsup train --resume --out {}`",
+            path.display()
+        ),
+        _ => e.to_string(),
+    }
+}
 
 fn main() {
     selfsup::allocator::keep_freed_memory();
@@ -6,9 +25,9 @@ fn main() {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("selfsup: internal error: {info}. Please report this.");
     }));
-    let cli = selfsup::cli::Cli::parse();
-    if let Err(e) = selfsup::cli::run(cli) {
-        eprintln!("error: {e}");
+    let args = cli::parse();
+    if let Err(e) = cli::run(args) {
+        eprintln!("error: {}", message(&e));
         std::process::exit(1);
     }
 }

@@ -3,18 +3,17 @@
 use crate::diagnose::CollapseStats;
 use crate::error::{Result, write_atomic};
 use crate::eval::EvalReport;
-use crate::recipe::Recipe;
-use crate::run::RunDir;
+use crate::run::Run;
 use crate::train::TrainSummary;
 
 pub fn write(
-    run: &RunDir,
-    recipe: &Recipe,
+    run: &Run,
     summary: &TrainSummary,
     stats: &CollapseStats,
     eval: Option<&EvalReport>,
 ) -> Result<()> {
-    let mut s = format!("# selfsup run: {}\n\n", recipe.method.name);
+    let recipe = &run.recipe;
+    let mut s = format!("# selfsup run: {}\n\n", recipe.method.name());
     s += &format!(
         "- backbone: {}\n- epochs {}, batch {}, {} steps, {:.0} s ({:.0} img/s)\n- final loss {:.4}\n",
         recipe.model.describe(),
@@ -45,16 +44,18 @@ pub fn write(
         stats.effective_rank,
         stats.dim
     );
-    if let Some(c) = &stats.codebook {
-        s += &format!("\nCodebook: {}.\n", c.describe());
+    for reading in stats.readings.iter() {
+        let label = reading.label();
+        let label = label[..1].to_uppercase() + &label[1..];
+        match reading.explain() {
+            Some(why) => s += &format!("\n{label}: {} ({why}).\n", reading.describe()),
+            None => s += &format!("\n{label}: {}.\n", reading.describe()),
+        }
     }
-    if let Some(t) = &stats.distillation {
-        s += &format!("\nTeacher: {} ({}).\n", t.describe(), t.verdict.explain());
-    }
-    if recipe.model.is_vit() && recipe.method.name.is_distillation() {
+    if recipe.model.is_vit() {
         s += "\nWhere the [CLS] token looks: `selfsup attention --run <this run>`.\n";
     }
-    if recipe.method.name.needs_vit() {
+    if recipe.method.name().needs().vit {
         s += "\nPictures of what the model predicts: `selfsup reconstruct --run <this run>`.\n";
     }
     if let Some(r) = eval {
@@ -70,5 +71,5 @@ pub fn write(
             r.baselines.pixels.linear_top1
         );
     }
-    write_atomic(&run.report_path(), s.as_bytes())
+    write_atomic(&run.dir.report_path(), s.as_bytes())
 }

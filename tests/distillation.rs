@@ -105,9 +105,11 @@ fn ibot_learns_with_masked_patch_distillation() {
     assert_logs_terms(&run_dir, &["cls", "patch"]);
 }
 
+/// Two epochs: kNN over random init +3.5 / +4.5 / +4.9 points at seeds 3 / 1 / 2 (AVX2 EPYC;
+/// four epochs gave +7.6 at seed 3), the teacher healthy at every seed.
 #[test]
 fn dinov2_learns_with_sinkhorn_and_koleo() {
-    let (summary, run_dir) = train("dinov2", "dinov2", "4", &[]);
+    let (summary, run_dir) = train("dinov2", "dinov2", "2", &[]);
     assert!(knn_margin(&summary) > 0.01, "{}", summary["eval"]);
     assert_eq!(summary["diagnose"]["distillation"]["verdict"], "healthy");
     assert_logs_terms(&run_dir, &["cls", "patch", "koleo"]);

@@ -124,16 +124,28 @@ fn simmim_learns_to_fill_masked_blocks() {
     assert!(mse < 0.07, "{r}");
 }
 
+/// One epoch of the tokenizer, then BEiT for two epochs on half the subset: kNN over random init
+/// +7.9 / +8.9 / +8.1 points at seeds 5 / 1 / 2 (AVX2 EPYC; 199–220 of 256 codes in use), as
+/// far clear as the 2 + 2 full epochs this test ran before (+7.1 at seed 5) at half the cost.
 #[test]
 fn beit_learns_the_codes_of_its_tokenizer() {
-    let (tokenizer, summary) = train_tokenizer("vq", "2", &[]);
+    let (tokenizer, summary) = train_tokenizer("vq", "1", &[]);
     let codebook = &summary["diagnose"]["codebook"];
     assert_eq!(codebook["collapsed"], false, "{summary}");
     assert!(codebook["used"].as_u64().unwrap() > 128, "{summary}");
     assert!(summary["train"]["codebook_collapse_warning_step"].is_null());
 
     let setting = format!("method.tokenizer={}", path(&tokenizer));
-    let mut args = vec!["--method", "beit", "--epochs", "2", "--set", &setting];
+    let mut args = vec![
+        "--method",
+        "beit",
+        "--epochs",
+        "2",
+        "--set",
+        &setting,
+        "--set",
+        "data.max_images=5000",
+    ];
     args.extend(QUICK_EVAL);
     let (_, summary) = train("beit", &args);
     assert_beats_random_init(&summary);

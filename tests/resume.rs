@@ -6,7 +6,7 @@ mod common;
 use common::*;
 
 use selfsup::host::named_values;
-use selfsup::method::{Byol, Method, Moco};
+use selfsup::method::{Byol, Method, Moco, NoRuns};
 use selfsup::nn::backbone::ImageShape;
 use selfsup::run::load_module;
 
@@ -146,7 +146,7 @@ fn kill_and_resume<M: Method>(method: &str, extra: &[&str], state: &str) {
         side: 28,
     };
     let load = |dir: &std::path::Path| {
-        let fresh = M::init(&recipe, shape, &device).unwrap();
+        let fresh = recipe.init_method::<M>(shape, &device, &NoRuns).unwrap();
         let method = load_module(fresh, &dir.join("checkpoint").join("model.bpk")).unwrap();
         let encoder =
             load_module(recipe.model.init(shape, &device), &dir.join("encoder.bpk")).unwrap();

@@ -42,7 +42,7 @@ fn load_native(path: Option<&Path>, image_size: Option<usize>) -> Result<Splits>
     if !dir.exists() {
         return Err(Error::data(
             &dir,
-            "data path does not exist; pass --data with a folder of IDX files, CIFAR binary batches or images",
+            "data path does not exist; give a folder of IDX files, CIFAR binary batches or images",
         ));
     }
     if !dir.is_dir() {

@@ -116,17 +116,6 @@ impl DistillationStats {
     }
 }
 
-/// [`analyze`] of a method's detached distributions.
-pub fn analyze_distributions(d: crate::method::Distributions) -> DistillationStats {
-    let [n, k] = d.teacher.dims();
-    analyze(
-        &crate::host::to_f32(d.teacher),
-        &crate::host::to_f32(d.student),
-        n,
-        k,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

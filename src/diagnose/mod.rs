@@ -4,6 +4,7 @@ pub mod codebook;
 pub mod distillation;
 pub mod font;
 pub mod grid;
+pub mod monitor;
 pub mod plot;
 pub mod spectrum;
 pub mod stats;

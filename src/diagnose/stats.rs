@@ -64,12 +64,10 @@ pub struct CollapseStats {
     /// Set when the features were analysed around their mean (see [`analyze_centred`]): their RMS
     /// distance to the mean relative to their RMS norm, before centring.
     pub spread: Option<f64>,
-    /// A tokenizer's codebook usage on the same images.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub codebook: Option<super::codebook::CodebookUsage>,
-    /// A self-distillation run's teacher and student distributions on the same images.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub distillation: Option<super::distillation::DistillationStats>,
+    /// What the method's own signals say on the same images (a tokenizer's codebook usage, a
+    /// self-distillation teacher's entropies).
+    #[serde(flatten)]
+    pub readings: super::monitor::Readings,
 }
 
 impl CollapseStats {
@@ -166,8 +164,7 @@ pub fn analyze(embeddings: &[f32], n: usize, d: usize) -> CollapseStats {
         singular_values: eig,
         verdict,
         spread: None,
-        codebook: None,
-        distillation: None,
+        readings: Default::default(),
     }
 }
 

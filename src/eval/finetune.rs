@@ -18,7 +18,7 @@ use crate::data::loader::Normalize;
 use crate::eval::features::images;
 use crate::nn::Backbone;
 use crate::nn::vit::linear;
-use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind, WarmupCosine};
+use crate::optim::{ConstantLr, Optimizer, OptimizerConfig, OptimizerKind, WarmupCosine};
 
 /// Settings of one fine-tuning run (the recipe's `eval.finetune_*`).
 #[derive(Clone, Debug)]
@@ -149,7 +149,13 @@ pub fn finetune_top1(
             let logp = log_softmax(model.forward(x), 1);
             let loss = logp.gather(1, y.reshape([chunk.len(), 1])).mean().neg();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(schedule.lr(step), peak, model, grads, &[]);
+            model = optimizer.step(
+                schedule.lr(step),
+                peak,
+                model,
+                grads,
+                &ConstantLr::default(),
+            );
             step += 1;
             progress(step, total);
         }

@@ -50,7 +50,7 @@ pub struct EvalReport {
 pub fn labelled_splits(splits: &Splits, config: &EvalConfig) -> Result<(ImageSet, ImageSet)> {
     if splits.train.labels.is_none() {
         return Err(Error::Usage(format!(
-            "{}: evaluation needs labels, and these images have none; pass --data with an IDX/CIFAR folder or an image folder with one sub-folder per class",
+            "{}: evaluation needs labels, and these images have none; evaluate on an IDX/CIFAR folder or an image folder with one sub-folder per class",
             splits.description
         )));
     }

@@ -10,170 +10,12 @@
 //! Images run in parallel; the weight gradient is summed per contiguous block of images and the
 //! blocks are added in a fixed order, so results do not depend on scheduling.
 
-use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
 
 use super::gemm::{MatMut, MatRef, gemm, transpose};
+pub use super::geometry::ConvGeometry;
+use super::geometry::sized;
 use super::winograd;
-
-/// Every size of one convolution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvGeometry {
-    pub batch: usize,
-    pub c_in: usize,
-    pub h: usize,
-    pub w: usize,
-    pub c_out: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub stride: [usize; 2],
-    /// Padding before (top, left); the end padding only shows in the output size.
-    pub pad: [usize; 2],
-    pub dilation: [usize; 2],
-    pub groups: usize,
-    pub oh: usize,
-    pub ow: usize,
-}
-
-impl ConvGeometry {
-    /// `x_dims` is `[batch, c_in, h, w]`, `w_dims` is `[c_out, c_in / groups, kh, kw]`.
-    pub fn new(x_dims: [usize; 4], w_dims: [usize; 4], options: &ConvOptions<2>) -> Self {
-        let [batch, c_in, h, w] = x_dims;
-        let [c_out, cg, kh, kw] = w_dims;
-        let groups = options.groups;
-        assert!(
-            groups >= 1 && c_in == cg * groups && c_out % groups == 0,
-            "conv2d: {c_in} input channels, weight expects {cg} per group × {groups} groups"
-        );
-        let out = |size: usize, k: usize, i: usize| {
-            let (begin, end) = options.padding[i];
-            let span = options.dilation[i] * (k - 1) + 1;
-            let padded = size + begin + end;
-            assert!(
-                padded >= span,
-                "conv2d: kernel larger than the padded input"
-            );
-            (padded - span) / options.stride[i] + 1
-        };
-        ConvGeometry {
-            batch,
-            c_in,
-            h,
-            w,
-            c_out,
-            kh,
-            kw,
-            stride: options.stride,
-            pad: [options.padding[0].0, options.padding[1].0],
-            dilation: options.dilation,
-            groups,
-            oh: out(h, kh, 0),
-            ow: out(w, kw, 1),
-        }
-    }
-
-    fn cg(&self) -> usize {
-        self.c_in / self.groups
-    }
-
-    fn cog(&self) -> usize {
-        self.c_out / self.groups
-    }
-
-    /// Rows of the column matrix: one per weight entry of a group.
-    fn k(&self) -> usize {
-        self.cg() * self.kh * self.kw
-    }
-
-    /// Output positions per image.
-    fn p(&self) -> usize {
-        self.oh * self.ow
-    }
-
-    fn x_image(&self) -> usize {
-        self.c_in * self.h * self.w
-    }
-
-    fn y_image(&self) -> usize {
-        self.c_out * self.p()
-    }
-
-    /// 1×1, stride 1, no padding: the input image already is the column matrix.
-    fn is_pointwise(&self) -> bool {
-        self.kh == 1
-            && self.kw == 1
-            && self.stride == [1, 1]
-            && self.pad == [0, 0]
-            && self.oh == self.h
-            && self.ow == self.w
-    }
-
-    /// For stride 1, the input gradient is itself a convolution: of `dy` with the flipped,
-    /// transposed weight ([`flip_transpose`]) under this geometry.
-    fn input_grad_as_conv(&self) -> Option<ConvGeometry> {
-        if self.stride != [1, 1] {
-            return None;
-        }
-        let mut pad = [0; 2];
-        for axis in 0..2 {
-            let (k, size, out) = if axis == 0 {
-                (self.kh, self.h, self.oh)
-            } else {
-                (self.kw, self.w, self.ow)
-            };
-            let begin = (k - 1) * self.dilation[axis];
-            // Both the mirrored begin and end padding must be non-negative.
-            if self.pad[axis] > begin || size + self.pad[axis] < out {
-                return None;
-            }
-            pad[axis] = begin - self.pad[axis];
-        }
-        Some(ConvGeometry {
-            c_in: self.c_out,
-            h: self.oh,
-            w: self.ow,
-            c_out: self.c_in,
-            pad,
-            oh: self.h,
-            ow: self.w,
-            ..*self
-        })
-    }
-
-    /// [`Self::valid`] for every kernel row and every kernel column.
-    #[allow(clippy::type_complexity)]
-    fn valid_ranges(&self) -> (Vec<(usize, usize, isize)>, Vec<(usize, usize, isize)>) {
-        (
-            (0..self.kh).map(|k| self.valid(0, k)).collect(),
-            (0..self.kw).map(|k| self.valid(1, k)).collect(),
-        )
-    }
-
-    /// For kernel offset `k` along one axis: the output range whose input index
-    /// `o·stride + k·dilation − pad` lies in `[0, size)`, and that index at `o = 0`.
-    fn valid(&self, axis: usize, k: usize) -> (usize, usize, isize) {
-        let (size, out) = if axis == 0 {
-            (self.h, self.oh)
-        } else {
-            (self.w, self.ow)
-        };
-        let (s, d, p) = (
-            self.stride[axis] as isize,
-            self.dilation[axis] as isize,
-            self.pad[axis] as isize,
-        );
-        let offset = k as isize * d - p;
-        // smallest o with o·s + offset ≥ 0, and first o with o·s + offset ≥ size
-        let first = if offset >= 0 {
-            0
-        } else {
-            (-offset + s - 1) / s
-        };
-        let end = ((size as isize - offset + s - 1) / s).clamp(0, out as isize);
-        let first = first.min(end);
-        (first as usize, end as usize, offset)
-    }
-}
 
 /// Fills the column matrix `col` (K rows, `row_stride` apart; image `i` in columns
 /// `[i·P, (i+1)·P)`) for one group from the images of `x_chunk` (each `[c_in, h, w]`).
@@ -299,12 +141,6 @@ pub(super) fn padded(width: usize) -> usize {
 struct Scratch {
     col: Vec<f32>,
     out: Vec<f32>,
-}
-
-/// The first `len` values of a reusable scratch buffer, grown as needed.
-pub(super) fn sized(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    buffer.resize(len, 0.0);
-    &mut buffer[..len]
 }
 
 /// Contiguous chunks `(first image, images)` of the batch, grouped into one block per thread.
@@ -494,6 +330,7 @@ fn untranspose_groups(g: &ConvGeometry, transposed: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::ops::ConvOptions;
 
     /// Direct seven-loop convolution, the definition.
     fn reference(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {

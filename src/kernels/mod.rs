@@ -11,6 +11,7 @@ pub mod conv;
 mod flex;
 pub mod gelu;
 mod gemm;
+mod geometry;
 pub mod layer_norm;
 pub mod linear;
 mod reference;

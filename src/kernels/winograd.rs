@@ -16,8 +16,8 @@
 
 use rayon::prelude::*;
 
-use super::conv::{ConvGeometry, sized};
 use super::gemm::{MatMut, MatRef, gemm, transpose};
+use super::geometry::{ConvGeometry, sized};
 use super::simd::vectorized;
 
 /// Tile elements: a 4×4 transformed tile.
@@ -417,7 +417,7 @@ fn by_image(
     parts
 }
 
-/// `y = conv2d(x, weight)` for an [`eligible`] geometry; layouts as in [`super::conv::forward`].
+/// `y = conv2d(x, weight)` for an [`eligible`] geometry; layouts as in the im2col forward pass.
 ///
 /// Per group of images: input transforms (parallel over images), the 16 products (parallel
 /// over ξ), output transforms (parallel over images).

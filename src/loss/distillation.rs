@@ -67,6 +67,36 @@ pub fn dino_loss(
         .div_scalar(pairs as f64)
 }
 
+/// iBOT's masked patches as rows of the flattened `[crops · patches]` tokens, each weighted
+/// 1 / (its crop's masked count × crops): summed, the loss is per crop the mean over its masked
+/// patches, averaged over every crop (an unmasked crop counts as 0, as in iBOT's code).
+pub fn masked_patch_rows(masks: &[Vec<bool>], patches: usize) -> (Vec<i64>, Vec<f32>) {
+    let crops = masks.len();
+    let mut rows = Vec::new();
+    let mut weights = Vec::new();
+    for (i, mask) in masks.iter().enumerate() {
+        let count = mask.iter().filter(|&&m| m).count();
+        for (j, _) in mask.iter().enumerate().filter(|(_, m)| **m) {
+            rows.push((i * patches + j) as i64);
+            weights.push(1.0 / (count * crops) as f32);
+        }
+    }
+    (rows, weights)
+}
+
+/// iBOT's masked patch loss: Σ_rows w · (−Σ_k t_k · log softmax(s / τ_s)_k) over the masked rows'
+/// teacher targets `[m, K]`, student logits `[m, K]` and weights `[m, 1]`.
+pub fn ibot_patch_loss(
+    targets: Tensor<2>,
+    student_logits: Tensor<2>,
+    student_temperature: f64,
+    weights: Tensor<2>,
+) -> Tensor<1> {
+    let log_probs = log_softmax(student_logits.div_scalar(student_temperature), 1);
+    let ce = (targets * log_probs).sum_dim(1).neg();
+    (ce * weights).sum()
+}
+
 /// DINOv2's KoLeo regulariser on the rows of `x` (L2-normalised first): −mean_i log(min_{j≠i}
 /// ‖x_i − x_j‖ + ε), the Kozachenko-Leonenko entropy estimate that spreads features apart.
 pub fn koleo(x: Tensor<2>, eps: f64) -> Tensor<1> {
@@ -90,6 +120,29 @@ pub fn koleo(x: Tensor<2>, eps: f64) -> Tensor<1> {
 mod tests {
     use super::*;
     use crate::loss::testing::{Rows, check_gradient, rows, scalar};
+
+    #[test]
+    fn ibot_patch_loss_weights_each_crop_by_its_masked_patches() {
+        // Crop 0 masks patches 0 and 2 of 3, crop 1 masks patch 1, crop 2 none: weights
+        // 1/(2·3), 1/(2·3) and 1/(1·3).
+        let masks = [
+            vec![true, false, true],
+            vec![false, true, false],
+            vec![false, false, false],
+        ];
+        let (rows_, weights) = masked_patch_rows(&masks, 3);
+        assert_eq!(rows_, [0, 2, 4]);
+        assert_eq!(weights, [1.0 / 6.0, 1.0 / 6.0, 1.0 / 3.0]);
+        // Two prototypes, τ_s = 1, equal student logits: log softmax = ln ½ for both, so each
+        // row's cross-entropy is ln 2 whatever its target; with target [1, 0] and student
+        // logits [ln 3, 0] it is −ln ¾.
+        let targets = rows(&[vec![1.0, 0.0], vec![0.5, 0.5], vec![1.0, 0.0]]);
+        let student = rows(&[vec![0.0, 0.0], vec![0.0, 0.0], vec![3f64.ln(), 0.0]]);
+        let w = rows(&[vec![1.0 / 6.0], vec![1.0 / 6.0], vec![1.0 / 3.0]]);
+        let loss = scalar(ibot_patch_loss(targets, student, 1.0, w));
+        let want = (2f64.ln() + 2f64.ln()) / 6.0 - (0.75f64).ln() / 3.0;
+        assert!((loss - want).abs() < 1e-6, "{loss} vs {want}");
+    }
 
     #[test]
     fn sinkhorn_balances_prototypes_and_samples() {

@@ -2,14 +2,41 @@
 //! identity — invariance on the diagonal, redundancy reduction off it. No negatives, no EMA.
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 
-use super::branch::Branch;
-use super::{LossTerm, Method, Progress, StepOutput};
+use serde::{Deserialize, Serialize};
+
+use super::branch::{Branch, check_projector, check_weight};
+use super::{About, Build, LossTerm, Method, MethodName, Needs, Progress, Settings, StepOutput};
+use crate::augment::AugmentConfig;
 use crate::loss::barlow_twins;
-use crate::nn::Backbone;
-use crate::nn::backbone::ImageShape;
-use crate::recipe::Recipe;
+use crate::nn::{Backbone, ModelConfig};
+
+/// `[method]` settings of `barlow-twins`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BarlowTwinsConfig {
+    /// Projector widths after the backbone: hidden…, output.
+    pub projector: Vec<usize>,
+    /// Weight λ of the off-diagonal (redundancy) term.
+    pub lambda: f64,
+}
+
+impl Default for BarlowTwinsConfig {
+    fn default() -> Self {
+        BarlowTwinsConfig {
+            projector: vec![512, 512, 512],
+            lambda: 5e-3,
+        }
+    }
+}
+
+impl Settings for BarlowTwinsConfig {
+    fn validate(&self, _model: &ModelConfig, _augment: &AugmentConfig) -> Result<(), String> {
+        check_projector(&self.projector)?;
+        check_weight("lambda", self.lambda)
+    }
+}
 
 #[derive(Module, Debug)]
 pub struct BarlowTwins {
@@ -19,12 +46,27 @@ pub struct BarlowTwins {
 }
 
 impl Method for BarlowTwins {
+    type Config = BarlowTwinsConfig;
     type Carry = ();
+    const NEEDS: Needs = Needs::TWO_VIEWS;
 
-    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> crate::error::Result<Self> {
+    fn about(_name: MethodName) -> About {
+        About {
+            title: "Barlow Twins",
+            family: "non-contrastive",
+            prevents_collapse: "cross-correlation → identity (decorrelation)",
+            negatives: false,
+        }
+    }
+
+    fn collapse_hint(_config: &BarlowTwinsConfig) -> &'static str {
+        "Check method.lambda (too small ignores redundancy) and the projector width (method.projector)."
+    }
+
+    fn init(config: &BarlowTwinsConfig, build: &Build) -> crate::error::Result<Self> {
         Ok(BarlowTwins {
-            online: Branch::new(recipe, shape, |h| h, device),
-            lambda: recipe.method.lambda,
+            online: Branch::new(build, &config.projector, |h| h),
+            lambda: config.lambda,
         })
     }
 
@@ -47,8 +89,7 @@ impl Method for BarlowTwins {
                 },
             ],
             carry: (),
-            codes: None,
-            distillation: None,
+            signals: Vec::new(),
         }
     }
 

@@ -7,18 +7,56 @@ use std::path::Path;
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Distribution, Tensor};
 
-use super::mim::{Reconstruction, mask_rng, mask_tensor, predict_masked, vit};
-use super::{Method, MethodName, Progress, StepOutput, VqTokenizer};
+use serde::{Deserialize, Serialize};
+
+use super::mim::{
+    Reconstruction, check_block, check_mask_ratio, mask_rng, mask_tensor, predict_masked, vit,
+};
+use super::{About, Build, Method, MethodName, Needs, Progress, Settings, StepOutput, VqTokenizer};
+use crate::augment::AugmentConfig;
 use crate::augment::mask::blockwise;
 use crate::error::{Error, Result};
 use crate::loss::masked_cross_entropy;
-use crate::nn::backbone::ImageShape;
 use crate::nn::vit::linear;
-use crate::nn::{Backbone, Vit};
-use crate::recipe::Recipe;
-use crate::run::{RunDir, load_module};
+use crate::nn::{Backbone, ModelConfig, Vit};
+
+/// `[method]` settings of `beit`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BeitConfig {
+    /// Fraction of patches masked (0.4 in the paper).
+    pub mask_ratio: f64,
+    /// Fewest patches in one masking rectangle (16 in the paper, for a 14×14 grid).
+    pub mask_min_block: usize,
+    /// Run directory of the `vq-tokenizer` run whose codes are the prediction targets.
+    pub tokenizer: String,
+}
+
+impl Default for BeitConfig {
+    fn default() -> Self {
+        BeitConfig {
+            mask_ratio: 0.75,
+            mask_min_block: 4,
+            tokenizer: String::new(),
+        }
+    }
+}
+
+impl Settings for BeitConfig {
+    fn validate(
+        &self,
+        _model: &ModelConfig,
+        _augment: &AugmentConfig,
+    ) -> std::result::Result<(), String> {
+        check_mask_ratio(self.mask_ratio)?;
+        check_block("mask_min_block", self.mask_min_block)
+    }
+}
+
+/// What to do when BEiT has no tokenizer to learn from.
+pub const TOKENIZER_HINT: &str = "train one first: selfsup train --method vq-tokenizer --out runs/vq-tokenizer, then --set method.tokenizer=runs/vq-tokenizer";
 
 #[derive(Module, Debug)]
 pub struct Beit {
@@ -32,53 +70,6 @@ pub struct Beit {
     mask_ratio: f64,
     mask_min_block: usize,
     seed: u64,
-}
-
-/// The trained tokenizer of the `vq-tokenizer` run at `path`, for images of `shape`, frozen.
-pub fn load_tokenizer(path: &Path, shape: ImageShape, device: &Device) -> Result<VqTokenizer> {
-    let hint = "train one first: selfsup train --method vq-tokenizer --out runs/vq-tokenizer, then --set method.tokenizer=runs/vq-tokenizer";
-    if path.as_os_str().is_empty() {
-        return Err(Error::Recipe(format!(
-            "method.tokenizer is empty: BEiT predicts the codes of a trained tokenizer; {hint}"
-        )));
-    }
-    let run = RunDir::open(path).map_err(|e| {
-        Error::Recipe(format!(
-            "method.tokenizer = {}: {e}; {hint}",
-            path.display()
-        ))
-    })?;
-    let recipe = run.recipe()?;
-    if recipe.method.name != MethodName::VqTokenizer {
-        return Err(Error::Recipe(format!(
-            "method.tokenizer = {}: that run trained {}, not vq-tokenizer; {hint}",
-            path.display(),
-            recipe.method.name
-        )));
-    }
-    let info = run.info()?;
-    if info.shape() != shape {
-        return Err(Error::Recipe(format!(
-            "method.tokenizer = {}: it was trained on {}-channel {} px images, BEiT sees {}-channel {} px; train the tokenizer with the same data.image_size",
-            path.display(),
-            info.channels,
-            info.image_side,
-            shape.channels,
-            shape.side
-        )));
-    }
-    let dir = crate::train::checkpoint::latest(&run).ok_or_else(|| {
-        Error::Recipe(format!(
-            "method.tokenizer = {}: the run has no checkpoint yet; finish it with selfsup train --resume --out {}",
-            path.display(),
-            path.display()
-        ))
-    })?;
-    let tokenizer = load_module(
-        VqTokenizer::init(&recipe, shape, device)?,
-        &dir.join("model.bpk"),
-    )?;
-    Ok(tokenizer.no_grad())
 }
 
 impl Beit {
@@ -101,12 +92,31 @@ impl Beit {
 }
 
 impl Method for Beit {
+    type Config = BeitConfig;
     type Carry = ();
+    const NEEDS: Needs = Needs::MASKED_VIT;
     const CENTRED_DIAGNOSTICS: bool = true;
 
-    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> Result<Self> {
-        let tokenizer = load_tokenizer(Path::new(&recipe.method.tokenizer), shape, device)?;
-        let encoder = recipe.model.init(shape, device);
+    fn about(_name: MethodName) -> About {
+        super::mim::about("BEiT", "discrete-token reconstruction target")
+    }
+
+    fn collapse_hint(_config: &BeitConfig) -> &'static str {
+        super::mim::COLLAPSE_HINT
+    }
+
+    fn init(config: &BeitConfig, build: &Build) -> Result<Self> {
+        let (shape, device) = (build.shape, build.device);
+        if config.tokenizer.is_empty() {
+            return Err(Error::Recipe(format!(
+                "method.tokenizer is empty: BEiT predicts the codes of a trained tokenizer; {TOKENIZER_HINT}"
+            )));
+        }
+        let tokenizer = build
+            .runs
+            .tokenizer(Path::new(&config.tokenizer), shape, device)?
+            .no_grad();
+        let encoder = build.model.init(shape, device);
         let d = vit(&encoder).out_dim();
         Ok(Beit {
             mask_token: Param::from_tensor(Tensor::random(
@@ -117,9 +127,9 @@ impl Method for Beit {
             head: linear(d, tokenizer.codebook_size(), device),
             encoder,
             tokenizer,
-            mask_ratio: recipe.method.mask_ratio,
-            mask_min_block: recipe.method.mask_min_block,
-            seed: recipe.train.seed,
+            mask_ratio: config.mask_ratio,
+            mask_min_block: config.mask_min_block,
+            seed: build.seed,
         })
     }
 

@@ -1,12 +1,11 @@
 //! Encoder + projector: the online half of most joint-embedding methods, and what an EMA target
-//! (BYOL, MoCo) mirrors.
+//! (BYOL, MoCo) mirrors. Also the checks every projector / predictor setting shares.
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
-use crate::nn::backbone::ImageShape;
+use super::Build;
 use crate::nn::{Backbone, Mlp, MlpConfig};
-use crate::recipe::Recipe;
 
 #[derive(Module, Debug)]
 pub struct Branch {
@@ -15,20 +14,19 @@ pub struct Branch {
 }
 
 impl Branch {
-    /// The recipe's backbone and a projector of widths `method.projector`, shaped by `head`
-    /// (which BatchNorms it has).
+    /// The run's backbone and a projector of widths `projector` (hidden…, output), shaped by
+    /// `head` (which BatchNorms it has).
     pub fn new(
-        recipe: &Recipe,
-        shape: ImageShape,
+        build: &Build,
+        projector: &[usize],
         head: impl FnOnce(MlpConfig) -> MlpConfig,
-        device: &Device,
     ) -> Self {
-        let encoder = recipe.model.init(shape, device);
+        let encoder = build.model.init(build.shape, build.device);
         let mut dims = vec![encoder.out_dim()];
-        dims.extend(&recipe.method.projector);
+        dims.extend(projector);
         Branch {
             encoder,
-            projector: head(MlpConfig::new(dims)).init(device),
+            projector: head(MlpConfig::new(dims)).init(build.device),
         }
     }
 
@@ -37,9 +35,61 @@ impl Branch {
     }
 }
 
-/// A predictor MLP from the projector output through `method.predictor`.
-pub fn predictor(recipe: &Recipe, device: &Device) -> Mlp {
-    let mut dims = vec![*recipe.method.projector.last().expect("validated non-empty")];
-    dims.extend(&recipe.method.predictor);
+/// A predictor MLP from the projector's output through `predictor` (hidden, output).
+pub fn predictor(projector: &[usize], predictor: &[usize], device: &Device) -> Mlp {
+    let mut dims = vec![*projector.last().expect("validated non-empty")];
+    dims.extend(predictor);
     MlpConfig::new(dims).init(device)
+}
+
+/// `method.projector` needs at least one positive width.
+pub fn check_projector(projector: &[usize]) -> Result<(), String> {
+    if projector.is_empty() || projector.contains(&0) {
+        return Err("method.projector needs at least one positive width (e.g. [512, 128])".into());
+    }
+    Ok(())
+}
+
+/// `method.predictor` maps the projector's output back to its width.
+pub fn check_predictor(projector: &[usize], predictor: &[usize]) -> Result<(), String> {
+    check_projector(projector)?;
+    if predictor.len() < 2 || predictor.contains(&0) {
+        return Err("method.predictor needs [hidden, output] positive widths".into());
+    }
+    if predictor.last() != projector.last() {
+        return Err(format!(
+            "method.predictor output {} must equal the projector output {}",
+            predictor.last().unwrap(),
+            projector.last().unwrap()
+        ));
+    }
+    Ok(())
+}
+
+/// An EMA momentum is a fraction.
+pub fn check_momentum(base_momentum: f64) -> Result<(), String> {
+    if !(0.0..=1.0).contains(&base_momentum) {
+        return Err(format!(
+            "method.base_momentum = {base_momentum} must be in [0, 1]"
+        ));
+    }
+    Ok(())
+}
+
+/// A softmax temperature is positive.
+pub fn check_temperature(temperature: f64) -> Result<(), String> {
+    if !(temperature.is_finite() && temperature > 0.0) {
+        return Err(format!(
+            "method.temperature = {temperature} must be a positive number (0.07–0.5 is usual)"
+        ));
+    }
+    Ok(())
+}
+
+/// A loss weight is finite and not negative.
+pub fn check_weight(name: &str, weight: f64) -> Result<(), String> {
+    if !(weight.is_finite() && weight >= 0.0) {
+        return Err(format!("method.{name} = {weight} must be ≥ 0"));
+    }
+    Ok(())
 }

@@ -1,15 +1,45 @@
 //! BYOL (Grill et al. 2020): online network + predictor regress an EMA target network.
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 
-use super::branch::{Branch, predictor};
-use super::{Method, Progress, StepOutput};
+use serde::{Deserialize, Serialize};
+
+use super::branch::{Branch, check_momentum, check_predictor, predictor};
+use super::{About, Build, Method, MethodName, Needs, Progress, Settings, StepOutput};
+use crate::augment::AugmentConfig;
 use crate::loss::byol_regression;
-use crate::nn::backbone::ImageShape;
-use crate::nn::{Backbone, Mlp};
-use crate::recipe::Recipe;
+use crate::nn::{Backbone, Mlp, ModelConfig};
 use crate::teacher::{copy_into, cosine_momentum, ema_update};
+
+/// `[method]` settings of `byol`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ByolConfig {
+    /// Projector widths after the backbone: hidden…, output.
+    pub projector: Vec<usize>,
+    /// Predictor widths: hidden, output (the output equals the projector's).
+    pub predictor: Vec<usize>,
+    /// Base EMA momentum τ_base of the target, raised to 1 with a cosine.
+    pub base_momentum: f64,
+}
+
+impl Default for ByolConfig {
+    fn default() -> Self {
+        ByolConfig {
+            projector: vec![512, 512, 512],
+            predictor: vec![128, 512],
+            base_momentum: 0.99,
+        }
+    }
+}
+
+impl Settings for ByolConfig {
+    fn validate(&self, _model: &ModelConfig, _augment: &AugmentConfig) -> Result<(), String> {
+        check_predictor(&self.projector, &self.predictor)?;
+        check_momentum(self.base_momentum)
+    }
+}
 
 #[derive(Module, Debug)]
 pub struct Byol {
@@ -22,16 +52,31 @@ pub struct Byol {
 }
 
 impl Method for Byol {
+    type Config = ByolConfig;
     type Carry = ();
+    const NEEDS: Needs = Needs::TWO_VIEWS;
 
-    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> crate::error::Result<Self> {
-        let online = Branch::new(recipe, shape, |h| h, device);
-        let target = copy_into(Branch::new(recipe, shape, |h| h, device), &online);
+    fn about(_name: MethodName) -> About {
+        About {
+            title: "BYOL",
+            family: "non-contrastive",
+            prevents_collapse: "predictor + EMA target + stop-gradient",
+            negatives: false,
+        }
+    }
+
+    fn collapse_hint(_config: &ByolConfig) -> &'static str {
+        "Check method.base_momentum (too low lets the target chase the online network) and the learning rate."
+    }
+
+    fn init(config: &ByolConfig, build: &Build) -> crate::error::Result<Self> {
+        let online = Branch::new(build, &config.projector, |h| h);
+        let target = copy_into(Branch::new(build, &config.projector, |h| h), &online);
         Ok(Byol {
             online,
-            predictor: predictor(recipe, device),
+            predictor: predictor(&config.projector, &config.predictor, build.device),
             target,
-            base_momentum: recipe.method.base_momentum,
+            base_momentum: config.base_momentum,
         })
     }
 

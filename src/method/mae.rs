@@ -4,18 +4,66 @@
 //! standardised by their own mean and variance (norm_pix_loss).
 
 use burn::module::{Module, Param};
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Distribution, Tensor};
 
-use super::mim::{Reconstruction, mask_rng, mask_tensor, row_index, vit};
-use super::{Method, Progress, StepOutput};
+use serde::{Deserialize, Serialize};
+
+use super::mim::{Reconstruction, check_mask_ratio, mask_rng, mask_tensor, row_index, vit};
+use super::{About, Build, Method, MethodName, Needs, Progress, Settings, StepOutput};
+use crate::augment::AugmentConfig;
 use crate::augment::mask::Shuffle;
 use crate::error::Result;
 use crate::loss::{masked_mse, normalize_patches, patch_mean_std};
-use crate::nn::backbone::ImageShape;
-use crate::nn::decoder::{Decoder, DecoderConfig};
+use crate::nn::decoder::{Decoder, DecoderConfig, DecoderSize};
 use crate::nn::patches::{patchify, unpatchify};
-use crate::nn::{Backbone, Vit};
-use crate::recipe::Recipe;
+use crate::nn::{Backbone, ModelConfig, Vit};
+
+/// `[method]` settings of `mae`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaeConfig {
+    /// Fraction of patches masked (0.75 in the paper).
+    pub mask_ratio: f64,
+    /// Predict each patch standardised by its own mean and variance (norm_pix_loss).
+    pub norm_pix_loss: bool,
+    /// Decoder width, blocks and heads (the paper's 512 × 8 with 16 heads).
+    pub decoder_dim: usize,
+    pub decoder_depth: usize,
+    pub decoder_heads: usize,
+}
+
+impl Default for MaeConfig {
+    fn default() -> Self {
+        MaeConfig {
+            mask_ratio: 0.75,
+            norm_pix_loss: true,
+            decoder_dim: 128,
+            decoder_depth: 2,
+            decoder_heads: 4,
+        }
+    }
+}
+
+impl MaeConfig {
+    fn decoder(&self) -> DecoderSize {
+        DecoderSize {
+            dim: self.decoder_dim,
+            depth: self.decoder_depth,
+            heads: self.decoder_heads,
+        }
+    }
+}
+
+impl Settings for MaeConfig {
+    fn validate(
+        &self,
+        _model: &ModelConfig,
+        _augment: &AugmentConfig,
+    ) -> std::result::Result<(), String> {
+        check_mask_ratio(self.mask_ratio)?;
+        self.decoder().validate()
+    }
+}
 
 #[derive(Module, Debug)]
 pub struct Mae {
@@ -98,26 +146,37 @@ impl Mae {
 }
 
 impl Method for Mae {
+    type Config = MaeConfig;
     type Carry = ();
+    const NEEDS: Needs = Needs::MASKED_VIT;
     const CENTRED_DIAGNOSTICS: bool = true;
 
-    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> Result<Self> {
-        let encoder = recipe.model.init(shape, device);
+    fn about(_name: MethodName) -> About {
+        super::mim::about("MAE", "pixel reconstruction of masked patches")
+    }
+
+    fn collapse_hint(_config: &MaeConfig) -> &'static str {
+        super::mim::COLLAPSE_HINT
+    }
+
+    fn init(config: &MaeConfig, build: &Build) -> Result<Self> {
+        let device = build.device;
+        let encoder = build.model.init(build.shape, device);
         let vit = vit(&encoder);
-        let m = &recipe.method;
         let p = vit.patch_size();
-        let decoder = DecoderConfig::pixels(vit.out_dim(), m, shape, p).init(device);
+        let decoder =
+            DecoderConfig::pixels(vit.out_dim(), config.decoder(), build.shape, p).init(device);
         Ok(Mae {
             encoder,
             decoder,
             mask_token: Param::from_tensor(Tensor::random(
-                [1, 1, m.decoder_dim],
+                [1, 1, config.decoder_dim],
                 Distribution::Normal(0.0, 0.02),
                 device,
             )),
-            mask_ratio: m.mask_ratio,
-            norm_pix_loss: m.norm_pix_loss,
-            seed: recipe.train.seed,
+            mask_ratio: config.mask_ratio,
+            norm_pix_loss: config.norm_pix_loss,
+            seed: build.seed,
         })
     }
 
@@ -163,27 +222,29 @@ impl Method for Mae {
 mod tests {
     use super::*;
     use crate::host::to_f32;
-    use crate::method::MethodName;
-    use crate::nn::backbone::Arch;
+    use crate::nn::backbone::{Arch, ImageShape};
+    use burn::tensor::Device;
     use burn::tensor::{Distribution, TensorData};
 
     fn tiny(device: &Device) -> Mae {
-        let mut recipe = Recipe::default();
-        recipe.method.name = MethodName::Mae;
-        recipe.method.decoder_dim = 16;
-        recipe.method.decoder_heads = 2;
-        recipe.model.arch = Arch::Vit;
-        (
-            recipe.model.embed_dim,
-            recipe.model.depth,
-            recipe.model.heads,
-        ) = (16, 2, 2);
-        recipe.model.patch_size = 4;
+        let config = MaeConfig {
+            decoder_dim: 16,
+            decoder_heads: 2,
+            ..MaeConfig::default()
+        };
+        let model = ModelConfig {
+            arch: Arch::Vit,
+            embed_dim: 16,
+            depth: 2,
+            heads: 2,
+            patch_size: 4,
+            ..ModelConfig::default()
+        };
         let shape = ImageShape {
             channels: 1,
             side: 16,
         };
-        Mae::init(&recipe, shape, device).unwrap()
+        Mae::init(&config, &Build::new(MethodName::Mae, &model, shape, device)).unwrap()
     }
 
     /// Sets every pixel of patch `p` (4×4 patches on a 16×16 grid of 4 × 4 patches) to `value`.

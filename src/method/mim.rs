@@ -9,6 +9,37 @@ use rand_chacha::ChaCha8Rng;
 use crate::data::loader::mix_seed;
 use crate::nn::{Backbone, Vit};
 
+/// Reconstruction cannot be solved by a constant, so collapse is the encoder's features going flat.
+pub const COLLAPSE_HINT: &str = "Pixel reconstruction cannot be solved by a constant, so this is the encoder's features going flat: lower optim.base_lr or raise optim.warmup_epochs.";
+
+/// `method.mask_ratio` is a fraction strictly between 0 and 1.
+pub fn check_mask_ratio(mask_ratio: f64) -> Result<(), String> {
+    if !(mask_ratio > 0.0 && mask_ratio < 1.0) {
+        return Err(format!(
+            "method.mask_ratio = {mask_ratio} must be in (0, 1) (MAE 0.75, SimMIM 0.6, BEiT 0.4)"
+        ));
+    }
+    Ok(())
+}
+
+/// A masking block (`method.mask_block`, `method.mask_min_block`) spans at least one patch.
+pub fn check_block(name: &str, patches: usize) -> Result<(), String> {
+    if patches == 0 {
+        return Err(format!("method.{name} must be at least 1 patch"));
+    }
+    Ok(())
+}
+
+/// What `selfsup methods` says of a masked image model.
+pub fn about(title: &'static str, prevents_collapse: &'static str) -> super::About {
+    super::About {
+        title,
+        family: "masked image modeling",
+        prevents_collapse,
+        negatives: false,
+    }
+}
+
 /// The encoder's ViT; recipe validation refuses masked image modeling on a ResNet.
 pub fn vit(encoder: &Backbone) -> &Vit {
     encoder

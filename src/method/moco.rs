@@ -12,13 +12,58 @@ use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
-use super::branch::Branch;
-use super::{Method, Progress, StepOutput};
+use serde::{Deserialize, Serialize};
+
+use super::branch::{Branch, check_momentum, check_projector, check_temperature};
+use super::{About, Build, Method, MethodName, Needs, Progress, Settings, StepOutput};
+use crate::augment::AugmentConfig;
 use crate::loss::{info_nce_queue, l2_normalize};
-use crate::nn::Backbone;
-use crate::nn::backbone::ImageShape;
-use crate::recipe::Recipe;
+use crate::nn::{Backbone, ModelConfig};
 use crate::teacher::{copy_into, ema_update};
+
+/// `[method]` settings of `moco-v1` and `moco-v2`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MocoConfig {
+    /// Head widths after the backbone: hidden…, output (v1: one linear layer).
+    pub projector: Vec<usize>,
+    /// Softmax temperature τ of the contrastive loss (0.07 in v1, 0.2 in v2).
+    pub temperature: f64,
+    /// The constant key-encoder momentum m.
+    pub base_momentum: f64,
+    /// Past keys kept as negatives (65536 in the paper).
+    pub queue_size: usize,
+    /// BatchNorm sub-batches emulating the paper's shuffling BN across GPUs (keys shuffled
+    /// between them); 1 turns it off.
+    pub shuffle_bn_groups: usize,
+}
+
+impl Default for MocoConfig {
+    fn default() -> Self {
+        MocoConfig {
+            projector: vec![512, 512, 512],
+            temperature: 0.5,
+            base_momentum: 0.99,
+            queue_size: 4096,
+            shuffle_bn_groups: 2,
+        }
+    }
+}
+
+impl Settings for MocoConfig {
+    fn validate(&self, _model: &ModelConfig, _augment: &AugmentConfig) -> Result<(), String> {
+        check_projector(&self.projector)?;
+        check_momentum(self.base_momentum)?;
+        check_temperature(self.temperature)?;
+        if self.shuffle_bn_groups == 0 {
+            return Err("method.shuffle_bn_groups must be at least 1 (1 = off)".into());
+        }
+        if self.queue_size == 0 {
+            return Err("method.queue_size must be at least 1 (the paper uses 65536)".into());
+        }
+        Ok(())
+    }
+}
 
 #[derive(Module, Debug)]
 pub struct Moco {
@@ -35,26 +80,45 @@ pub struct Moco {
 }
 
 impl Method for Moco {
+    type Config = MocoConfig;
     /// The batch's normalised keys, enqueued after the optimizer step.
     type Carry = Tensor<2>;
+    const NEEDS: Needs = Needs::TWO_VIEWS;
 
-    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> crate::error::Result<Self> {
+    fn about(name: MethodName) -> About {
+        let (title, prevents_collapse) = match name {
+            MethodName::MocoV1 => ("MoCo v1", "momentum queue of past keys as negatives"),
+            _ => ("MoCo v2", "momentum queue of past keys (MLP head, blur)"),
+        };
+        About {
+            title,
+            family: "contrastive",
+            prevents_collapse,
+            negatives: true,
+        }
+    }
+
+    fn collapse_hint(_config: &MocoConfig) -> &'static str {
+        "Check method.temperature, method.queue_size and method.base_momentum (the key encoder must move slowly)."
+    }
+
+    fn init(config: &MocoConfig, build: &Build) -> crate::error::Result<Self> {
         let head = |h: crate::nn::MlpConfig| h.with_hidden_bn(false);
-        let online = Branch::new(recipe, shape, head, device);
-        let key = copy_into(Branch::new(recipe, shape, head, device), &online);
-        let dim = *recipe.method.projector.last().expect("validated non-empty");
+        let online = Branch::new(build, &config.projector, head);
+        let key = copy_into(Branch::new(build, &config.projector, head), &online);
+        let dim = *config.projector.last().expect("validated non-empty");
         let queue = l2_normalize(Tensor::random(
-            [recipe.method.queue_size, dim],
+            [config.queue_size, dim],
             Distribution::Normal(0.0, 1.0),
-            device,
+            build.device,
         ));
         Ok(Moco {
             online,
             key,
             queue: Param::from_tensor(queue).set_require_grad(false),
-            temperature: recipe.method.temperature,
-            momentum: recipe.method.base_momentum,
-            shuffle_bn_groups: recipe.method.shuffle_bn_groups,
+            temperature: config.temperature,
+            momentum: config.base_momentum,
+            shuffle_bn_groups: config.shuffle_bn_groups,
         })
     }
 
@@ -71,8 +135,7 @@ impl Method for Moco {
             embeddings: q.detach(),
             terms: Vec::new(),
             carry: k,
-            codes: None,
-            distillation: None,
+            signals: Vec::new(),
         }
     }
 

@@ -3,15 +3,49 @@
 //! freezes the random patch projection (`model.freeze_patch_embed`), the paper's stability trick.
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 
-use super::branch::{Branch, predictor};
-use super::{Method, Progress, StepOutput};
+use serde::{Deserialize, Serialize};
+
+use super::branch::{Branch, check_momentum, check_predictor, check_temperature, predictor};
+use super::{About, Build, Method, MethodName, Needs, Progress, Settings, StepOutput};
+use crate::augment::AugmentConfig;
 use crate::loss::info_nce;
-use crate::nn::backbone::ImageShape;
-use crate::nn::{Backbone, Mlp};
-use crate::recipe::Recipe;
+use crate::nn::{Backbone, Mlp, ModelConfig};
 use crate::teacher::{copy_into, cosine_momentum, ema_update};
+
+/// `[method]` settings of `moco-v3`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MocoV3Config {
+    /// Projector widths after the backbone: hidden…, output.
+    pub projector: Vec<usize>,
+    /// Predictor widths: hidden, output (the output equals the projector's).
+    pub predictor: Vec<usize>,
+    /// Softmax temperature τ of the contrastive loss.
+    pub temperature: f64,
+    /// Base momentum of the key encoder, raised to 1 with a cosine.
+    pub base_momentum: f64,
+}
+
+impl Default for MocoV3Config {
+    fn default() -> Self {
+        MocoV3Config {
+            projector: vec![512, 512, 512],
+            predictor: vec![128, 512],
+            temperature: 0.5,
+            base_momentum: 0.99,
+        }
+    }
+}
+
+impl Settings for MocoV3Config {
+    fn validate(&self, _model: &ModelConfig, _augment: &AugmentConfig) -> Result<(), String> {
+        check_predictor(&self.projector, &self.predictor)?;
+        check_momentum(self.base_momentum)?;
+        check_temperature(self.temperature)
+    }
+}
 
 #[derive(Module, Debug)]
 pub struct MocoV3 {
@@ -32,18 +66,33 @@ impl MocoV3 {
 }
 
 impl Method for MocoV3 {
+    type Config = MocoV3Config;
     type Carry = ();
+    const NEEDS: Needs = Needs::TWO_VIEWS;
 
-    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> crate::error::Result<Self> {
+    fn about(_name: MethodName) -> About {
+        About {
+            title: "MoCo v3",
+            family: "contrastive",
+            prevents_collapse: "in-batch negatives from a momentum encoder",
+            negatives: true,
+        }
+    }
+
+    fn collapse_hint(_config: &MocoV3Config) -> &'static str {
+        "In-batch negatives keep contrastive methods apart; check method.temperature (too high flattens the softmax) and the learning rate."
+    }
+
+    fn init(config: &MocoV3Config, build: &Build) -> crate::error::Result<Self> {
         let head = |h: crate::nn::MlpConfig| h.with_output_bn(true);
-        let online = Branch::new(recipe, shape, head, device);
-        let key = copy_into(Branch::new(recipe, shape, head, device), &online);
+        let online = Branch::new(build, &config.projector, head);
+        let key = copy_into(Branch::new(build, &config.projector, head), &online);
         Ok(MocoV3 {
             online,
-            predictor: predictor(recipe, device),
+            predictor: predictor(&config.projector, &config.predictor, build.device),
             key,
-            temperature: recipe.method.temperature,
-            base_momentum: recipe.method.base_momentum,
+            temperature: config.temperature,
+            base_momentum: config.base_momentum,
         })
     }
 

@@ -12,17 +12,22 @@ pub mod moco_v3;
 pub mod simclr;
 pub mod simmim;
 pub mod simsiam;
+mod table;
 pub mod vicreg;
 pub mod vq_tokenizer;
 
+use std::path::Path;
+
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
+use crate::augment::AugmentConfig;
 use crate::error::{Error, Result};
-use crate::nn::Backbone;
 use crate::nn::backbone::ImageShape;
-use crate::recipe::Recipe;
+use crate::nn::{Backbone, ModelConfig};
+use crate::optim::ConstantLr;
 
 pub use barlow_twins::BarlowTwins;
 pub use beit::Beit;
@@ -35,169 +40,137 @@ pub use moco_v3::MocoV3;
 pub use simclr::SimClr;
 pub use simmim::SimMim;
 pub use simsiam::SimSiam;
+pub use table::{MethodConfig, MethodName};
 pub use vicreg::VicReg;
 pub use vq_tokenizer::VqTokenizer;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum MethodName {
-    #[default]
-    Simsiam,
-    Byol,
-    Simclr,
-    MocoV1,
-    MocoV2,
-    MocoV3,
-    BarlowTwins,
-    Vicreg,
-    Mae,
-    Simmim,
-    Beit,
-    VqTokenizer,
-    Dino,
-    Ibot,
-    Dinov2,
-}
-
-/// Runs `$body` with `$M` bound to the method type that implements `$name`: the one place that
-/// maps names to types.
+/// **The table of methods** — adding a method is one line here (plus its `pub mod` above), its
+/// file, and `recipes/<name>.toml`. Each line: the variant, the name recipes and the command line
+/// use, and the type that implements it (one type may serve several names that differ only in
+/// their recipes). The order is that of `selfsup methods`; `recipes/<name>.toml` is compiled in as
+/// the method's built-in recipe.
 #[macro_export]
-macro_rules! with_method {
-    ($name:expr, $M:ident => $body:expr) => {{
-        use $crate::method::MethodName as N;
-        match $name {
-            N::Simsiam => {
-                type $M = $crate::method::SimSiam;
-                $body
-            }
-            N::Byol => {
-                type $M = $crate::method::Byol;
-                $body
-            }
-            N::Simclr => {
-                type $M = $crate::method::SimClr;
-                $body
-            }
-            N::MocoV1 | N::MocoV2 => {
-                type $M = $crate::method::Moco;
-                $body
-            }
-            N::MocoV3 => {
-                type $M = $crate::method::MocoV3;
-                $body
-            }
-            N::BarlowTwins => {
-                type $M = $crate::method::BarlowTwins;
-                $body
-            }
-            N::Vicreg => {
-                type $M = $crate::method::VicReg;
-                $body
-            }
-            N::Mae => {
-                type $M = $crate::method::Mae;
-                $body
-            }
-            N::Simmim => {
-                type $M = $crate::method::SimMim;
-                $body
-            }
-            N::Beit => {
-                type $M = $crate::method::Beit;
-                $body
-            }
-            N::VqTokenizer => {
-                type $M = $crate::method::VqTokenizer;
-                $body
-            }
-            N::Dino | N::Ibot | N::Dinov2 => {
-                type $M = $crate::method::Dino;
-                $body
-            }
+macro_rules! method_table {
+    ($($callback:tt)*) => {
+        $crate::__method_table_apply! { [$($callback)*]
+            Simclr = "simclr" => SimClr,
+            MocoV1 = "moco-v1" => Moco,
+            MocoV2 = "moco-v2" => Moco,
+            MocoV3 = "moco-v3" => MocoV3,
+            Byol = "byol" => Byol,
+            Simsiam = "simsiam" => SimSiam,
+            BarlowTwins = "barlow-twins" => BarlowTwins,
+            Vicreg = "vicreg" => VicReg,
+            Beit = "beit" => Beit,
+            Mae = "mae" => Mae,
+            Simmim = "simmim" => SimMim,
+            VqTokenizer = "vq-tokenizer" => VqTokenizer,
+            Dino = "dino" => Dino,
+            Ibot = "ibot" => Dino,
+            Dinov2 = "dinov2" => Dino,
         }
-    }};
+    };
 }
 
-impl MethodName {
-    pub const IMPLEMENTED: [MethodName; 15] = [
-        MethodName::Simclr,
-        MethodName::MocoV1,
-        MethodName::MocoV2,
-        MethodName::MocoV3,
-        MethodName::Byol,
-        MethodName::Simsiam,
-        MethodName::BarlowTwins,
-        MethodName::Vicreg,
-        MethodName::Mae,
-        MethodName::Simmim,
-        MethodName::Beit,
-        MethodName::VqTokenizer,
-        MethodName::Dino,
-        MethodName::Ibot,
-        MethodName::Dinov2,
-    ];
+/// A method's own settings: the fields of the recipe's `[method]` besides `name`.
+pub trait Settings:
+    Clone + std::fmt::Debug + Default + PartialEq + Serialize + DeserializeOwned + 'static
+{
+    /// Checks the values, each error naming the field (`method.<field> = … must …`) and the fix.
+    fn validate(
+        &self,
+        model: &ModelConfig,
+        augment: &AugmentConfig,
+    ) -> std::result::Result<(), String>;
+}
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MethodName::Simsiam => "simsiam",
-            MethodName::Byol => "byol",
-            MethodName::Simclr => "simclr",
-            MethodName::MocoV1 => "moco-v1",
-            MethodName::MocoV2 => "moco-v2",
-            MethodName::MocoV3 => "moco-v3",
-            MethodName::BarlowTwins => "barlow-twins",
-            MethodName::Vicreg => "vicreg",
-            MethodName::Mae => "mae",
-            MethodName::Simmim => "simmim",
-            MethodName::Beit => "beit",
-            MethodName::VqTokenizer => "vq-tokenizer",
-            MethodName::Dino => "dino",
-            MethodName::Ibot => "ibot",
-            MethodName::Dinov2 => "dinov2",
+/// What a method needs from the model and the views (checked when the recipe is validated).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Needs {
+    /// It works on a ViT's patch tokens (masked image modeling).
+    pub vit: bool,
+    /// How many global views each image becomes (one per `augment.blur_p` entry).
+    pub global_views: usize,
+    /// It reads multi-crop's local crops (`augment.local_crops`).
+    pub local_crops: bool,
+}
+
+impl Needs {
+    /// Two global views of any backbone: the joint-embedding methods.
+    pub const TWO_VIEWS: Needs = Needs {
+        vit: false,
+        global_views: 2,
+        local_crops: false,
+    };
+    /// One view of a ViT: masked image modeling.
+    pub const MASKED_VIT: Needs = Needs {
+        vit: true,
+        global_views: 1,
+        local_crops: false,
+    };
+}
+
+/// A method's entry in `selfsup methods`.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct About {
+    /// The name papers use ("MoCo v2").
+    pub title: &'static str,
+    pub family: &'static str,
+    /// What keeps its representations from collapsing.
+    pub prevents_collapse: &'static str,
+    /// Whether it needs negative pairs.
+    pub negatives: bool,
+}
+
+/// What a method is built for, besides its own settings.
+pub struct Build<'a> {
+    pub name: MethodName,
+    pub model: &'a ModelConfig,
+    pub shape: ImageShape,
+    pub epochs: usize,
+    /// The run's seed (masks and other per-step draws derive from it).
+    pub seed: u64,
+    pub device: &'a Device,
+    /// Where a method finds the runs it builds on (BEiT's tokenizer).
+    pub runs: &'a dyn RunSource,
+}
+
+impl<'a> Build<'a> {
+    /// For `name` on `model` and `shape` images: one epoch, seed 0, no other runs (tests and
+    /// benchmarks).
+    pub fn new(
+        name: MethodName,
+        model: &'a ModelConfig,
+        shape: ImageShape,
+        device: &'a Device,
+    ) -> Self {
+        Build {
+            name,
+            model,
+            shape,
+            epochs: 1,
+            seed: 0,
+            device,
+            runs: &NoRuns,
         }
-    }
-
-    /// Whether the method has a predictor head (and reads `method.predictor`).
-    pub fn uses_predictor(self) -> bool {
-        matches!(
-            self,
-            MethodName::Simsiam | MethodName::Byol | MethodName::MocoV3
-        )
-    }
-
-    /// Masked image modeling: the method works on a ViT's patch tokens.
-    pub fn needs_vit(self) -> bool {
-        matches!(
-            self,
-            MethodName::Mae | MethodName::Simmim | MethodName::Beit | MethodName::VqTokenizer
-        )
-    }
-
-    /// Self-distillation with an EMA teacher and multi-crop (DINO, iBOT, DINOv2).
-    pub fn is_distillation(self) -> bool {
-        matches!(
-            self,
-            MethodName::Dino | MethodName::Ibot | MethodName::Dinov2
-        )
-    }
-
-    pub fn parse(name: &str) -> Result<MethodName> {
-        Self::IMPLEMENTED
-            .into_iter()
-            .find(|m| m.as_str() == name.to_lowercase())
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::IMPLEMENTED.iter().map(|m| m.as_str()).collect();
-                Error::Usage(format!(
-                    "unknown method '{name}'; implemented: {} (see `selfsup methods`)",
-                    names.join(", ")
-                ))
-            })
     }
 }
 
-impl std::fmt::Display for MethodName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+/// Loads what a method builds on from another run directory.
+pub trait RunSource {
+    /// The frozen tokenizer of the `vq-tokenizer` run at `path`, for images of `shape`.
+    fn tokenizer(&self, path: &Path, shape: ImageShape, device: &Device) -> Result<VqTokenizer>;
+}
+
+/// For methods built where no other run can be read.
+pub struct NoRuns;
+
+impl RunSource for NoRuns {
+    fn tokenizer(&self, path: &Path, _shape: ImageShape, _device: &Device) -> Result<VqTokenizer> {
+        Err(Error::Recipe(format!(
+            "method.tokenizer = {}: no run directory can be read here",
+            path.display()
+        )))
     }
 }
 
@@ -224,10 +197,17 @@ pub struct StepOutput<C> {
     pub terms: Vec<LossTerm>,
     /// What the step hands to [`Method::after_step`] (MoCo's new keys for its queue).
     pub carry: C,
-    /// A tokenizer's code ids for the batch, for codebook-usage monitoring.
-    pub codes: Option<Codes>,
-    /// A self-distillation step's teacher and student distributions, for collapse monitoring.
-    pub distillation: Option<Distributions>,
+    /// What else the training monitor watches on this batch.
+    pub signals: Vec<Signal>,
+}
+
+/// Something besides the embeddings that tells whether a method is collapsing, detached.
+pub enum Signal {
+    /// A tokenizer's code ids: is the codebook in use?
+    Codes(Codes),
+    /// A self-distillation teacher's targets and the student's probabilities: is the teacher
+    /// uniform, or stuck on a few prototypes?
+    Distributions(Distributions),
 }
 
 /// Teacher targets and the student's probabilities for the same images, `[b, K]` each, detached.
@@ -249,26 +229,38 @@ impl StepOutput<()> {
             embeddings,
             terms: Vec::new(),
             carry: (),
-            codes: None,
-            distillation: None,
+            signals: Vec::new(),
         }
     }
 }
 
 /// A self-supervised method: its networks plus what a training step needs from them.
 pub trait Method: Module + Sized {
+    /// Its `[method]` settings.
+    type Config: Settings;
     /// State passed from `step` to `after_step`.
     type Carry;
+
+    /// What it needs from the model and the views.
+    const NEEDS: Needs;
 
     /// Whether collapse diagnostics look at the embeddings around their mean
     /// ([`crate::diagnose::analyze_centred`]): for the ViT features masked image models expose,
     /// which carry a large offset shared by every image.
     const CENTRED_DIAGNOSTICS: bool = false;
 
-    /// Builds the method's networks for images of `shape`.
-    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> Result<Self>;
+    /// Its entry in `selfsup methods` under `name` (one of the names it implements).
+    fn about(name: MethodName) -> About;
 
-    /// The loss for one batch of augmented views (as many as the recipe's augment section makes).
+    /// What to check when its embeddings collapse under `config` (the training monitor's
+    /// warning ends with it).
+    fn collapse_hint(config: &Self::Config) -> &'static str;
+
+    /// Builds the method's networks.
+    fn init(config: &Self::Config, build: &Build) -> Result<Self>;
+
+    /// The loss for one batch of augmented views (`NEEDS.global_views` global views, then any
+    /// local crops).
     fn step(&self, views: &[Tensor<4>], progress: Progress) -> StepOutput<Self::Carry>;
 
     /// Work after the optimizer step (EMA update, queue push, …). The default does nothing.
@@ -281,9 +273,9 @@ pub trait Method: Module + Sized {
         None
     }
 
-    /// Top-level sub-modules trained at a constant learning rate.
-    fn constant_lr_modules(&self) -> &'static [&'static str] {
-        &[]
+    /// Parameters trained at the un-decayed base learning rate (SimSiam's predictor).
+    fn constant_lr(&self) -> ConstantLr {
+        ConstantLr::default()
     }
 
     /// The backbone that evaluation and export use.
@@ -292,20 +284,15 @@ pub trait Method: Module + Sized {
     /// The embedding the loss sees (projector output), for collapse diagnostics.
     fn embed(&self, images: Tensor<4>) -> Tensor<2>;
 
+    /// What it lets `diagnose` watch on `images` besides the embeddings (a tokenizer's codes, a
+    /// teacher's distributions); the same signals its training steps report.
+    fn signals(&self, _images: Tensor<4>) -> Vec<Signal> {
+        Vec::new()
+    }
+
     /// Masked image models: masks drawn as at training step `step`, and the predicted images
     /// (`selfsup reconstruct`). `None` for methods that do not reconstruct.
     fn reconstruct(&self, _images: Tensor<4>, _step: usize) -> Option<mim::Reconstruction> {
-        None
-    }
-
-    /// A tokenizer's code ids for `images` (codebook-usage diagnostics); `None` for others.
-    fn codes(&self, _images: Tensor<4>) -> Option<Codes> {
-        None
-    }
-
-    /// Self-distillation: the teacher's and the student's distributions over the prototypes for
-    /// `images` (collapse-mode diagnostics); `None` for others.
-    fn distributions(&self, _images: Tensor<4>) -> Option<Distributions> {
         None
     }
 }

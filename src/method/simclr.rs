@@ -1,14 +1,41 @@
 //! SimCLR (Chen et al. 2020): two views, a projector, NT-Xent with in-batch negatives.
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 
-use super::branch::Branch;
-use super::{Method, Progress, StepOutput};
+use serde::{Deserialize, Serialize};
+
+use super::branch::{Branch, check_projector, check_temperature};
+use super::{About, Build, Method, MethodName, Needs, Progress, Settings, StepOutput};
+use crate::augment::AugmentConfig;
 use crate::loss::nt_xent;
-use crate::nn::Backbone;
-use crate::nn::backbone::ImageShape;
-use crate::recipe::Recipe;
+use crate::nn::{Backbone, ModelConfig};
+
+/// `[method]` settings of `simclr`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimClrConfig {
+    /// Projector widths after the backbone: hidden…, output.
+    pub projector: Vec<usize>,
+    /// Softmax temperature τ of NT-Xent.
+    pub temperature: f64,
+}
+
+impl Default for SimClrConfig {
+    fn default() -> Self {
+        SimClrConfig {
+            projector: vec![512, 512, 512],
+            temperature: 0.5,
+        }
+    }
+}
+
+impl Settings for SimClrConfig {
+    fn validate(&self, _model: &ModelConfig, _augment: &AugmentConfig) -> Result<(), String> {
+        check_projector(&self.projector)?;
+        check_temperature(self.temperature)
+    }
+}
 
 #[derive(Module, Debug)]
 pub struct SimClr {
@@ -18,12 +45,27 @@ pub struct SimClr {
 }
 
 impl Method for SimClr {
+    type Config = SimClrConfig;
     type Carry = ();
+    const NEEDS: Needs = Needs::TWO_VIEWS;
 
-    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> crate::error::Result<Self> {
+    fn about(_name: MethodName) -> About {
+        About {
+            title: "SimCLR",
+            family: "contrastive",
+            prevents_collapse: "in-batch negatives (NT-Xent)",
+            negatives: true,
+        }
+    }
+
+    fn collapse_hint(_config: &SimClrConfig) -> &'static str {
+        "In-batch negatives keep contrastive methods apart; check method.temperature (too high flattens the softmax) and the learning rate."
+    }
+
+    fn init(config: &SimClrConfig, build: &Build) -> crate::error::Result<Self> {
         Ok(SimClr {
-            online: Branch::new(recipe, shape, |h| h, device),
-            temperature: recipe.method.temperature,
+            online: Branch::new(build, &config.projector, |h| h),
+            temperature: config.temperature,
         })
     }
 

@@ -4,18 +4,51 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 
-use super::mim::{Reconstruction, mask_rng, mask_tensor, predict_masked, vit};
-use super::{Method, Progress, StepOutput};
+use serde::{Deserialize, Serialize};
+
+use super::mim::{
+    Reconstruction, check_block, check_mask_ratio, mask_rng, mask_tensor, predict_masked, vit,
+};
+use super::{About, Build, Method, MethodName, Needs, Progress, Settings, StepOutput};
+use crate::augment::AugmentConfig;
 use crate::augment::mask::block_random;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::loss::masked_l1;
-use crate::nn::backbone::ImageShape;
 use crate::nn::patches::{patchify, unpatchify};
 use crate::nn::vit::linear;
-use crate::nn::{Backbone, Vit};
-use crate::recipe::Recipe;
+use crate::nn::{Backbone, ModelConfig, Vit};
+
+/// `[method]` settings of `simmim`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimMimConfig {
+    /// Fraction of patches masked (0.6 in the paper).
+    pub mask_ratio: f64,
+    /// Side of the square mask blocks, in ViT patches (the paper's 32-px mask patches).
+    pub mask_block: usize,
+}
+
+impl Default for SimMimConfig {
+    fn default() -> Self {
+        SimMimConfig {
+            mask_ratio: 0.75,
+            mask_block: 2,
+        }
+    }
+}
+
+impl Settings for SimMimConfig {
+    fn validate(
+        &self,
+        _model: &ModelConfig,
+        _augment: &AugmentConfig,
+    ) -> std::result::Result<(), String> {
+        check_mask_ratio(self.mask_ratio)?;
+        check_block("mask_block", self.mask_block)
+    }
+}
 
 #[derive(Module, Debug)]
 pub struct SimMim {
@@ -51,20 +84,38 @@ impl SimMim {
 }
 
 impl Method for SimMim {
+    type Config = SimMimConfig;
     type Carry = ();
+    const NEEDS: Needs = Needs::MASKED_VIT;
     const CENTRED_DIAGNOSTICS: bool = true;
 
-    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> Result<Self> {
-        let encoder = recipe.model.init(shape, device);
+    fn about(_name: MethodName) -> About {
+        super::mim::about("SimMIM", "pixel reconstruction (L1) of masked patches")
+    }
+
+    fn collapse_hint(_config: &SimMimConfig) -> &'static str {
+        super::mim::COLLAPSE_HINT
+    }
+
+    fn init(config: &SimMimConfig, build: &Build) -> Result<Self> {
+        let (shape, device) = (build.shape, build.device);
+        let grid = shape.side / build.model.patch_size.max(1);
+        if !grid.is_multiple_of(config.mask_block) {
+            return Err(Error::Recipe(format!(
+                "method.mask_block = {} must divide the {grid}×{grid} patch grid ({} px / {} px patches)",
+                config.mask_block, shape.side, build.model.patch_size
+            )));
+        }
+        let encoder = build.model.init(shape, device);
         let v = vit(&encoder);
         let (d, p) = (v.out_dim(), v.patch_size());
         Ok(SimMim {
             mask_token: Param::from_tensor(Tensor::zeros([1, 1, d], device)),
             pred: linear(d, p * p * shape.channels, device),
             encoder,
-            mask_ratio: recipe.method.mask_ratio,
-            mask_block: recipe.method.mask_block,
-            seed: recipe.train.seed,
+            mask_ratio: config.mask_ratio,
+            mask_block: config.mask_block,
+            seed: build.seed,
         })
     }
 

@@ -1,14 +1,47 @@
 //! SimSiam (Chen & He 2020): shared encoder, predictor, stop-gradient, symmetric −cos loss.
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 
-use super::branch::{Branch, predictor};
-use super::{Method, Progress, StepOutput};
+use serde::{Deserialize, Serialize};
+
+use super::branch::{Branch, check_predictor, predictor};
+use super::{About, Build, Method, MethodName, Needs, Progress, Settings, StepOutput};
+use crate::augment::AugmentConfig;
 use crate::loss::negative_cosine;
-use crate::nn::backbone::ImageShape;
-use crate::nn::{Backbone, Mlp};
-use crate::recipe::Recipe;
+use crate::nn::{Backbone, Mlp, ModelConfig};
+use crate::optim::ConstantLr;
+
+/// `[method]` settings of `simsiam`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimSiamConfig {
+    /// Projector widths after the backbone: hidden…, output.
+    pub projector: Vec<usize>,
+    /// Predictor widths: hidden, output (the output equals the projector's).
+    pub predictor: Vec<usize>,
+    /// Stop the gradient through the target branch (off → the model collapses).
+    pub stop_gradient: bool,
+    /// Keep the predictor's learning rate constant (the paper's fix_pred_lr).
+    pub fix_predictor_lr: bool,
+}
+
+impl Default for SimSiamConfig {
+    fn default() -> Self {
+        SimSiamConfig {
+            projector: vec![512, 512, 512],
+            predictor: vec![128, 512],
+            stop_gradient: true,
+            fix_predictor_lr: true,
+        }
+    }
+}
+
+impl Settings for SimSiamConfig {
+    fn validate(&self, _model: &ModelConfig, _augment: &AugmentConfig) -> Result<(), String> {
+        check_predictor(&self.projector, &self.predictor)
+    }
+}
 
 #[derive(Module, Debug)]
 pub struct SimSiam {
@@ -21,14 +54,33 @@ pub struct SimSiam {
 }
 
 impl Method for SimSiam {
+    type Config = SimSiamConfig;
     type Carry = ();
+    const NEEDS: Needs = Needs::TWO_VIEWS;
 
-    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> crate::error::Result<Self> {
+    fn about(_name: MethodName) -> About {
+        About {
+            title: "SimSiam",
+            family: "non-contrastive",
+            prevents_collapse: "predictor + stop-gradient",
+            negatives: false,
+        }
+    }
+
+    fn collapse_hint(config: &SimSiamConfig) -> &'static str {
+        if config.stop_gradient {
+            "Check that the predictor is present and the learning rate is not too high."
+        } else {
+            "SimSiam without stop-gradient collapses by design: set method.stop_gradient=true."
+        }
+    }
+
+    fn init(config: &SimSiamConfig, build: &Build) -> crate::error::Result<Self> {
         Ok(SimSiam {
-            online: Branch::new(recipe, shape, |h| h.with_output_bn(true), device),
-            predictor: predictor(recipe, device),
-            stop_gradient: recipe.method.stop_gradient,
-            fix_predictor_lr: recipe.method.fix_predictor_lr,
+            online: Branch::new(build, &config.projector, |h| h.with_output_bn(true)),
+            predictor: predictor(&config.projector, &config.predictor, build.device),
+            stop_gradient: config.stop_gradient,
+            fix_predictor_lr: config.fix_predictor_lr,
         })
     }
 
@@ -47,11 +99,11 @@ impl Method for SimSiam {
         StepOutput::plain(loss, embeddings)
     }
 
-    fn constant_lr_modules(&self) -> &'static [&'static str] {
+    fn constant_lr(&self) -> ConstantLr {
         if self.fix_predictor_lr {
-            &["predictor"]
+            ConstantLr::of(&self.predictor)
         } else {
-            &[]
+            ConstantLr::default()
         }
     }
 

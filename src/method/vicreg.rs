@@ -2,14 +2,49 @@
 //! dimension alive, and a covariance penalty that decorrelates them. No negatives, no EMA.
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 
-use super::branch::Branch;
-use super::{LossTerm, Method, Progress, StepOutput};
+use serde::{Deserialize, Serialize};
+
+use super::branch::{Branch, check_projector, check_weight};
+use super::{About, Build, LossTerm, Method, MethodName, Needs, Progress, Settings, StepOutput};
+use crate::augment::AugmentConfig;
 use crate::loss::{VicRegWeights, vicreg};
-use crate::nn::Backbone;
-use crate::nn::backbone::ImageShape;
-use crate::recipe::Recipe;
+use crate::nn::{Backbone, ModelConfig};
+
+/// `[method]` settings of `vicreg`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VicRegConfig {
+    /// Expander widths after the backbone: hidden…, output.
+    pub projector: Vec<usize>,
+    /// Weight of the invariance (MSE) term.
+    pub invariance_weight: f64,
+    /// Weight of the variance hinge.
+    pub variance_weight: f64,
+    /// Weight of the covariance penalty.
+    pub covariance_weight: f64,
+}
+
+impl Default for VicRegConfig {
+    fn default() -> Self {
+        VicRegConfig {
+            projector: vec![512, 512, 512],
+            invariance_weight: 25.0,
+            variance_weight: 25.0,
+            covariance_weight: 1.0,
+        }
+    }
+}
+
+impl Settings for VicRegConfig {
+    fn validate(&self, _model: &ModelConfig, _augment: &AugmentConfig) -> Result<(), String> {
+        check_projector(&self.projector)?;
+        check_weight("invariance_weight", self.invariance_weight)?;
+        check_weight("variance_weight", self.variance_weight)?;
+        check_weight("covariance_weight", self.covariance_weight)
+    }
+}
 
 #[derive(Module, Debug)]
 pub struct VicReg {
@@ -21,15 +56,29 @@ pub struct VicReg {
 }
 
 impl Method for VicReg {
+    type Config = VicRegConfig;
     type Carry = ();
+    const NEEDS: Needs = Needs::TWO_VIEWS;
 
-    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> crate::error::Result<Self> {
-        let m = &recipe.method;
+    fn about(_name: MethodName) -> About {
+        About {
+            title: "VICReg",
+            family: "non-contrastive",
+            prevents_collapse: "variance + covariance regularisation",
+            negatives: false,
+        }
+    }
+
+    fn collapse_hint(_config: &VicRegConfig) -> &'static str {
+        "Raise method.variance_weight (the hinge keeps every dimension alive) or lower the learning rate."
+    }
+
+    fn init(config: &VicRegConfig, build: &Build) -> crate::error::Result<Self> {
         Ok(VicReg {
-            online: Branch::new(recipe, shape, |h| h, device),
-            invariance_weight: m.invariance_weight,
-            variance_weight: m.variance_weight,
-            covariance_weight: m.covariance_weight,
+            online: Branch::new(build, &config.projector, |h| h),
+            invariance_weight: config.invariance_weight,
+            variance_weight: config.variance_weight,
+            covariance_weight: config.covariance_weight,
         })
     }
 
@@ -56,8 +105,7 @@ impl Method for VicReg {
                 term("covariance", t.covariance),
             ],
             carry: (),
-            codes: None,
-            distillation: None,
+            signals: Vec::new(),
         }
     }
 

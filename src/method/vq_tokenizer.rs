@@ -9,19 +9,88 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
-use burn::tensor::{Device, Distribution, Int, Tensor};
+use burn::tensor::{Distribution, Int, Tensor};
+
+use serde::{Deserialize, Serialize};
 
 use super::mim::{Reconstruction, vit};
-use super::{Codes, LossTerm, Method, Progress, StepOutput};
+use super::{
+    About, Build, Codes, LossTerm, Method, MethodName, Needs, Progress, Settings, Signal,
+    StepOutput,
+};
+use crate::augment::AugmentConfig;
 use crate::error::Result;
 use crate::kernels::linear_layer;
 use crate::loss::l2_normalize;
-use crate::nn::backbone::ImageShape;
-use crate::nn::decoder::{Decoder, DecoderConfig};
+use crate::nn::decoder::{Decoder, DecoderConfig, DecoderSize};
 use crate::nn::patches::{patchify, unpatchify};
 use crate::nn::vit::linear;
-use crate::nn::{Backbone, Vit};
-use crate::recipe::Recipe;
+use crate::nn::{Backbone, ModelConfig, Vit};
+
+/// `[method]` settings of `vq-tokenizer`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VqTokenizerConfig {
+    /// Number of codes in the codebook.
+    pub codebook_size: usize,
+    /// Width of each code (codes and encoder outputs are L2-normalised).
+    pub code_dim: usize,
+    /// Weight β of the commitment term ‖z − sg(e)‖².
+    pub commitment: f64,
+    /// Restart codes that fall out of use at random encoder outputs (off: watch the codebook
+    /// collapse).
+    pub restart_codes: bool,
+    /// The pixel decoder's width, blocks and heads.
+    pub decoder_dim: usize,
+    pub decoder_depth: usize,
+    pub decoder_heads: usize,
+}
+
+impl Default for VqTokenizerConfig {
+    fn default() -> Self {
+        VqTokenizerConfig {
+            codebook_size: 512,
+            code_dim: 32,
+            commitment: 0.25,
+            restart_codes: true,
+            decoder_dim: 128,
+            decoder_depth: 2,
+            decoder_heads: 4,
+        }
+    }
+}
+
+impl VqTokenizerConfig {
+    fn decoder(&self) -> DecoderSize {
+        DecoderSize {
+            dim: self.decoder_dim,
+            depth: self.decoder_depth,
+            heads: self.decoder_heads,
+        }
+    }
+}
+
+impl Settings for VqTokenizerConfig {
+    fn validate(
+        &self,
+        _model: &ModelConfig,
+        _augment: &AugmentConfig,
+    ) -> std::result::Result<(), String> {
+        self.decoder().validate()?;
+        if self.codebook_size < 2 || self.code_dim == 0 {
+            return Err(
+                "method.codebook_size must be at least 2 and method.code_dim at least 1".into(),
+            );
+        }
+        if !(self.commitment.is_finite() && self.commitment >= 0.0) {
+            return Err(format!(
+                "method.commitment = {} must be ≥ 0 (0.25 in the VQ-VAE paper)",
+                self.commitment
+            ));
+        }
+        Ok(())
+    }
+}
 
 #[derive(Module, Debug)]
 pub struct VqTokenizer {
@@ -120,12 +189,27 @@ impl VqTokenizer {
 impl Method for VqTokenizer {
     /// The step's code ids and normalised encoder outputs, for usage tracking and restarts.
     type Carry = (Tensor<1, Int>, Tensor<2>);
+    type Config = VqTokenizerConfig;
+    const NEEDS: Needs = Needs::MASKED_VIT;
     const CENTRED_DIAGNOSTICS: bool = true;
 
-    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> Result<Self> {
-        let encoder = recipe.model.init(shape, device);
+    fn about(_name: MethodName) -> About {
+        About {
+            title: "VQ tokenizer",
+            family: "BEiT's first stage",
+            prevents_collapse: "commitment loss; codebook usage is monitored",
+            negatives: false,
+        }
+    }
+
+    fn collapse_hint(_config: &VqTokenizerConfig) -> &'static str {
+        super::mim::COLLAPSE_HINT
+    }
+
+    fn init(m: &VqTokenizerConfig, build: &Build) -> Result<Self> {
+        let (shape, device) = (build.shape, build.device);
+        let encoder = build.model.init(shape, device);
         let v = vit(&encoder);
-        let m = &recipe.method;
         let p = v.patch_size();
         Ok(VqTokenizer {
             to_code: linear(v.out_dim(), m.code_dim, device),
@@ -134,7 +218,7 @@ impl Method for VqTokenizer {
                 Distribution::Normal(0.0, 1.0),
                 device,
             )),
-            decoder: DecoderConfig::pixels(m.code_dim, m, shape, p).init(device),
+            decoder: DecoderConfig::pixels(m.code_dim, m.decoder(), shape, p).init(device),
             usage: Param::from_tensor(Tensor::full(
                 [m.codebook_size],
                 1.0 / m.codebook_size as f64,
@@ -144,7 +228,7 @@ impl Method for VqTokenizer {
             encoder,
             commitment: m.commitment,
             restart_codes: m.restart_codes,
-            seed: recipe.train.seed,
+            seed: build.seed,
         })
     }
 
@@ -189,11 +273,10 @@ impl Method for VqTokenizer {
                 },
             ],
             carry: (q.ids.clone(), z_seen),
-            codes: Some(Codes {
+            signals: vec![Signal::Codes(Codes {
                 ids: q.ids,
                 size: self.codebook_size(),
-            }),
-            distillation: None,
+            })],
         }
     }
 
@@ -242,11 +325,11 @@ impl Method for VqTokenizer {
         self.encoder.forward(images)
     }
 
-    fn codes(&self, images: Tensor<4>) -> Option<Codes> {
-        Some(Codes {
+    fn signals(&self, images: Tensor<4>) -> Vec<Signal> {
+        vec![Signal::Codes(Codes {
             ids: self.quantize(images).ids,
             size: self.codebook_size(),
-        })
+        })]
     }
 
     fn reconstruct(&self, images: Tensor<4>, _step: usize) -> Option<Reconstruction> {
@@ -260,63 +343,4 @@ impl Method for VqTokenizer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::host::to_f32;
-    use crate::nn::backbone::Arch;
-    use burn::tensor::Distribution;
-
-    fn tiny(device: &Device) -> VqTokenizer {
-        let mut recipe = Recipe::default();
-        recipe.method.name = crate::method::MethodName::VqTokenizer;
-        (recipe.method.codebook_size, recipe.method.code_dim) = (8, 4);
-        (recipe.method.decoder_dim, recipe.method.decoder_heads) = (16, 2);
-        recipe.model.arch = Arch::Vit;
-        (
-            recipe.model.embed_dim,
-            recipe.model.depth,
-            recipe.model.heads,
-        ) = (16, 1, 2);
-        let shape = ImageShape {
-            channels: 1,
-            side: 8,
-        };
-        VqTokenizer::init(&recipe, shape, device).unwrap()
-    }
-
-    #[test]
-    fn each_patch_takes_its_nearest_code_and_gradients_pass_straight_through() {
-        let device = Device::flex().autodiff();
-        let vq = tiny(&device);
-        let images = Tensor::<4>::random([2, 1, 8, 8], Distribution::Default, &device);
-        let q = vq.quantize(images.clone());
-        let (z, ids) = (to_f32(q.z.clone()), crate::host::to_i64(q.ids.clone()));
-        let book = to_f32(l2_normalize(vq.codebook.val()));
-        for (row, &id) in z.chunks_exact(4).zip(&ids) {
-            let dist =
-                |k: usize| -> f32 { (0..4).map(|j| (row[j] - book[k * 4 + j]).powi(2)).sum() };
-            let best = (0..8).min_by(|&a, &b| dist(a).total_cmp(&dist(b))).unwrap();
-            assert_eq!(id as usize, best);
-        }
-        assert_eq!(
-            to_f32(q.codes),
-            ids.iter()
-                .flat_map(|&k| book[k as usize * 4..][..4].to_vec())
-                .collect::<Vec<_>>()
-        );
-
-        let out = vq.step(
-            &[images],
-            Progress {
-                step: 0,
-                total_steps: 1,
-            },
-        );
-        let grads = out.loss.backward();
-        // The encoder learns through the quantizer (straight-through + commitment), the codebook
-        // through the codebook term.
-        assert!(vq.to_code.weight.val().grad(&grads).is_some());
-        assert!(vq.codebook.val().grad(&grads).is_some());
-        assert!(vq.usage.val().grad(&grads).is_none());
-    }
-}
+mod tests;

@@ -9,7 +9,14 @@ use super::backbone::ImageShape;
 use super::norm::LayerNorm;
 use super::vit::{Block, linear, sincos_2d};
 use crate::kernels::linear_layer;
-use crate::recipe::MethodConfig;
+
+/// A decoder's width, depth and heads (`method.decoder_dim` / `_depth` / `_heads`).
+#[derive(Clone, Copy, Debug)]
+pub struct DecoderSize {
+    pub dim: usize,
+    pub depth: usize,
+    pub heads: usize,
+}
 
 #[derive(Clone, Debug)]
 pub struct DecoderConfig {
@@ -33,20 +40,7 @@ pub struct Decoder {
     pub pred: Linear,
 }
 
-impl DecoderConfig {
-    /// The recipe's decoder (`method.decoder_*`) from `in_dim`-wide tokens to the pixels of
-    /// `patch`-px patches of `shape` images.
-    pub fn pixels(in_dim: usize, m: &MethodConfig, shape: ImageShape, patch: usize) -> Self {
-        DecoderConfig {
-            in_dim,
-            dim: m.decoder_dim,
-            depth: m.decoder_depth,
-            heads: m.decoder_heads,
-            grid: shape.side / patch,
-            out_dim: patch * patch * shape.channels,
-        }
-    }
-
+impl DecoderSize {
     pub fn validate(&self) -> Result<(), String> {
         if self.dim == 0
             || self.heads == 0
@@ -59,6 +53,30 @@ impl DecoderConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl DecoderConfig {
+    /// A decoder of `size` from `in_dim`-wide tokens to the pixels of `patch`-px patches of
+    /// `shape` images.
+    pub fn pixels(in_dim: usize, size: DecoderSize, shape: ImageShape, patch: usize) -> Self {
+        DecoderConfig {
+            in_dim,
+            dim: size.dim,
+            depth: size.depth,
+            heads: size.heads,
+            grid: shape.side / patch,
+            out_dim: patch * patch * shape.channels,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        DecoderSize {
+            dim: self.dim,
+            depth: self.depth,
+            heads: self.heads,
+        }
+        .validate()
     }
 
     pub fn init(&self, device: &Device) -> Decoder {

@@ -24,12 +24,10 @@ pub struct MetricsLine {
     /// The loss's named parts (VICReg's invariance / variance / covariance, …).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub terms: std::collections::BTreeMap<String, f64>,
-    /// A tokenizer's codebook usage on the batch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub codebook: Option<crate::diagnose::codebook::CodebookUsage>,
-    /// Self-distillation: the teacher's entropies and the teacher–student KL on the batch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub distillation: Option<crate::diagnose::distillation::DistillationStats>,
+    /// What the method's own signals say on the batch (a tokenizer's codebook usage; a
+    /// self-distillation teacher's entropies and the teacher–student KL).
+    #[serde(flatten)]
+    pub readings: crate::diagnose::monitor::Readings,
 }
 
 /// Drops the lines of a JSON-lines log whose `step` is past `limit` (written by a run that was
@@ -50,6 +48,17 @@ pub fn truncate_after_step(path: &Path, limit: usize) -> Result<()> {
         .map(|l| format!("{l}\n"))
         .collect();
     write_atomic(path, kept.as_bytes())
+}
+
+/// Appends one line of `eval_history.jsonl`: the online kNN monitor after `epoch` epochs.
+pub fn append_eval_history(path: &Path, epoch: usize, step: usize, knn_top1: f64) -> Result<()> {
+    let line = serde_json::json!({"epoch": epoch, "step": step, "knn_top1": knn_top1});
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    writeln!(file, "{line}").map_err(|e| Error::io(path, e))
 }
 
 pub struct MetricsLog {

@@ -5,86 +5,33 @@
 //! - iBOT: masked patch-token distillation (`method.patch_loss_weight`) through the shared head;
 //! - DINOv2: an untied patch head, Sinkhorn-Knopp instead of the EMA centre, the KoLeo term.
 
+mod config;
+mod network;
+
 use burn::module::{Module, Param};
-use burn::tensor::activation::{log_softmax, softmax};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Int, Tensor, TensorData};
 use rand::Rng;
 
-use super::{Distributions, LossTerm, Method, Progress, StepOutput, mim};
+pub use config::{Centering, DinoConfig};
+pub use network::Network;
+
+use super::{
+    About, Build, Distributions, LossTerm, Method, MethodName, Needs, Progress, Signal, StepOutput,
+    mim,
+};
 use crate::augment::mask::blockwise;
-use crate::loss::{centered_teacher, dino_loss, koleo, sinkhorn_knopp, update_center};
-use crate::nn::Backbone;
-use crate::nn::backbone::ImageShape;
-use crate::nn::dino_head::{DinoHead, DinoHeadConfig};
-use crate::recipe::{Centering, Recipe};
+use crate::loss::{
+    centered_teacher, dino_loss, ibot_patch_loss, koleo, masked_patch_rows, sinkhorn_knopp,
+    update_center,
+};
+use crate::nn::{Backbone, ModelConfig};
 use crate::teacher::{copy_into, cosine_momentum, ema_update};
 
 /// DINOv2's Sinkhorn-Knopp iterations.
 const SINKHORN_ITERATIONS: usize = 3;
 /// DINOv2's KoLeo ε.
 const KOLEO_EPS: f64 = 1e-8;
-
-/// Backbone and heads: the student, and the teacher that mirrors it parameter for parameter.
-#[derive(Module, Debug)]
-pub struct Network {
-    pub encoder: Backbone,
-    pub head: DinoHead,
-    /// DINOv2's untied patch head (iBOT's patches share `head`).
-    pub patch_head: Option<DinoHead>,
-    /// iBOT's learned embedding of a masked patch (zeros at init, as in its code).
-    pub mask_token: Option<Param<Tensor<3>>>,
-}
-
-/// One pass of a network over a batch of crops.
-struct Features {
-    /// The pooled representation (the ViT's [CLS]) `[n, d]`.
-    cls: Tensor<2>,
-    /// Patch tokens `[n, patches, d]`, when asked for.
-    patches: Option<Tensor<3>>,
-}
-
-impl Network {
-    fn new(recipe: &Recipe, shape: ImageShape, device: &Device) -> Self {
-        let m = &recipe.method;
-        let encoder = recipe.model.init(shape, device);
-        let dim = encoder.out_dim();
-        let head = |prototypes| {
-            let mut widths = vec![dim];
-            widths.extend(&m.projector);
-            DinoHeadConfig { widths, prototypes }.init(device)
-        };
-        let patch_loss = m.patch_loss_weight > 0.0;
-        Network {
-            head: head(m.prototypes),
-            patch_head: (patch_loss && !m.shared_head).then(|| head(m.patch_prototypes)),
-            mask_token: patch_loss.then(|| Param::from_tensor(Tensor::zeros([1, 1, dim], device))),
-            encoder,
-        }
-    }
-
-    fn patch_head(&self) -> &DinoHead {
-        self.patch_head.as_ref().unwrap_or(&self.head)
-    }
-
-    /// The backbone over `images`, with `mask` (`[n, patches]`, 1 = masked) replaced by the mask
-    /// token, and the patch tokens kept when `with_patches`.
-    fn features(&self, images: Tensor<4>, mask: Option<Tensor<2>>, with_patches: bool) -> Features {
-        let Some(vit) = self.encoder.vit().filter(|_| with_patches) else {
-            return Features {
-                cls: self.encoder.forward(images),
-                patches: None,
-            };
-        };
-        let tokens = match (mask, &self.mask_token) {
-            (Some(mask), Some(token)) => vit.forward_masked(images, mask, token.val()),
-            _ => vit.forward_tokens(images),
-        };
-        Features {
-            cls: vit.pool(tokens.clone()),
-            patches: Some(vit.patch_part(tokens)),
-        }
-    }
-}
 
 #[derive(Module, Debug)]
 pub struct Dino {
@@ -187,15 +134,7 @@ impl Dino {
         frozen: bool,
     ) -> Option<(Tensor<1>, Tensor<2>)> {
         let [n, p, d] = teacher.dims();
-        let mut rows = Vec::new();
-        let mut weights = Vec::new();
-        for (i, mask) in masks.iter().enumerate() {
-            let count = mask.iter().filter(|&&m| m).count();
-            for (j, _) in mask.iter().enumerate().filter(|(_, m)| **m) {
-                rows.push((i * p + j) as i64);
-                weights.push(1.0 / (count * n) as f32);
-            }
-        }
+        let (rows, weights) = masked_patch_rows(masks, p);
         if rows.is_empty() {
             return None;
         }
@@ -209,24 +148,52 @@ impl Dino {
         let targets = self.targets(t_logits.clone(), center.clone(), temperature);
         let head = self.student.patch_head();
         let s_logits = head.logits(head.bottleneck(pick(student)), frozen);
-        let log_probs = log_softmax(s_logits.div_scalar(self.student_temperature), 1);
-        let ce = (targets * log_probs).sum_dim(1).neg();
-        let loss = (ce * weights).sum();
+        let loss = ibot_patch_loss(targets, s_logits, self.student_temperature, weights);
         Some((loss, update_center(center, t_logits, self.center_momentum)))
     }
 }
 
 impl Method for Dino {
+    type Config = DinoConfig;
     type Carry = Centres;
+    const NEEDS: Needs = Needs {
+        vit: false,
+        global_views: 2,
+        local_crops: true,
+    };
     /// The bottleneck of a ViT's [CLS] carries an offset every image shares at first.
     const CENTRED_DIAGNOSTICS: bool = true;
 
-    fn init(recipe: &Recipe, shape: ImageShape, device: &Device) -> crate::error::Result<Self> {
-        let m = &recipe.method;
-        let student = Network::new(recipe, shape, device);
-        let mut without_drop_path = recipe.clone();
-        without_drop_path.model.drop_path = 0.0;
-        let teacher = copy_into(Network::new(&without_drop_path, shape, device), &student);
+    fn about(name: MethodName) -> About {
+        let (title, prevents_collapse) = match name {
+            MethodName::Ibot => ("iBOT", "DINO + masked patch-token distillation"),
+            MethodName::Dinov2 => ("DINOv2", "DINO + iBOT, Sinkhorn-Knopp centering, KoLeo"),
+            _ => ("DINO", "EMA teacher + centering + sharpening"),
+        };
+        About {
+            title,
+            family: "self-distillation",
+            prevents_collapse,
+            negatives: false,
+        }
+    }
+
+    fn collapse_hint(config: &DinoConfig) -> &'static str {
+        if config.centering == Centering::None {
+            "method.centering = \"none\" leaves only sharpening, which collapses onto one prototype: use \"ema\" (DINO, iBOT) or \"sinkhorn\" (DINOv2)."
+        } else {
+            "Check the teacher temperature (method.teacher_temperature, too high flattens the targets), method.base_momentum and the learning rate."
+        }
+    }
+
+    fn init(m: &DinoConfig, build: &Build) -> crate::error::Result<Self> {
+        let (shape, device) = (build.shape, build.device);
+        let student = Network::new(m, build.model, shape, device);
+        let without_drop_path = ModelConfig {
+            drop_path: 0.0,
+            ..build.model.clone()
+        };
+        let teacher = copy_into(Network::new(m, &without_drop_path, shape, device), &student);
         let zeros =
             |k: usize| Param::from_tensor(Tensor::zeros([1, k], device)).set_require_grad(false);
         Ok(Dino {
@@ -249,8 +216,8 @@ impl Method for Dino {
             mask_min_block: m.mask_min_block,
             koleo_weight: m.koleo_weight,
             base_momentum: m.base_momentum,
-            epochs: recipe.train.epochs,
-            seed: recipe.train.seed,
+            epochs: build.epochs,
+            seed: build.seed,
         })
     }
 
@@ -342,8 +309,7 @@ impl Method for Dino {
                 center: update_center(center, t_logits, self.center_momentum),
                 patch_center,
             },
-            codes: None,
-            distillation: Some(distributions),
+            signals: vec![Signal::Distributions(distributions)],
         }
     }
 
@@ -377,7 +343,7 @@ impl Method for Dino {
             .bottleneck(self.student.encoder.forward(images))
     }
 
-    fn distributions(&self, images: Tensor<4>) -> Option<Distributions> {
+    fn signals(&self, images: Tensor<4>) -> Vec<Signal> {
         let t_logits = self
             .teacher
             .head
@@ -386,145 +352,12 @@ impl Method for Dino {
             .student
             .head
             .forward(self.student.encoder.forward(images));
-        Some(Distributions {
+        vec![Signal::Distributions(Distributions {
             teacher: self.monitored_targets(t_logits, self.center.val(), self.teacher_temperature),
             student: softmax(s_logits.div_scalar(self.student_temperature), 1),
-        })
+        })]
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::method::MethodName;
-    use crate::recipe::Overrides;
-
-    fn recipe(method: MethodName, sets: &[&str]) -> Recipe {
-        Recipe::resolve(&Overrides {
-            method: Some(method),
-            sets: sets.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        })
-        .unwrap()
-    }
-
-    const TINY: [&str; 7] = [
-        "model.embed_dim=16",
-        "model.depth=1",
-        "model.heads=2",
-        "method.projector=[16, 8]",
-        "method.prototypes=12",
-        "method.patch_prototypes=12",
-        "train.epochs=4",
-    ];
-
-    #[test]
-    fn teacher_temperature_warms_up_linearly_then_holds() {
-        let mut sets = TINY.to_vec();
-        sets.extend([
-            "method.warmup_teacher_temperature=0.04",
-            "method.teacher_temperature=0.08",
-            "method.teacher_temperature_warmup_epochs=2",
-        ]);
-        let r = recipe(MethodName::Dino, &sets);
-        let dino = Dino::init(
-            &r,
-            ImageShape {
-                channels: 1,
-                side: 32,
-            },
-            &Device::flex(),
-        )
-        .unwrap();
-        let at = |step| {
-            dino.teacher_temperature(Progress {
-                step,
-                total_steps: 40,
-            })
-        };
-        // 4 epochs over 40 steps: epoch 1 (step 10) is half way through the warmup.
-        assert!((at(0) - 0.04).abs() < 1e-12);
-        assert!((at(10) - 0.06).abs() < 1e-12);
-        assert!((at(20) - 0.08).abs() < 1e-12 && (at(39) - 0.08).abs() < 1e-12);
-    }
-
-    #[test]
-    fn a_step_moves_the_centre_towards_the_batch_mean_and_freezes_prototypes_at_first() {
-        let device = Device::flex().autodiff();
-        let r = recipe(MethodName::Dino, &TINY);
-        let shape = ImageShape {
-            channels: 1,
-            side: 32,
-        };
-        let dino = Dino::init(&r, shape, &device).unwrap();
-        let views: Vec<Tensor<4>> = [32, 32, 16, 16]
-            .iter()
-            .map(|&s| Tensor::random([4, 1, s, s], burn::tensor::Distribution::Default, &device))
-            .collect();
-        let progress = Progress {
-            step: 0,
-            total_steps: 40,
-        };
-        let out = dino.step(&views, progress);
-        let grads = out.loss.backward();
-        // Epoch 0 < freeze_last_layer_epochs = 1: no gradient to the prototypes, but to the MLP.
-        assert!(dino.student.head.last_layer.val().grad(&grads).is_none());
-        assert!(dino.teacher.head.last_layer.val().grad(&grads).is_none());
-        // The teacher's logits on the global crops, averaged, enter the centre with weight 0.1.
-        let globals = Tensor::cat(views[..2].to_vec(), 0);
-        let logits = dino
-            .teacher
-            .head
-            .forward(dino.teacher.encoder.forward(globals));
-        let want = crate::host::to_f32(logits.mean_dim(0).mul_scalar(0.1));
-        let dino = dino.after_step(out.carry, progress);
-        let got = crate::host::to_f32(dino.center.val());
-        for (g, w) in got.iter().zip(&want) {
-            assert!((g - w).abs() < 1e-5, "{got:?} vs {want:?}");
-        }
-    }
-
-    #[test]
-    fn dinov2_logs_its_three_terms_and_trains_a_resnet_too() {
-        let device = Device::flex().autodiff();
-        let shape = ImageShape {
-            channels: 1,
-            side: 16,
-        };
-        let views: Vec<Tensor<4>> = [16, 16, 8]
-            .iter()
-            .map(|&s| Tensor::random([4, 1, s, s], burn::tensor::Distribution::Default, &device))
-            .collect();
-        let mut sets = TINY.to_vec();
-        sets.extend(["model.patch_size=4", "method.mask_min_block=1"]);
-        let v2 = Dino::init(&recipe(MethodName::Dinov2, &sets), shape, &device).unwrap();
-        let out = v2.step(
-            &views,
-            Progress {
-                step: 0,
-                total_steps: 10,
-            },
-        );
-        let names: Vec<&str> = out.terms.iter().map(|t| t.name).collect();
-        assert_eq!(names, ["cls", "patch", "koleo"]);
-        assert!(out.loss.into_scalar::<f32>().is_finite());
-        let resnet = recipe(
-            MethodName::Dino,
-            &[
-                "model.arch=resnet18",
-                "model.width=4",
-                "method.projector=[16, 8]",
-            ],
-        );
-        let dino = Dino::init(&resnet, shape, &device).unwrap();
-        let out = dino.step(
-            &views,
-            Progress {
-                step: 0,
-                total_steps: 10,
-            },
-        );
-        assert!(out.terms.is_empty());
-        assert!(out.loss.into_scalar::<f32>().is_finite());
-    }
-}
+mod tests;

@@ -1,4 +1,8 @@
 //! A run directory: the resolved recipe, metrics, checkpoints, the final encoder and reports.
+//! [`RunDir`] knows where each file lives; [`Run`] is a run opened once, its recipe and data
+//! facts loaded.
+
+pub mod checkpoint;
 
 use std::path::{Path, PathBuf};
 
@@ -7,8 +11,11 @@ use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device};
 use serde::{Deserialize, Serialize};
 
+use crate::data::Splits;
 use crate::data::loader::Normalize;
 use crate::error::{Error, Result, write_atomic};
+use crate::method::beit::TOKENIZER_HINT;
+use crate::method::{Method, MethodName, RunSource, VqTokenizer};
 use crate::nn::Backbone;
 use crate::nn::backbone::ImageShape;
 use crate::recipe::Recipe;
@@ -59,13 +66,13 @@ impl RunDir {
         if !root.is_dir() {
             return Err(Error::data(
                 root,
-                "run directory does not exist; pass the --out folder of a `selfsup train` run",
+                "run directory does not exist; give the directory a training run wrote",
             ));
         }
         if !run.recipe_path().is_file() || !run.info_path().is_file() {
             return Err(Error::data(
                 root,
-                "not a selfsup run directory (no recipe.toml / run.json); pass the --out folder of a `selfsup train` run",
+                "not a selfsup run directory (no recipe.toml / run.json); give the directory a training run wrote",
             ));
         }
         Ok(run)
@@ -102,26 +109,101 @@ impl RunDir {
         self.root.join("report.md")
     }
 
-    pub fn recipe(&self) -> Result<Recipe> {
-        Recipe::load(&self.recipe_path())
+    /// The newest complete checkpoint directory, if any.
+    pub fn latest_checkpoint(&self) -> Option<PathBuf> {
+        checkpoint::latest(self)
+    }
+}
+
+/// A run directory opened once: its resolved recipe and the facts about its training data.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub dir: RunDir,
+    pub recipe: Recipe,
+    pub info: RunInfo,
+}
+
+impl Run {
+    /// Opens an existing run (finished, or with a checkpoint); a clear error otherwise.
+    pub fn open(root: &Path) -> Result<Run> {
+        let dir = RunDir::open(root)?;
+        let recipe = Recipe::load(&dir.recipe_path())?;
+        let info = read_json(&dir.info_path())?;
+        Ok(Run { dir, recipe, info })
     }
 
-    pub fn info(&self) -> Result<RunInfo> {
-        read_json(&self.info_path())
+    pub fn root(&self) -> &Path {
+        &self.dir.root
     }
 
-    /// The trained encoder (falls back to the last checkpoint while a run is unfinished).
+    /// The run's own data (train and, when the source has one, test split).
+    pub fn data(&self) -> Result<Splits> {
+        crate::data::load(self.recipe.data_path().as_deref(), self.recipe.image_size())
+    }
+
+    /// The trained encoder.
     pub fn encoder(&self, device: &Device) -> Result<Backbone> {
-        let recipe = self.recipe()?;
-        let info = self.info()?;
-        let path = self.encoder_path();
+        let path = self.dir.encoder_path();
         if !path.is_file() {
-            return Err(Error::data(
-                &path,
-                "no trained encoder yet: the run has not finished; finish it with `selfsup train --resume --out <run>`",
-            ));
+            return Err(Error::Unfinished(self.dir.root.clone()));
         }
-        load_module(recipe.model.init(info.shape(), device), &path)
+        load_module(self.recipe.model.init(self.info.shape(), device), &path)
+    }
+
+    /// The run's whole method from its latest checkpoint (training flags as saved; call
+    /// `valid()` for inference).
+    pub fn method<M: Method>(&self, device: &Device) -> Result<M> {
+        let dir = self.checkpoint()?;
+        let fresh = self
+            .recipe
+            .init_method::<M>(self.info.shape(), device, &Runs)?;
+        load_module(fresh, &dir.join("model.bpk"))
+    }
+
+    /// The newest checkpoint directory, or an error saying the run has none.
+    pub fn checkpoint(&self) -> Result<PathBuf> {
+        self.dir
+            .latest_checkpoint()
+            .ok_or_else(|| Error::NoCheckpoint(self.dir.root.clone()))
+    }
+}
+
+/// Run directories on disk, as a [`RunSource`] for methods that build on another run.
+pub struct Runs;
+
+impl RunSource for Runs {
+    fn tokenizer(&self, path: &Path, shape: ImageShape, device: &Device) -> Result<VqTokenizer> {
+        let hint = TOKENIZER_HINT;
+        let run = Run::open(path).map_err(|e| {
+            Error::Recipe(format!(
+                "method.tokenizer = {}: {e}; {hint}",
+                path.display()
+            ))
+        })?;
+        if run.recipe.method.name() != MethodName::VqTokenizer {
+            return Err(Error::Recipe(format!(
+                "method.tokenizer = {}: that run trained {}, not vq-tokenizer; {hint}",
+                path.display(),
+                run.recipe.method.name()
+            )));
+        }
+        if run.info.shape() != shape {
+            return Err(Error::Recipe(format!(
+                "method.tokenizer = {}: it was trained on {}-channel {} px images, BEiT sees {}-channel {} px; train the tokenizer with the same data.image_size",
+                path.display(),
+                run.info.channels,
+                run.info.image_side,
+                shape.channels,
+                shape.side
+            )));
+        }
+        if run.dir.latest_checkpoint().is_none() {
+            return Err(Error::Recipe(format!(
+                "method.tokenizer = {}: the run has no checkpoint yet; resume its training to finish it",
+                path.display(),
+            )));
+        }
+        run.method(device)
     }
 }
 

@@ -8,9 +8,9 @@ use burn::module::Module;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
+use super::{RunDir, load_module, read_json, save_module, write_json};
 use crate::error::{Error, Result};
 use crate::optim::Optimizer;
-use crate::run::{RunDir, load_module, read_json, save_module, write_json};
 
 /// Where the loop stands: the next batch to run is `batch` of `epoch`; `step` steps are done.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]

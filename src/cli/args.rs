@@ -1,0 +1,157 @@
+//! The arguments of each command.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use selfsup::device::DeviceChoice;
+
+/// `--device`: where the networks run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    Cpu,
+    Gpu,
+}
+
+impl From<DeviceArg> for DeviceChoice {
+    fn from(arg: DeviceArg) -> Self {
+        match arg {
+            DeviceArg::Cpu => DeviceChoice::Cpu,
+            DeviceArg::Gpu => DeviceChoice::Gpu,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Method to train (see `selfsup methods`).
+    #[arg(long)]
+    pub method: Option<String>,
+    /// Recipe file (TOML); values override the method's built-in recipe.
+    #[arg(long)]
+    pub recipe: Option<PathBuf>,
+    /// Dataset folder: IDX (MNIST/Fashion-MNIST), CIFAR binary, or images. Default: bundled subset.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub batch_size: Option<i64>,
+    /// Run directory for the recipe, metrics, checkpoints, encoder and reports.
+    #[arg(long, default_value = "runs/latest")]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Override any recipe value, e.g. --set optim.base_lr=0.1 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Continue the run in --out from its last checkpoint, exactly where it stopped.
+    #[arg(long)]
+    pub resume: bool,
+    /// Skip the kNN / linear-probe evaluation after training.
+    #[arg(long)]
+    pub no_eval: bool,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
+    /// Print one JSON object on stdout instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Run directory written by `selfsup train`.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Labelled data to evaluate on (default: the run's data).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DiagnoseArgs {
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Held-out images to embed.
+    #[arg(long, default_value_t = 2000)]
+    pub samples: usize,
+    /// Diagnose the backbone's representation (pooled ResNet features, the ViT's CLS token)
+    /// instead of the projector output the loss sees; writes diagnose-encoder.json and
+    /// spectrum-encoder.png.
+    #[arg(long)]
+    pub encoder: bool,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct FinetuneArgs {
+    /// Run directory written by `selfsup train` (any method).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Labelled data (default: the run's data).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Fraction of the labelled training images to use (default: eval.finetune_fraction, 0.1).
+    #[arg(long)]
+    pub fraction: Option<f64>,
+    /// Passes over those images (default: eval.finetune_epochs).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReconstructArgs {
+    /// Run directory written by `selfsup train` (mae, simmim, beit or vq-tokenizer).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Held-out images to draw (one row each).
+    #[arg(long, default_value_t = 8)]
+    pub images: usize,
+    /// Draw the masks that training step N would (any number gives a different draw).
+    #[arg(long, default_value_t = 0)]
+    pub seed: usize,
+    /// PNG to write (default: reconstruction.png in the run directory).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AttentionArgs {
+    /// Run directory written by `selfsup train` with a ViT encoder (any method).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Image file (PNG/JPEG) to draw; repeatable. Default: held-out images of the run's data.
+    #[arg(long = "image", value_name = "FILE")]
+    pub image_files: Vec<PathBuf>,
+    /// Held-out images to draw when no --image is given.
+    #[arg(long, default_value_t = 6)]
+    pub images: usize,
+    /// PNG to write (default: attention.png in the run directory).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct MethodsArgs {
+    #[arg(long)]
+    pub json: bool,
+}

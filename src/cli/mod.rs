@@ -1,0 +1,244 @@
+//! The command line: parses arguments, calls the library, draws progress from its events and
+//! prints tables or JSON. The only code that prints.
+
+mod args;
+mod progress;
+mod tables;
+mod train;
+
+use std::path::Path;
+
+use clap::{Parser, Subcommand};
+
+use selfsup::attention::{AttentionImages, attention_run};
+use selfsup::data::Splits;
+use selfsup::error::{Error, Result};
+use selfsup::inspect::{Features, diagnose_run, evaluate_run, finetune_run, reconstruct_run};
+use selfsup::method::MethodName;
+use selfsup::run::Run;
+
+use args::*;
+use tables::{diagnose_table, eval_table, finetune_table, methods_table};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "selfsup",
+    version,
+    about = "Self-supervised pretraining of vision encoders: train, evaluate, diagnose collapse.",
+    after_help = "Quick start (bundled Fashion-MNIST subset):\n  selfsup train --method byol --out runs/byol\n  selfsup eval --run runs/byol\n  selfsup diagnose --run runs/byol"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Pretrain an encoder without labels, then diagnose it and evaluate it against baselines.
+    #[command(
+        after_help = "Examples:\n  selfsup train --method byol --out runs/byol\n  selfsup train --method simsiam --data /usr/share/datasets/fashion-mnist --epochs 10 --out runs/simsiam\n  selfsup train --method simsiam --set method.stop_gradient=false --out runs/collapse\n  selfsup train --method moco-v3 --set model.arch=vit-tiny --set data.image_size=32 --out runs/moco-v3-vit\n  selfsup train --out runs/byol --resume\n  selfsup train --method mae --out runs/mae\n  selfsup train --method vq-tokenizer --out runs/vq-tokenizer && selfsup train --method beit --out runs/beit\n  selfsup train --method dino --out runs/dino && selfsup attention --run runs/dino\n  selfsup train --method dino --set method.centering=none --out runs/dino-collapse"
+    )]
+    Train(TrainArgs),
+    /// kNN and linear-probe accuracy of a run's frozen encoder, beside a random-init encoder and raw pixels.
+    #[command(after_help = "Example:\n  selfsup eval --run runs/byol --json")]
+    Eval(EvalArgs),
+    /// Collapse diagnostics of a run: embedding std, singular-value spectrum, effective rank, verdict.
+    #[command(
+        after_help = "Examples:\n  selfsup diagnose --run runs/byol\n  selfsup diagnose --run runs/moco-v3-vit --encoder   # the CLS-token features themselves\n\nVerdicts: complete_collapse when the RMS per-dimension std of the L2-normalised\nembeddings is below 0.1 × the healthy 1/√d (total variance < 0.01); dimensional_collapse\nwhen the effective rank (RankMe) is below max(2, 0.05·d); healthy otherwise."
+    )]
+    Diagnose(DiagnoseArgs),
+    /// Fine-tune a run's encoder + a linear head on a fraction of the labels, beside the same from random init.
+    #[command(
+        after_help = "Examples:\n  selfsup finetune --run runs/mae\n  selfsup finetune --run runs/mae --fraction 0.01 --epochs 30 --json\n\nEvery weight trains (AdamW, one warmup epoch, cosine; random flips), unlike the linear probe of\n`selfsup eval`, which freezes the encoder. Both runs use the same labelled images, order and head\ninitialisation; the only difference is the encoder's starting point. Settings: eval.finetune_*\nin the run's recipe.toml."
+    )]
+    Finetune(FinetuneArgs),
+    /// Masked image models: a PNG grid of held-out images, their masked input and the model's prediction.
+    #[command(
+        after_help = "Examples:\n  selfsup reconstruct --run runs/mae\n  selfsup reconstruct --run runs/simmim --images 16 --seed 3 --out simmim.png\n\nColumns: original | masked input (masked patches in blue) | prediction | prediction and the\nvisible patches pasted back (MAE puts no loss on visible patches, so its raw prediction there is\narbitrary). An MAE trained with norm_pix_loss predicts standardised patches;\nthey are drawn at the original patch's mean and spread, as MAE's own visualisation does.\nBEiT predicts codes, not pixels: its prediction is the tokenizer's decoding of the codes it\npredicts. For a vq-tokenizer run: original | the image decoded from its codes."
+    )]
+    Reconstruct(ReconstructArgs),
+    /// ViT runs: the last block's [CLS] attention per head, drawn as heat maps over images (a PNG).
+    #[command(
+        after_help = "Examples:\n  selfsup attention --run runs/dino\n  selfsup attention --run runs/dino --image shirt.png --image boot.jpg --out maps.png\n\nColumns: the image | the mean over heads | each head. Each map is scaled to its own maximum\n(bright = where [CLS] looks most) and drawn per patch. Image files are resized to the run's\nimage size and channels. --json adds each map (rescaled to sum to 1) and their mean entropy\nrelative to a uniform map (1 = looks everywhere alike)."
+    )]
+    Attention(AttentionArgs),
+    /// The method families: which are implemented, what prevents collapse, whether negatives are needed.
+    #[command(after_help = "Example:\n  selfsup methods --json")]
+    Methods(MethodsArgs),
+}
+
+/// Labelled data for a run's encoder: `data` when given (resized to the run's image size), else
+/// the run's own.
+fn labelled_data(run: &Run, data: Option<&Path>) -> Result<Splits> {
+    match data {
+        Some(path) => selfsup::data::load(Some(path), run.recipe.image_size()),
+        None => run.data(),
+    }
+}
+
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serialisable")
+    );
+}
+
+/// The parsed command line; `train --help` ends with the list of methods, from the method table.
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let names: Vec<&str> = MethodName::ALL.iter().map(|m| m.as_str()).collect();
+    let methods = format!(
+        "Methods: {} (see `selfsup methods`; beit needs a vq-tokenizer run first).",
+        names.join(", ")
+    );
+    let command = Cli::command().mut_subcommand("train", |train| {
+        let examples = train
+            .get_after_help()
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        train.after_help(format!("{examples}\n\n{methods}"))
+    });
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(args) => train::train_command(args),
+        Command::Eval(args) => {
+            let run = Run::open(&args.run)?;
+            let splits = labelled_data(&run, args.data.as_deref())?;
+            let quiet = args.json;
+            let report = evaluate_run(&run, &splits, args.device.into(), |msg| {
+                if !quiet {
+                    eprintln!("{msg}…");
+                }
+            })?;
+            if args.json {
+                print_json(&report);
+            } else {
+                print!("{}", eval_table(&report));
+            }
+            Ok(())
+        }
+        Command::Diagnose(args) => {
+            let run = Run::open(&args.run)?;
+            let which = if args.encoder {
+                Features::Encoder
+            } else {
+                Features::Projector
+            };
+            let stats = diagnose_run(&run, &run.data()?, args.device.into(), args.samples, which)?;
+            if args.json {
+                print_json(&stats);
+            } else {
+                print!("{}", diagnose_table(&stats));
+                let png = match which {
+                    Features::Projector => run.dir.spectrum_path(),
+                    Features::Encoder => run.root().join("spectrum-encoder.png"),
+                };
+                println!("  spectrum plot     {}", png.display());
+            }
+            Ok(())
+        }
+        Command::Finetune(args) => {
+            let run = Run::open(&args.run)?;
+            let splits = labelled_data(&run, args.data.as_deref())?;
+            let bar = progress::stage_bar(!args.json);
+            let r = finetune_run(
+                &run,
+                &splits,
+                args.device.into(),
+                args.fraction,
+                args.epochs,
+                |what, done, total| {
+                    if bar.message() != what {
+                        bar.reset();
+                        bar.set_message(what.to_string());
+                    }
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                },
+            )?;
+            bar.finish_and_clear();
+            if args.json {
+                print_json(&r);
+            } else {
+                print!("{}", finetune_table(&r));
+            }
+            Ok(())
+        }
+        Command::Reconstruct(args) => {
+            let run = Run::open(&args.run)?;
+            if args.images == 0 {
+                return Err(Error::Usage("--images must be at least 1".into()));
+            }
+            let r = reconstruct_run(
+                &run,
+                args.device.into(),
+                args.images,
+                args.seed,
+                args.out.as_deref(),
+            )?;
+            if args.json {
+                print_json(&r);
+            } else {
+                if r.mask_ratio > 0.0 {
+                    println!(
+                        "{} images, {:.0}% of patches masked; mean squared pixel error on masked patches {:.4} (pixels in [0, 1])",
+                        r.images,
+                        100.0 * r.mask_ratio,
+                        r.masked_pixel_mse
+                    );
+                } else {
+                    println!(
+                        "{} images decoded from their codes; mean squared pixel error {:.4} (pixels in [0, 1])",
+                        r.images, r.masked_pixel_mse
+                    );
+                }
+                println!("  picture  {}", r.picture.display());
+            }
+            Ok(())
+        }
+        Command::Attention(args) => {
+            let run = Run::open(&args.run)?;
+            if args.image_files.is_empty() && args.images == 0 {
+                return Err(Error::Usage("--images must be at least 1".into()));
+            }
+            let images = if args.image_files.is_empty() {
+                AttentionImages::HeldOut(args.images)
+            } else {
+                AttentionImages::Files(&args.image_files)
+            };
+            let r = attention_run(&run, args.device.into(), images, args.out.as_deref())?;
+            if args.json {
+                print_json(&r);
+            } else {
+                println!(
+                    "{} images, {} heads over a {}×{} patch grid; mean attention entropy {:.2} of a uniform map's",
+                    r.images, r.heads, r.grid, r.grid, r.normalized_entropy
+                );
+                println!("  picture  {}", r.picture.display());
+            }
+            Ok(())
+        }
+        Command::Methods(args) => {
+            if args.json {
+                let rows: Vec<serde_json::Value> = MethodName::ALL
+                    .iter()
+                    .map(|&name| {
+                        let a = name.about();
+                        serde_json::json!({
+                            "method": a.title, "cli_name": name.as_str(), "family": a.family,
+                            "prevents_collapse": a.prevents_collapse, "negatives": a.negatives,
+                            "implemented": true,
+                        })
+                    })
+                    .collect();
+                print_json(&rows);
+            } else {
+                print!("{}", methods_table());
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! kNN and linear probe of a run's frozen encoder beside both baselines; `eval.json`.
+
+use burn::tensor::Device;
+
+use super::check_eval_data;
+use crate::data::Splits;
+use crate::device::{DeviceChoice, device};
+use crate::error::Result;
+use crate::eval::{self, EvalReport};
+use crate::nn::Backbone;
+use crate::run::{Run, write_json};
+
+/// Evaluates the run's final encoder on `splits` (its own data, or other labelled data of the
+/// same image shape).
+pub fn evaluate_run(
+    run: &Run,
+    splits: &Splits,
+    choice: DeviceChoice,
+    progress: impl FnMut(&str),
+) -> Result<EvalReport> {
+    let device = device(choice)?;
+    let encoder = run.encoder(&device)?;
+    evaluate_encoder(run, &encoder, splits, &device, progress)
+}
+
+/// kNN / linear probe of `encoder` (the run's, trained or in memory) beside both baselines;
+/// writes `eval.json`.
+pub fn evaluate_encoder(
+    run: &Run,
+    encoder: &Backbone,
+    splits: &Splits,
+    device: &Device,
+    progress: impl FnMut(&str),
+) -> Result<EvalReport> {
+    check_eval_data(run, splits)?;
+    let report = eval::evaluate(
+        encoder,
+        &run.recipe,
+        splits,
+        &run.info.normalize(),
+        device,
+        progress,
+    )?;
+    write_json(&run.dir.eval_path(), &report)?;
+    Ok(report)
+}

@@ -1,0 +1,39 @@
+//! Looking inside a run: collapse diagnostics on held-out embeddings, evaluation beside
+//! baselines, reconstructions, fine-tuning. Each works on an opened [`Run`] and data loaded once,
+//! and on a method already in memory as well as on one loaded from the run's checkpoint.
+
+pub mod diagnose;
+pub mod evaluate;
+pub mod finetune;
+pub mod reconstruct;
+
+pub use diagnose::{Features, diagnose_method, diagnose_run};
+pub use evaluate::{evaluate_encoder, evaluate_run};
+pub use finetune::finetune_run;
+pub use reconstruct::{ReconstructionReport, reconstruct_run};
+
+use crate::data::{ImageSet, Splits};
+use crate::error::{Error, Result};
+use crate::run::Run;
+
+/// The images diagnostics look at: the held-out split when there is one, up to `samples`.
+fn held_out_images(splits: &Splits, samples: usize) -> ImageSet {
+    splits.test.as_ref().unwrap_or(&splits.train).take(samples)
+}
+
+/// Refuses labelled data the run's encoder cannot take (other channels; other size for a ViT).
+fn check_eval_data(run: &Run, splits: &Splits) -> Result<()> {
+    if splits.train.channels != run.info.channels {
+        return Err(Error::Usage(format!(
+            "{}: images have {} channel(s) but the encoder was trained on {}",
+            splits.description, splits.train.channels, run.info.channels
+        )));
+    }
+    if run.recipe.model.is_vit() && splits.train.height != run.info.image_side {
+        return Err(Error::Usage(format!(
+            "{}: images are {} px but this ViT was trained on {} px; set data.image_size in the run's recipe.toml or pass data of that size",
+            splits.description, splits.train.height, run.info.image_side
+        )));
+    }
+    Ok(())
+}

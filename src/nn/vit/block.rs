@@ -1,0 +1,130 @@
+//! The transformer block: pre-norm multi-head self-attention with a fused `qkv`, an MLP,
+//! optional LayerScale and stochastic depth (timm's names).
+
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor};
+
+use super::linear;
+use crate::kernels::{gelu, linear_layer, multi_head_attention};
+use crate::nn::drop_path::DropPath;
+use crate::nn::norm::LayerNorm;
+
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub qkv: Linear,
+    pub proj: Linear,
+    heads: usize,
+}
+
+impl Attention {
+    /// Self-attention over `[b, n, d]`; also returns the attention weights `[b, heads, n, n]`.
+    pub fn forward_with_weights(&self, x: Tensor<3>) -> (Tensor<3>, Tensor<4>) {
+        let [b, n, d] = x.dims();
+        let h = self.heads;
+        let hd = d / h;
+        let qkv = self
+            .qkv
+            .forward(x)
+            .reshape([b, n, 3, h, hd])
+            .permute([2, 0, 3, 1, 4]);
+        let take = |i: usize| qkv.clone().slice(i..i + 1).reshape([b, h, n, hd]);
+        let (q, k, v) = (take(0), take(1), take(2));
+        let scores = q
+            .mul_scalar(1.0 / (hd as f64).sqrt())
+            .matmul(k.swap_dims(2, 3));
+        let weights = softmax(scores, 3);
+        let out = weights.clone().matmul(v).swap_dims(1, 2).reshape([b, n, d]);
+        (self.proj.forward(out), weights)
+    }
+
+    /// Self-attention over `[b, n, d]` by the fused kernel (same result as
+    /// [`Self::forward_with_weights`], without materialising the weights for the caller).
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let qkv = linear_layer(&self.qkv, x);
+        linear_layer(&self.proj, multi_head_attention(qkv, self.heads))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct MlpBlock {
+    pub fc1: Linear,
+    pub fc2: Linear,
+}
+
+#[derive(Module, Debug)]
+pub struct LayerScale {
+    pub gamma: Param<Tensor<1>>,
+}
+
+impl LayerScale {
+    fn new(dim: usize, init: f64, device: &Device) -> Self {
+        LayerScale {
+            gamma: Param::from_tensor(Tensor::full([dim], init, device)),
+        }
+    }
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        x * self.gamma.val().unsqueeze::<3>()
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Block {
+    pub norm1: LayerNorm,
+    pub attn: Attention,
+    pub ls1: Option<LayerScale>,
+    pub drop_path1: DropPath,
+    pub norm2: LayerNorm,
+    pub mlp: MlpBlock,
+    pub ls2: Option<LayerScale>,
+    pub drop_path2: DropPath,
+}
+
+fn scale(ls: &Option<LayerScale>, x: Tensor<3>) -> Tensor<3> {
+    match ls {
+        Some(ls) => ls.forward(x),
+        None => x,
+    }
+}
+
+impl Block {
+    /// A pre-norm block of width `dim` with an MLP of `hidden` units; LayerScale when
+    /// `layer_scale > 0`, stochastic depth at `drop_path`.
+    pub fn new(
+        dim: usize,
+        heads: usize,
+        hidden: usize,
+        layer_scale: f64,
+        drop_path: f64,
+        device: &Device,
+    ) -> Self {
+        let ls = || (layer_scale > 0.0).then(|| LayerScale::new(dim, layer_scale, device));
+        Block {
+            norm1: LayerNorm::new(dim, device),
+            attn: Attention {
+                qkv: linear(dim, 3 * dim, device),
+                proj: linear(dim, dim, device),
+                heads,
+            },
+            ls1: ls(),
+            drop_path1: DropPath::new(drop_path),
+            norm2: LayerNorm::new(dim, device),
+            mlp: MlpBlock {
+                fc1: linear(dim, hidden, device),
+                fc2: linear(hidden, dim, device),
+            },
+            ls2: ls(),
+            drop_path2: DropPath::new(drop_path),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let a = self.attn.forward(self.norm1.forward(x.clone()));
+        let x = x + self.drop_path1.forward(scale(&self.ls1, a));
+        let hidden = gelu(linear_layer(&self.mlp.fc1, self.norm2.forward(x.clone())));
+        let m = linear_layer(&self.mlp.fc2, hidden);
+        x.clone() + self.drop_path2.forward(scale(&self.ls2, m))
+    }
+}

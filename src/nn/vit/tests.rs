@@ -1,0 +1,170 @@
+use super::*;
+
+fn tiny(image_size: usize) -> VitConfig {
+    VitConfig {
+        image_size,
+        patch_size: 4,
+        in_channels: 1,
+        embed_dim: 16,
+        depth: 2,
+        heads: 2,
+        mlp_ratio: 2.0,
+        layer_scale: 0.1,
+        drop_path: 0.1,
+        pos_embed: PosEmbedKind::SinCos,
+        registers: 2,
+        pool: Pool::Cls,
+        freeze_patch_embed: true,
+    }
+}
+
+#[test]
+fn parameter_names_follow_timm() {
+    let vit = tiny(8).init(&Device::flex());
+    let names: Vec<String> = crate::host::named_values(&vit)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    for expected in [
+        "patch_embed.proj.weight",
+        "patch_embed.proj.bias",
+        "cls_token",
+        "reg_token",
+        "pos_embed",
+        "blocks.0.norm1.weight",
+        "blocks.0.norm1.bias",
+        "blocks.0.attn.qkv.weight",
+        "blocks.0.attn.qkv.bias",
+        "blocks.0.attn.proj.weight",
+        "blocks.0.ls1.gamma",
+        "blocks.0.norm2.weight",
+        "blocks.0.mlp.fc1.weight",
+        "blocks.0.mlp.fc2.bias",
+        "blocks.1.ls2.gamma",
+        "norm.weight",
+        "norm.bias",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} not in {names:?}"
+        );
+    }
+    // qkv is one fused [d, 3d] projection.
+    assert_eq!(vit.blocks[0].attn.qkv.weight.val().dims(), [16, 48]);
+    assert_eq!(vit.pos_embed.val().dims(), [1, 1 + 4, 16]);
+}
+
+#[test]
+fn output_is_cls_or_mean_patch_token() {
+    let device = Device::flex();
+    let images = Tensor::<4>::random([3, 1, 8, 8], Distribution::Default, &device);
+    let vit = tiny(8).init(&device);
+    let tokens = vit.forward_tokens(images.clone());
+    assert_eq!(tokens.dims(), [3, 1 + 2 + 4, 16]);
+    let cls = crate::host::to_f32(vit.forward(images.clone()));
+    let first = crate::host::to_f32(tokens.clone().slice([0..3, 0..1]).reshape([3, 16]));
+    assert_eq!(cls, first);
+    let mut cfg = tiny(8);
+    cfg.pool = Pool::MeanPatch;
+    device.seed(1);
+    let vit = cfg.init(&device);
+    let tokens = vit.forward_tokens(images.clone());
+    let mean = crate::host::to_f32(tokens.slice([0..3, 3..7]).mean_dim(1).reshape([3, 16]));
+    let got = crate::host::to_f32(vit.forward(images));
+    for (a, b) in got.iter().zip(&mean) {
+        assert!((a - b).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn bilinear_resample_halves_a_grid_by_averaging_2x2_blocks() {
+    // 4×4 → 2×2 with aligned centres: output (0, 0) sits at input (0.5, 0.5), the mean of the
+    // top-left 2×2 block; every row of the matrix sums to 1.
+    let m = crate::host::to_f32(bilinear_resample(4, 2, &Device::flex()));
+    let row0 = &m[0..16];
+    for (k, &w) in row0.iter().enumerate() {
+        let want = if [0, 1, 4, 5].contains(&k) { 0.25 } else { 0.0 };
+        assert!((w - want).abs() < 1e-6, "{row0:?}");
+    }
+    for row in m.chunks_exact(16) {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+    }
+    // The same side is the identity.
+    let same = crate::host::to_f32(bilinear_resample(3, 3, &Device::flex()));
+    for i in 0..9 {
+        for j in 0..9 {
+            assert_eq!(same[i * 9 + j], (i == j) as u8 as f32);
+        }
+    }
+}
+
+#[test]
+fn smaller_images_run_on_resampled_positions_and_cls_attention_sums_to_one() {
+    let device = Device::flex();
+    let vit = tiny(8).init(&device);
+    let small = Tensor::<4>::random([2, 1, 4, 4], Distribution::Default, &device);
+    assert_eq!(vit.forward_tokens(small).dims(), [2, 1 + 2 + 1, 16]);
+    // CLS also attends to itself and the registers, so its patch weights sum below 1.
+    let images = Tensor::<4>::random([2, 1, 8, 8], Distribution::Default, &device);
+    let attn = crate::host::to_f32(vit.cls_attention(images));
+    assert_eq!(attn.len(), 2 * 2 * 4);
+    for head in attn.chunks_exact(4) {
+        let total: f32 = head.iter().sum();
+        assert!(total > 0.0 && total < 1.0, "{head:?}");
+    }
+}
+
+#[test]
+fn sincos_embedding_matches_mae_formula() {
+    // dim 8 → 2 frequencies (1, 1/100). Patch (row 1, col 2) of a 3×3 grid is token 1 + 5:
+    // [sin 2, sin 0.02, cos 2, cos 0.02, sin 1, sin 0.01, cos 1, cos 0.01].
+    let pe = crate::host::to_f32(sincos_2d(8, 3, &Device::flex()));
+    assert!(pe[..8].iter().all(|&v| v == 0.0), "CLS row is zero");
+    let row = &pe[6 * 8..7 * 8];
+    let want = [
+        2f64.sin(),
+        0.02f64.sin(),
+        2f64.cos(),
+        0.02f64.cos(),
+        1f64.sin(),
+        0.01f64.sin(),
+        1f64.cos(),
+        0.01f64.cos(),
+    ];
+    for (g, w) in row.iter().zip(want) {
+        assert!((*g as f64 - w).abs() < 1e-6, "{row:?}");
+    }
+}
+
+#[test]
+fn frozen_patch_projection_and_sincos_get_no_gradient() {
+    let device = Device::flex().autodiff();
+    let vit = tiny(8).init(&device);
+    let images = Tensor::<4>::random([2, 1, 8, 8], Distribution::Default, &device);
+    let grads = vit.forward(images).sum().backward();
+    assert!(vit.patch_embed.proj.weight.val().grad(&grads).is_none());
+    assert!(vit.pos_embed.val().grad(&grads).is_none());
+    assert!(vit.cls_token.val().grad(&grads).is_some());
+    assert!(vit.blocks[1].attn.qkv.weight.val().grad(&grads).is_some());
+}
+
+#[test]
+fn drop_path_is_identity_in_eval_mode() {
+    let device = Device::flex().autodiff();
+    let mut cfg = tiny(8);
+    cfg.drop_path = 0.5;
+    let vit = cfg.init(&device).valid();
+    let images = Tensor::<4>::random([4, 1, 8, 8], Distribution::Default, &device.clone().inner());
+    let a = crate::host::to_f32(vit.forward(images.clone()));
+    let b = crate::host::to_f32(vit.forward(images));
+    assert_eq!(a, b);
+}
+
+#[test]
+fn validation_names_the_field() {
+    let mut cfg = tiny(30);
+    assert!(cfg.validate().unwrap_err().contains("model.patch_size"));
+    cfg.image_size = 32;
+    cfg.heads = 3;
+    assert!(cfg.validate().unwrap_err().contains("model.heads"));
+}

@@ -1,0 +1,319 @@
+//! Resolving a recipe from its layers: built-in defaults ← recipe file ← flags ← `--set`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{MethodConfig, Recipe, legacy};
+use crate::error::{Error, Result};
+use crate::method::MethodName;
+
+/// What the command line says about the recipe.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub method: Option<MethodName>,
+    pub recipe_file: Option<PathBuf>,
+    pub data: Option<PathBuf>,
+    pub epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub seed: Option<u64>,
+    pub sets: Vec<String>,
+}
+
+pub(super) fn parse_toml(text: &str, origin: &str) -> Result<toml::Table> {
+    text.parse::<toml::Table>()
+        .map_err(|e| Error::Recipe(format!("{origin}: not valid TOML: {e}")))
+}
+
+/// Copies `overlay` onto `base`, refusing keys the base does not have.
+fn merge(base: &mut toml::Table, overlay: toml::Table, prefix: &str, origin: &str) -> Result<()> {
+    for (key, value) in overlay {
+        let full = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o, &full, origin)?,
+            (Some(slot), value) => *slot = value,
+            (None, _) => return Err(unknown_key(base, &full, origin)),
+        }
+    }
+    Ok(())
+}
+
+fn unknown_key(section: &toml::Table, key: &str, origin: &str) -> Error {
+    let mut valid: Vec<&str> = section.keys().map(String::as_str).collect();
+    valid.sort_unstable();
+    Error::Recipe(format!(
+        "{origin}: unknown key '{key}'; valid keys here: {}",
+        valid.join(", ")
+    ))
+}
+
+fn parse_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+/// Applies one `key=value` override (dotted key, TOML value; bare words are strings).
+pub fn apply_set(table: &mut toml::Table, assignment: &str) -> Result<()> {
+    let (key, raw) = assignment.split_once('=').ok_or_else(|| {
+        Error::Recipe(format!(
+            "--set {assignment}: expected key=value, e.g. --set optim.base_lr=0.1"
+        ))
+    })?;
+    let key = key.trim();
+    let origin = format!("--set {assignment}");
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().unwrap_or_default();
+    let mut section = &mut *table;
+    let mut walked = String::new();
+    for part in parts {
+        walked = if walked.is_empty() {
+            part.to_string()
+        } else {
+            format!("{walked}.{part}")
+        };
+        let exists = matches!(section.get(part), Some(toml::Value::Table(_)));
+        if !exists {
+            return Err(unknown_key(section, &walked, &origin));
+        }
+        section = match section.get_mut(part) {
+            Some(toml::Value::Table(t)) => t,
+            _ => unreachable!(),
+        };
+    }
+    if !section.contains_key(last) {
+        return Err(unknown_key(section, key, &origin));
+    }
+    section.insert(last.to_string(), parse_value(raw.trim()));
+    Ok(())
+}
+
+impl Recipe {
+    /// Resolves the recipe: built-in defaults ← recipe file ← flags ← `--set`.
+    pub fn resolve(o: &Overrides) -> Result<Recipe> {
+        let file = match &o.recipe_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+                Some(parse_toml(&text, &path.display().to_string())?)
+            }
+            None => None,
+        };
+        let file_method = file
+            .as_ref()
+            .and_then(|t| t.get("method"))
+            .and_then(|m| m.get("name"))
+            .and_then(|n| n.as_str())
+            .map(MethodName::parse)
+            .transpose()?;
+        let method = match (o.method, file_method) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(Error::Recipe(format!(
+                    "method {a} contradicts method.name = \"{b}\" in {}",
+                    o.recipe_file.as_ref().unwrap().display()
+                )));
+            }
+            (Some(m), _) | (None, Some(m)) => m,
+            (None, None) => {
+                return Err(Error::Usage(
+                    "no method given: name one, or give a recipe file with method.name".into(),
+                ));
+            }
+        };
+        let defaults = Recipe {
+            method: MethodConfig::default_for(method),
+            ..Recipe::default()
+        };
+        let mut table =
+            toml::Table::try_from(defaults).map_err(|e| Error::Recipe(e.to_string()))?;
+        merge(
+            &mut table,
+            parse_toml(method.builtin_recipe(), "built-in recipe")?,
+            "",
+            "built-in recipe",
+        )?;
+        if let (Some(mut file), Some(path)) = (file, &o.recipe_file) {
+            let origin = path.display().to_string();
+            legacy::drop_other_methods_keys(&mut file, method, &origin)?;
+            merge(&mut table, file, "", &origin)?;
+        }
+        let mut recipe = Self::from_table(table, "recipe")?;
+        if let Some(data) = &o.data {
+            recipe.data.path = data.display().to_string();
+        }
+        if let Some(epochs) = o.epochs {
+            recipe.train.epochs = epochs;
+        }
+        if let Some(b) = o.batch_size {
+            recipe.train.batch_size = b;
+        }
+        if let Some(seed) = o.seed {
+            recipe.train.seed = seed;
+        }
+        if !o.sets.is_empty() {
+            let mut table =
+                toml::Table::try_from(&recipe).map_err(|e| Error::Recipe(e.to_string()))?;
+            for set in &o.sets {
+                // Another name would mean other settings: the method is chosen first.
+                if set.split('=').next().map(str::trim) == Some("method.name") {
+                    return Err(Error::Recipe(
+                        "method.name cannot be changed with --set; use --method".into(),
+                    ));
+                }
+                apply_set(&mut table, set)?;
+            }
+            recipe = Self::from_table(table, "--set")?;
+        }
+        recipe.validate()?;
+        Ok(recipe)
+    }
+
+    pub(super) fn from_table(table: toml::Table, origin: &str) -> Result<Recipe> {
+        Recipe::deserialize(toml::Value::Table(table))
+            .map_err(|e| Error::Recipe(format!("{origin}: {}", e.message())))
+    }
+
+    /// A resolved recipe file (a run's `recipe.toml`); one written before each method had its
+    /// own settings loads too.
+    pub fn load(path: &Path) -> Result<Recipe> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let origin = path.display().to_string();
+        let mut table = parse_toml(&text, &origin)?;
+        let name = table
+            .get("method")
+            .and_then(|m| m.get("name"))
+            .and_then(|n| n.as_str())
+            .map(MethodName::parse)
+            .transpose()?;
+        if let Some(name) = name {
+            legacy::drop_other_methods_keys(&mut table, name, &origin)?;
+        }
+        let recipe = Self::from_table(table, &origin)?;
+        recipe.validate()?;
+        Ok(recipe)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(method: MethodName, sets: &[&str]) -> Result<Recipe> {
+        Recipe::resolve(&Overrides {
+            method: Some(method),
+            sets: sets.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn builtin_recipes_resolve_and_validate() {
+        for &m in MethodName::ALL {
+            let r = resolve(m, &[]).unwrap();
+            assert_eq!(r.method.name(), m);
+            // The resolved recipe round-trips through its own TOML.
+            let back = Recipe::from_table(r.to_toml().parse().unwrap(), "test").unwrap();
+            assert_eq!(back, r);
+        }
+    }
+
+    #[test]
+    fn every_shipped_recipe_file_resolves() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let r = Recipe::resolve(&Overrides {
+                recipe_file: Some(path.clone()),
+                ..Default::default()
+            })
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(MethodName::ALL.contains(&r.method.name()));
+        }
+    }
+
+    #[test]
+    fn a_recipe_written_before_per_method_settings_still_loads() {
+        // A run directory's resolved recipe.toml from selfsup 0.1: every method's keys in
+        // [method]; BYOL's own values kept, the others (at their old defaults) dropped.
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/recipe-0.1-byol.toml");
+        let old = Recipe::load(&path).unwrap();
+        assert_eq!(old, resolve(MethodName::Byol, &[]).unwrap());
+        // The same file given as --recipe resolves to the same recipe.
+        let again = Recipe::resolve(&Overrides {
+            recipe_file: Some(path),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(again, old);
+        let err = resolve(MethodName::Byol, &["method.name=dino"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("use --method"), "{err}");
+        // Keys of other methods are refused when set explicitly now.
+        let err = resolve(MethodName::Byol, &["method.lambda=0.1"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown key 'method.lambda'")
+                && err.contains("base_momentum, name, predictor, projector"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn set_overrides_typed_values() {
+        let r = resolve(
+            MethodName::Simsiam,
+            &[
+                "method.stop_gradient=false",
+                "optim.base_lr=0.1",
+                "augment.crop_scale=[0.3, 1.0]",
+            ],
+        )
+        .unwrap();
+        assert!(!r.method.settings::<crate::method::SimSiam>().stop_gradient);
+        assert_eq!(r.optim.base_lr, 0.1);
+        assert_eq!(r.augment.crop_scale, [0.3, 1.0]);
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let err = resolve(MethodName::Byol, &["optim.learning_rate=0.1"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown key 'optim.learning_rate'") && err.contains("base_lr"),
+            "{err}"
+        );
+        let err = resolve(MethodName::Byol, &["nosuch.key=1"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown key 'nosuch'"), "{err}");
+        let err = resolve(MethodName::Byol, &["train.batch_size=0"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("train.batch_size"), "{err}");
+        let err = resolve(MethodName::Byol, &["augment.local_crops=6"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("augment.local_crops"), "{err}");
+        let err = resolve(MethodName::Byol, &["optim.base_lr=fast"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--set"), "{err}");
+        let err = Recipe::resolve(&Overrides {
+            method: Some(MethodName::Byol),
+            batch_size: Some(0),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("batch size"), "{err}");
+    }
+}

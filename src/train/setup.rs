@@ -1,0 +1,101 @@
+//! What the loop is set up from: the training images behind a loader, and the run directory.
+
+use std::sync::Arc;
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::TrainOptions;
+use crate::data::Splits;
+use crate::data::loader::{Batch, Loader, Normalize};
+use crate::error::{Error, Result};
+use crate::nn::backbone::ImageShape;
+use crate::recipe::Recipe;
+use crate::run::RunDir;
+use crate::run::checkpoint;
+
+/// The training images as the loop sees them.
+pub(super) struct TrainingData {
+    pub loader: Arc<Loader>,
+    pub normalize: Normalize,
+    /// The views' shape (what the method is built for).
+    pub shape: ImageShape,
+    pub images: usize,
+}
+
+/// The recipe's share of the training split (`data.max_images`) behind a seeded loader,
+/// normalised by its own per-channel statistics.
+pub(super) fn training_data(recipe: &Recipe, splits: &Splits) -> Result<TrainingData> {
+    let mut train_set = splits.train.clone();
+    if recipe.data.max_images > 0 {
+        train_set = train_set.take(recipe.data.max_images);
+    }
+    let batch_size = recipe.train.batch_size;
+    if train_set.len() < batch_size {
+        return Err(Error::Recipe(format!(
+            "train.batch_size = {batch_size} is larger than the {} training images; lower it",
+            train_set.len()
+        )));
+    }
+    let (mean, std) = train_set.channel_stats();
+    let normalize = Normalize { mean, std };
+    let channels = train_set.channels;
+    let images = train_set.len();
+    let native_side = train_set.height;
+    let loader = Arc::new(Loader::new(
+        Arc::new(train_set),
+        recipe.augment.clone(),
+        normalize.clone(),
+        batch_size,
+        recipe.train.seed,
+    ));
+    let shape = ImageShape {
+        channels,
+        side: loader.side(),
+    };
+    check_backbone(recipe, shape, native_side)?;
+    Ok(TrainingData {
+        loader,
+        normalize,
+        shape,
+        images,
+    })
+}
+
+/// Creates the run directory with its recipe, or checks that a resumed one has a checkpoint.
+pub(super) fn prepare_run(recipe: &Recipe, options: &TrainOptions) -> Result<RunDir> {
+    let run = RunDir::new(&options.out);
+    if options.resume {
+        if checkpoint::latest(&run).is_none() {
+            return Err(Error::NoCheckpoint(options.out.clone()));
+        }
+    } else if run.recipe_path().exists() || run.checkpoint_dir().exists() {
+        return Err(Error::RunExists(options.out.clone()));
+    }
+    std::fs::create_dir_all(&run.root).map_err(|e| Error::io(&run.root, e))?;
+    crate::error::write_atomic(&run.recipe_path(), recipe.to_toml().as_bytes())?;
+    Ok(run)
+}
+
+/// Moves a batch's view buffers into tensors (no copy of the pixels on the host).
+pub(super) fn tensor_views(batch: Batch, device: &Device) -> Vec<Tensor<4>> {
+    let (b, c) = (batch.size, batch.channels);
+    batch
+        .views
+        .into_iter()
+        .zip(batch.sides)
+        .map(|(v, side)| Tensor::from_data(TensorData::new(v, [b, c, side, side]), device))
+        .collect()
+}
+
+/// Refuses a backbone that cannot take the training images, or a ViT whose training views
+/// (`augment.size`) differ from the images evaluation will feed it.
+fn check_backbone(recipe: &Recipe, shape: ImageShape, native_side: usize) -> Result<()> {
+    recipe.model.validate_for(shape).map_err(Error::Recipe)?;
+    if recipe.model.is_vit() && shape.side != native_side {
+        return Err(Error::Recipe(format!(
+            "augment.size = {} differs from the {native_side}-pixel images a ViT is evaluated on; set data.image_size = {} (resizes the data) and augment.size = 0",
+            shape.side, shape.side
+        )));
+    }
+    Ok(())
+}

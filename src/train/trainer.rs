@@ -1,0 +1,394 @@
+//! The training loop in named phases: [`Trainer::set_up`] (data, method, run directory, resume),
+//! then per batch [`Trainer::step`] (views → loss → optimizer → after-step) and
+//! [`Trainer::observe`] (metrics and collapse monitoring), per epoch the online kNN monitor and
+//! [`Trainer::checkpoint`]. Everything it does is reported to an [`Observer`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::optim::GradientsParams;
+use burn::tensor::Device;
+
+use super::clock::Clock;
+use super::events::{Event, Observer};
+use super::metrics::{self, MetricsLine, MetricsLog};
+use super::setup::{TrainingData, prepare_run, tensor_views, training_data};
+use super::watch::{self, FirstWarnings};
+use super::{TrainOptions, TrainSummary};
+use crate::data::loader::{Batch, Loader, Normalize};
+use crate::data::{ImageSet, Splits};
+use crate::device::train_device;
+use crate::error::{Error, Result};
+use crate::method::{LossTerm, Method, Progress, StepOutput};
+use crate::optim::schedule::cosine_between;
+use crate::optim::{Optimizer, WarmupCosine};
+use crate::recipe::Recipe;
+use crate::run::checkpoint::{self, Position};
+use crate::run::{Run, RunDir, RunInfo, Runs, save_module, write_json};
+
+/// A run being trained: everything the loop needs besides the method itself, which
+/// [`Trainer::run`] moves through the phases.
+pub struct Trainer {
+    recipe: Recipe,
+    run: RunDir,
+    info: RunInfo,
+    device: Device,
+    loader: Arc<Loader>,
+    normalize: Normalize,
+    /// Labelled (fit, held-out) images for the online kNN monitor (`train.eval_every`).
+    online_eval: Option<(ImageSet, ImageSet)>,
+    optimizer: Optimizer,
+    schedule: WarmupCosine,
+    peak_lr: f64,
+    total_steps: usize,
+    position: Position,
+    resumed_from_step: Option<usize>,
+    log: MetricsLog,
+    first_warnings: FirstWarnings,
+    clock: Clock,
+}
+
+/// What one step leaves for [`Trainer::observe`].
+struct Stepped {
+    loss: f64,
+    lr: f64,
+    progress: Progress,
+    out: StepOutput<()>,
+}
+
+impl Trainer {
+    /// Builds the loader and the method, creates (or reopens, with `options.resume`) the run
+    /// directory and restores the checkpoint. A method that cannot start leaves nothing behind.
+    pub fn set_up<M: Method>(
+        recipe: &Recipe,
+        splits: &Splits,
+        options: &TrainOptions,
+    ) -> Result<(Self, M)> {
+        let online_eval = if recipe.train.eval_every > 0 {
+            Some(crate::eval::labelled_splits(splits, &recipe.eval)?)
+        } else {
+            None
+        };
+        let TrainingData {
+            loader,
+            normalize,
+            shape,
+            images,
+        } = training_data(recipe, splits)?;
+        let device = train_device(options.device)?;
+        device.seed(recipe.train.seed);
+        // Built before the run directory exists, so a method that cannot start (BEiT without its
+        // tokenizer) leaves nothing behind.
+        let mut method = recipe.init_method::<M>(shape, &device, &Runs)?;
+        let run = prepare_run(recipe, options)?;
+        let info = RunInfo {
+            method: recipe.method.name().to_string(),
+            channels: shape.channels,
+            image_side: shape.side,
+            mean: normalize.mean.clone(),
+            std: normalize.std.clone(),
+            data: splits.description.clone(),
+            train_images: images,
+            encoder_dim: method.encoder().out_dim(),
+        };
+        write_json(&run.info_path(), &info)?;
+
+        let mut optimizer = Optimizer::new(recipe.optim.clone());
+        let mut position = Position {
+            epoch: 0,
+            batch: 0,
+            step: 0,
+        };
+        let mut resumed_from_step = None;
+        if options.resume {
+            let dir =
+                checkpoint::latest(&run).ok_or_else(|| Error::NoCheckpoint(run.root.clone()))?;
+            let (loaded, pos) = checkpoint::load(&dir, method, &mut optimizer, &device)?;
+            method = loaded;
+            position = pos;
+            resumed_from_step = Some(pos.step);
+        }
+        let log = MetricsLog::open(&run.metrics_path(), resumed_from_step)?;
+        match resumed_from_step {
+            Some(step) => metrics::truncate_after_step(&run.eval_history_path(), step)?,
+            None if online_eval.is_some() => {
+                crate::error::write_atomic(&run.eval_history_path(), b"")?
+            }
+            None => {}
+        }
+
+        let steps_per_epoch = loader.batches_per_epoch();
+        let total_steps = recipe.train.epochs * steps_per_epoch;
+        let peak_lr = recipe.optim.base_lr * recipe.train.batch_size as f64 / 256.0;
+        let schedule = WarmupCosine {
+            base_lr: peak_lr,
+            warmup_steps: (recipe.optim.warmup_epochs * steps_per_epoch as f64).round() as usize,
+            total_steps,
+            final_fraction: recipe.optim.final_lr_fraction,
+        };
+        let trainer = Trainer {
+            recipe: recipe.clone(),
+            run,
+            info,
+            device,
+            loader,
+            normalize,
+            online_eval,
+            optimizer,
+            schedule,
+            peak_lr,
+            total_steps,
+            position,
+            resumed_from_step,
+            log,
+            first_warnings: FirstWarnings::default(),
+            clock: Clock::start(),
+        };
+        Ok((trainer, method))
+    }
+
+    /// The run as [`Trainer::set_up`] opened it: directory, resolved recipe, data facts.
+    pub fn opened_run(&self) -> Run {
+        Run {
+            dir: self.run.clone(),
+            recipe: self.recipe.clone(),
+            info: self.info.clone(),
+        }
+    }
+
+    /// Trains to the recipe's last epoch and writes the final encoder; returns the trained
+    /// method (on the training device) and the run's summary.
+    pub fn run<M: Method>(
+        mut self,
+        mut method: M,
+        observer: &mut dyn Observer,
+    ) -> Result<(M, TrainSummary)> {
+        let epochs = self.recipe.train.epochs;
+        observer.observe(&Event::Started {
+            method: self.recipe.method.name(),
+            epochs,
+            total_steps: self.total_steps,
+            start_step: self.position.step,
+            resumed: self.resumed_from_step.is_some(),
+        });
+        self.clock = Clock::start();
+        for epoch in self.position.epoch..epochs {
+            method = self.epoch(method, epoch, observer)?;
+        }
+        save_module(method.encoder().clone(), &self.run.encoder_path())?;
+        observer.observe(&Event::Finished);
+        let seconds = self.clock.seconds();
+        let first = self.first_warnings;
+        let summary = TrainSummary {
+            run_dir: self.run.root.clone(),
+            method: self.recipe.method.name().to_string(),
+            epochs,
+            steps: self.position.step,
+            final_loss: self.clock.final_loss,
+            seconds,
+            images_per_s: self.clock.trained_images as f64 / seconds,
+            collapse_warning_step: first.complete_collapse,
+            dimensional_collapse_warning_step: first.dimensional_collapse,
+            codebook_collapse_warning_step: first.codebook_collapse,
+            distillation_collapse_warning_step: first.teacher_collapse,
+            resumed_from_step: self.resumed_from_step,
+            data_wait_fraction: self.clock.data_wait / seconds,
+        };
+        Ok((method, summary))
+    }
+
+    fn epoch<M: Method>(
+        &mut self,
+        mut method: M,
+        epoch: usize,
+        observer: &mut dyn Observer,
+    ) -> Result<M> {
+        let epochs = self.recipe.train.epochs;
+        observer.observe(&Event::EpochStarted { epoch, epochs });
+        let start_batch = if epoch == self.position.epoch {
+            self.position.batch
+        } else {
+            0
+        };
+        let batches = self.loader.epoch(epoch, start_batch);
+        loop {
+            let wait = Instant::now();
+            let Ok(batch) = batches.recv() else { break };
+            self.clock.data_wait += wait.elapsed().as_secs_f64();
+            let stepped;
+            (method, stepped) = self.step(method, epoch, batch)?;
+            let step = self.position.step;
+            observer.observe(&Event::StepFinished {
+                step,
+                loss: stepped.loss,
+            });
+            if step.is_multiple_of(self.recipe.train.log_every) || step == 1 {
+                self.observe(&method, epoch, stepped, observer)?;
+            }
+            let every = self.recipe.train.checkpoint_every_steps;
+            if every > 0 && step.is_multiple_of(every) {
+                self.checkpoint(&method, observer)?;
+            }
+        }
+        self.position = Position {
+            epoch: epoch + 1,
+            batch: 0,
+            step: self.position.step,
+        };
+        if self.online_eval.is_some() && (epoch + 1).is_multiple_of(self.recipe.train.eval_every) {
+            self.evaluate_online(&method, epoch, observer)?;
+        }
+        if (epoch + 1).is_multiple_of(self.recipe.train.checkpoint_every) || epoch + 1 == epochs {
+            self.checkpoint(&method, observer)?;
+        }
+        Ok(method)
+    }
+
+    /// One optimizer step on `batch`: the method's loss, its gradients, the update, then the
+    /// method's own after-step work (EMA teacher, queue).
+    fn step<M: Method>(&mut self, method: M, epoch: usize, batch: Batch) -> Result<(M, Stepped)> {
+        let progress = Progress {
+            step: self.position.step,
+            total_steps: self.total_steps,
+        };
+        let lr = self.schedule.lr(self.position.step);
+        if let Some(end) = self.recipe.optim.weight_decay_end() {
+            self.optimizer.set_weight_decay(cosine_between(
+                self.recipe.optim.weight_decay,
+                end,
+                self.position.step,
+                self.total_steps,
+            ));
+        }
+        let (batch_index, batch_size) = (batch.index, batch.size);
+        let views = tensor_views(batch, &self.device);
+        let out = method.step(&views, progress);
+        let loss = out.loss.clone().into_scalar::<f32>() as f64;
+        if !loss.is_finite() {
+            return Err(Error::Diverged(format!(
+                "the loss became {loss} at step {} (epoch {}); the last good checkpoint in {} is kept. Lower optim.base_lr or raise optim.warmup_epochs, then start a new run (or resume to retry from the checkpoint)",
+                self.position.step,
+                epoch + 1,
+                self.run.checkpoint_dir().display()
+            )));
+        }
+        self.clock.final_loss = loss;
+        let grads = GradientsParams::from_grads(out.loss.backward(), &method);
+        let constant_lr = method.constant_lr();
+        let method = self
+            .optimizer
+            .step(lr, self.peak_lr, method, grads, &constant_lr);
+        let method = method.after_step(out.carry, progress);
+        self.position = Position {
+            epoch,
+            batch: batch_index + 1,
+            step: self.position.step + 1,
+        };
+        self.clock.trained(batch_size);
+        let out = StepOutput {
+            loss: out.loss,
+            embeddings: out.embeddings,
+            terms: out.terms,
+            carry: (),
+            signals: out.signals,
+        };
+        Ok((
+            method,
+            Stepped {
+                loss,
+                lr,
+                progress,
+                out,
+            },
+        ))
+    }
+
+    /// Writes the step's metrics line and raises collapse warnings the first time they apply.
+    fn observe<M: Method>(
+        &mut self,
+        method: &M,
+        epoch: usize,
+        stepped: Stepped,
+        observer: &mut dyn Observer,
+    ) -> Result<()> {
+        let step = self.position.step;
+        let Stepped {
+            loss,
+            lr,
+            progress,
+            out,
+        } = stepped;
+        let terms = out
+            .terms
+            .into_iter()
+            .map(|LossTerm { name, value }| (name.to_string(), value.into_scalar::<f32>() as f64))
+            .collect();
+        let (look, warnings) = watch::look(
+            &mut self.first_warnings,
+            step,
+            out.embeddings,
+            out.signals,
+            M::CENTRED_DIAGNOSTICS,
+            self.recipe.method.collapse_hint(),
+        );
+        let images_per_s = self.clock.window_rate();
+        let stats = look.stats;
+        let line = MetricsLine {
+            step,
+            epoch,
+            loss,
+            lr,
+            momentum: method.momentum(progress),
+            embedding_std: stats.embedding_std,
+            healthy_std: stats.healthy_std,
+            effective_rank: stats.effective_rank,
+            images_per_s,
+            terms,
+            readings: look.readings,
+        };
+        self.log.write(&line)?;
+        observer.observe(&Event::Logged(line));
+        for warning in warnings {
+            observer.observe(&Event::Warning(warning));
+        }
+        Ok(())
+    }
+
+    /// kNN top-1 of the current encoder (BatchNorm in eval mode) into `eval_history.jsonl` —
+    /// solo-learn-style online monitoring.
+    fn evaluate_online<M: Method>(
+        &self,
+        method: &M,
+        epoch: usize,
+        observer: &mut dyn Observer,
+    ) -> Result<()> {
+        use crate::eval::{encoder_features, knn_score};
+        let Some((fit, held_out)) = &self.online_eval else {
+            return Ok(());
+        };
+        let plain = self.device.clone().inner();
+        let encoder = method.encoder();
+        let tr = encoder_features(encoder, fit, &self.normalize, &plain);
+        let te = encoder_features(encoder, held_out, &self.normalize, &plain);
+        let knn_top1 = knn_score(&tr, fit, &te, held_out, &self.recipe.eval, &plain);
+        let step = self.position.step;
+        metrics::append_eval_history(&self.run.eval_history_path(), epoch + 1, step, knn_top1)?;
+        observer.observe(&Event::EpochEvaluated {
+            epoch: epoch + 1,
+            step,
+            knn_top1,
+            held_out: held_out.len(),
+        });
+        Ok(())
+    }
+
+    /// Replaces the run's checkpoint (atomically) with the method, optimizer and position now.
+    fn checkpoint<M: Method>(&self, method: &M, observer: &mut dyn Observer) -> Result<()> {
+        checkpoint::save(&self.run, method, &self.optimizer, self.position)?;
+        observer.observe(&Event::CheckpointWritten {
+            step: self.position.step,
+            dir: self.run.checkpoint_dir(),
+        });
+        Ok(())
+    }
+}
