@@ -75,20 +75,6 @@ impl Readings {
     pub fn iter(&self) -> impl Iterator<Item = &Reading> {
         self.0.iter()
     }
-
-    pub fn codebook(&self) -> Option<&CodebookUsage> {
-        self.0.iter().find_map(|r| match r {
-            Reading::Codebook(c) => Some(c),
-            _ => None,
-        })
-    }
-
-    pub fn distillation(&self) -> Option<&DistillationStats> {
-        self.0.iter().find_map(|r| match r {
-            Reading::Distillation(d) => Some(d),
-            _ => None,
-        })
-    }
 }
 
 /// Signals of several batches gathered on the host, measured together.

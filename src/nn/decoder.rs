@@ -70,15 +70,6 @@ impl DecoderConfig {
         }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
-        DecoderSize {
-            dim: self.dim,
-            depth: self.depth,
-            heads: self.heads,
-        }
-        .validate()
-    }
-
     pub fn init(&self, device: &Device) -> Decoder {
         Decoder {
             embed: linear(self.in_dim, self.dim, device),

@@ -14,11 +14,7 @@ use std::path::PathBuf;
 pub use events::{Event, Observer, Silent, Warning, WarningKind};
 pub use trainer::Trainer;
 
-use crate::data::Splits;
 use crate::device::DeviceChoice;
-use crate::error::Result;
-use crate::method::Method;
-use crate::recipe::Recipe;
 
 pub struct TrainOptions {
     /// The run directory.
@@ -49,28 +45,4 @@ pub struct TrainSummary {
     pub resumed_from_step: Option<usize>,
     /// Fraction of the training time spent waiting for the loader (0: the model never waited).
     pub data_wait_fraction: f64,
-}
-
-/// Trains method `M` on `splits` into `options.out`; returns the trained method (on the
-/// training device) and the summary.
-pub fn train_method<M: Method>(
-    recipe: &Recipe,
-    splits: &Splits,
-    options: &TrainOptions,
-    observer: &mut dyn Observer,
-) -> Result<(M, TrainSummary)> {
-    let (trainer, method) = Trainer::set_up::<M>(recipe, splits, options)?;
-    trainer.run(method, observer)
-}
-
-/// Trains the recipe's method on `splits` into `options.out`.
-pub fn train(
-    recipe: &Recipe,
-    splits: &Splits,
-    options: &TrainOptions,
-    observer: &mut dyn Observer,
-) -> Result<TrainSummary> {
-    crate::with_method!(recipe.method.name(), M => {
-        train_method::<M>(recipe, splits, options, observer).map(|(_, summary)| summary)
-    })
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use burn::optim::GradientsParams;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 
 use super::clock::Clock;
 use super::events::{Event, Observer};
@@ -19,7 +19,7 @@ use crate::data::loader::{Batch, Loader, Normalize};
 use crate::data::{ImageSet, Splits};
 use crate::device::train_device;
 use crate::error::{Error, Result};
-use crate::method::{LossTerm, Method, Progress, StepOutput};
+use crate::method::{LossTerm, Method, Progress, Signal};
 use crate::optim::schedule::cosine_between;
 use crate::optim::{Optimizer, WarmupCosine};
 use crate::recipe::Recipe;
@@ -53,7 +53,9 @@ struct Stepped {
     loss: f64,
     lr: f64,
     progress: Progress,
-    out: StepOutput<()>,
+    embeddings: Tensor<2>,
+    terms: Vec<LossTerm>,
+    signals: Vec<Signal>,
 }
 
 impl Trainer {
@@ -285,20 +287,15 @@ impl Trainer {
             step: self.position.step + 1,
         };
         self.clock.trained(batch_size);
-        let out = StepOutput {
-            loss: out.loss,
-            embeddings: out.embeddings,
-            terms: out.terms,
-            carry: (),
-            signals: out.signals,
-        };
         Ok((
             method,
             Stepped {
                 loss,
                 lr,
                 progress,
-                out,
+                embeddings: out.embeddings,
+                terms: out.terms,
+                signals: out.signals,
             },
         ))
     }
@@ -316,18 +313,19 @@ impl Trainer {
             loss,
             lr,
             progress,
-            out,
+            embeddings,
+            terms,
+            signals,
         } = stepped;
-        let terms = out
-            .terms
+        let terms = terms
             .into_iter()
             .map(|LossTerm { name, value }| (name.to_string(), value.into_scalar::<f32>() as f64))
             .collect();
         let (look, warnings) = watch::look(
             &mut self.first_warnings,
             step,
-            out.embeddings,
-            out.signals,
+            embeddings,
+            signals,
             M::CENTRED_DIAGNOSTICS,
             self.recipe.method.collapse_hint(),
         );
