@@ -17,7 +17,12 @@ if ! python3 -c 'import torch, torchvision' 2>/dev/null; then
     echo "compare.sh: PyTorch is not installed; run: pip install torch torchvision" >&2
     exit 1
 fi
-cargo build -q --release --bench train_step --bench augment
+cargo build -q --release --bench train_step --bench augment --bench loader
+# 2,048 camera-sized (500×375) JPEGs cut from the sample photographs in data/photos/.
+photos=target/bench-photos-500x375
+if [ ! -d "$photos" ]; then
+    cargo run -q --release --example photo_folder -- "$photos" photos --train 2048 --val 0 --size 500x375 --jpeg-only
+fi
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 for round in $(seq "$rounds"); do
@@ -31,6 +36,8 @@ for round in $(seq "$rounds"); do
         cargo bench -q --bench augment -- "$1" "$2" 2>/dev/null | tail -1 >>"$results"
         python3 benches/torch_augment.py "$1" "$threads" "$2" | tail -1 >>"$results"
     done
+    cargo bench -q --bench loader -- "$photos" 2048 224 2>/dev/null | tail -1 >>"$results"
+    python3 benches/torch_loader.py "$photos" 2048 "$threads" 224 | tail -1 >>"$results"
 done
 python3 - "$results" "$threads" "$rounds" <<'PY'
 import json, statistics, sys
@@ -41,8 +48,12 @@ names = {
     "train_step_vit_tiny_p4_b64_32px": "ViT-Tiny/4 train step, batch 64, 32x32x3",
     "augment_two_simclr_views_32px": "two SimCLR views per image, 32x32",
     "augment_two_simclr_views_224px": "two SimCLR views per image, 224x224",
+    "loader_two_simclr_views_224px_jpeg": "500x375 JPEG folder: decode + 2 views 224",
 }
-print(f"{threads} threads, median of {rounds} alternating rounds")
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
+simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
+print(f"{cpu} ({simd}), {threads} threads, median of {rounds} alternating rounds")
 print(f"{'benchmark':<42} {'selfsup img/s':>13} {'pytorch img/s':>13} {'ratio':>6} {'peak MB selfsup / pytorch':>26}")
 for bench, label in names.items():
     ours = [r for r in rows if r["bench"] == bench and r["framework"] == "selfsup"]

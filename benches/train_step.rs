@@ -6,6 +6,9 @@
 //!
 //! cargo bench --bench train_step -- [resnet18|vit-tiny] [steps]
 
+mod common;
+
+use common::peak_rss_mb;
 use std::time::Instant;
 
 use burn::optim::GradientsParams;
@@ -71,15 +74,4 @@ fn main() {
         peak_rss_mb(),
         rayon::current_num_threads()
     );
-}
-
-/// The process's peak resident set (VmHWM), in MiB; 0 where /proc is not there.
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-            line.split_whitespace().nth(1)?.parse::<f64>().ok()
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
 }

@@ -55,7 +55,10 @@ pub fn attention_run(
         }
         AttentionImages::HeldOut(n) => {
             let splits = run.data()?;
-            splits.test.unwrap_or(splits.train).take(n)
+            splits
+                .test
+                .unwrap_or(splits.train)
+                .in_memory(n, info.image_side)?
         }
     };
     if set.is_empty() {

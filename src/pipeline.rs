@@ -36,7 +36,7 @@ pub fn pretrain(
     observer: &mut dyn Observer,
     progress: impl FnMut(&str),
 ) -> Result<PretrainReport> {
-    let splits = crate::data::load(recipe.data_path().as_deref(), recipe.image_size())?;
+    let splits = recipe.load_data()?;
     crate::with_method!(recipe.method.name(), M => {
         let (trainer, method) = Trainer::set_up::<M>(recipe, &splits, options)?;
         let run: Run = trainer.opened_run();

@@ -79,11 +79,33 @@ fn corrupt_image_in_a_folder() {
             "byol",
             "--data",
             path(&dir),
+            "--set",
+            "data.on_corrupt=fail",
             "--out",
             path(&dir.join("run")),
         ],
         "broken.png: cannot decode image",
     );
+    // By default it is skipped, counted and named, and the two readable images train.
+    let out = run(&[
+        "train",
+        "--method",
+        "byol",
+        "--data",
+        path(&dir),
+        "--batch-size",
+        "2",
+        "--epochs",
+        "1",
+        "--no-eval",
+        "--json",
+        "--out",
+        path(&dir.join("skipped")),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = json(&out);
+    assert_eq!(summary["train"]["corrupt_images"], 1, "{summary}");
+    assert!(stderr(&out).contains("broken.png"), "{}", stderr(&out));
 }
 
 #[test]

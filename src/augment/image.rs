@@ -1,4 +1,4 @@
-//! A float image in CHW order with values in [0, 1].
+//! A float image in CHW order with values in [0, 1], and borrowed planes of any pixel type.
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Image {
@@ -8,13 +8,58 @@ pub struct Image {
     pub data: Vec<f32>,
 }
 
+/// A pixel value that reads as a float in [0, 1].
+pub trait Texel: Copy + Send + Sync {
+    fn unit(self) -> f32;
+}
+
+impl Texel for f32 {
+    #[inline(always)]
+    fn unit(self) -> f32 {
+        self
+    }
+}
+
+impl Texel for u8 {
+    #[inline(always)]
+    fn unit(self) -> f32 {
+        self as f32 * (1.0 / 255.0)
+    }
+}
+
+/// A borrowed CHW image: what crops read from, at its original resolution and pixel type (so a
+/// decoded photo is never converted to floats in full).
+#[derive(Clone, Copy, Debug)]
+pub struct Planes<'a, T> {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub data: &'a [T],
+}
+
+impl<T: Texel> Planes<'_, T> {
+    pub fn channel(&self, c: usize) -> &[T] {
+        let plane = self.height * self.width;
+        &self.data[c * plane..(c + 1) * plane]
+    }
+}
+
 impl Image {
     pub fn from_u8(pixels: &[u8], channels: usize, height: usize, width: usize) -> Self {
         Image {
             channels,
             height,
             width,
-            data: pixels.iter().map(|&p| p as f32 * (1.0 / 255.0)).collect(),
+            data: pixels.iter().map(|&p| p.unit()).collect(),
+        }
+    }
+
+    pub fn planes(&self) -> Planes<'_, f32> {
+        Planes {
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+            data: &self.data,
         }
     }
 

@@ -5,5 +5,5 @@ pub mod mask;
 pub mod ops;
 pub mod views;
 
-pub use image::Image;
+pub use image::{Image, Planes, Texel};
 pub use views::AugmentConfig;

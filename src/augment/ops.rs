@@ -2,7 +2,7 @@
 
 use rand::Rng;
 
-use super::image::Image;
+use super::image::{Image, Planes, Texel};
 
 /// Picks the crop window of torchvision's `RandomResizedCrop.get_params`: (top, left, h, w).
 pub fn resized_crop_window<R: Rng>(
@@ -37,9 +37,25 @@ pub fn resized_crop_window<R: Rng>(
     ((height - h) / 2, (width - w) / 2, h, w)
 }
 
-/// Bilinear resize (align_corners = false) of the window (top, left, h, w) to `out_h × out_w`.
-pub fn crop_resize(
-    img: &Image,
+/// Bilinear resize (align_corners = false) of the window (top, left, h, w) to `out_h × out_w`,
+/// read straight from `img`'s pixels (u8 or f32). Shrinking by more than 2× on an axis filters
+/// with a triangle as wide as the scale (PIL's antialiased bilinear, torchvision's default for
+/// photos); up to 2× the two bilinear taps already read every source pixel.
+pub fn crop_resize<T: Texel>(
+    img: &Planes<T>,
+    window: (usize, usize, usize, usize),
+    out_h: usize,
+    out_w: usize,
+) -> Image {
+    let (_, _, h, w) = window;
+    if h as f32 / out_h as f32 > 2.0 || w as f32 / out_w as f32 > 2.0 {
+        return filtered_crop_resize(img, window, out_h, out_w);
+    }
+    bilinear_crop_resize(img, window, out_h, out_w)
+}
+
+fn bilinear_crop_resize<T: Texel>(
+    img: &Planes<T>,
     (top, left, h, w): (usize, usize, usize, usize),
     out_h: usize,
     out_w: usize,
@@ -68,7 +84,8 @@ pub fn crop_resize(
                 }
                 let src = &plane[(top + y) * img.width + left..][..w];
                 for (o, &(x0, x1, fx)) in resized[y * out_w..][..out_w].iter_mut().zip(&xs) {
-                    *o = src[x0] + (src[x1] - src[x0]) * fx;
+                    let (a, b) = (src[x0].unit(), src[x1].unit());
+                    *o = a + (b - a) * fx;
                 }
             }
         }
@@ -79,6 +96,69 @@ pub fn crop_resize(
             );
             for ((o, &a), &b) in row.iter_mut().zip(a).zip(b) {
                 *o = a + (b - a) * fy;
+            }
+        }
+    }
+    Image {
+        channels: img.channels,
+        height: out_h,
+        width: out_w,
+        data,
+    }
+}
+
+/// The source pixels (from `start`) and normalised weights of each output pixel on one axis.
+struct Taps {
+    start: usize,
+    weights: Vec<f32>,
+}
+
+fn axis_taps(out: usize, len: usize, scale: f32) -> Vec<Taps> {
+    let support = scale.max(1.0);
+    (0..out)
+        .map(|i| {
+            let centre = (i as f32 + 0.5) * scale;
+            let lo = ((centre - support).floor().max(0.0)) as usize;
+            let hi = ((centre + support).ceil() as usize).min(len);
+            let mut weights: Vec<f32> = (lo..hi)
+                .map(|j| (1.0 - ((j as f32 + 0.5 - centre) / support).abs()).max(0.0))
+                .collect();
+            let sum: f32 = weights.iter().sum();
+            weights.iter_mut().for_each(|w| *w /= sum);
+            Taps { start: lo, weights }
+        })
+        .collect()
+}
+
+fn filtered_crop_resize<T: Texel>(
+    img: &Planes<T>,
+    (top, left, h, w): (usize, usize, usize, usize),
+    out_h: usize,
+    out_w: usize,
+) -> Image {
+    let xs = axis_taps(out_w, w, w as f32 / out_w as f32);
+    let ys = axis_taps(out_h, h, h as f32 / out_h as f32);
+    let mut rows = vec![0f32; h * out_w];
+    let mut data = vec![0f32; img.channels * out_h * out_w];
+    for (c, out) in data.chunks_exact_mut(out_h * out_w).enumerate() {
+        let plane = img.channel(c);
+        for (y, row) in rows.chunks_exact_mut(out_w).enumerate() {
+            let src = &plane[(top + y) * img.width + left..][..w];
+            for (o, taps) in row.iter_mut().zip(&xs) {
+                *o = src[taps.start..]
+                    .iter()
+                    .zip(&taps.weights)
+                    .map(|(p, wt)| p.unit() * wt)
+                    .sum();
+            }
+        }
+        for (row, taps) in out.chunks_exact_mut(out_w).zip(&ys) {
+            row.fill(0.0);
+            for (k, &wt) in taps.weights.iter().enumerate() {
+                let src = &rows[(taps.start + k) * out_w..][..out_w];
+                for (o, &s) in row.iter_mut().zip(src) {
+                    *o += s * wt;
+                }
             }
         }
     }

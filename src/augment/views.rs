@@ -3,7 +3,7 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::image::Image;
+use super::image::{Image, Planes, Texel};
 use super::ops;
 
 /// Augmentation settings shared by the views of a method (SimCLR-style pipeline).
@@ -168,7 +168,7 @@ impl AugmentConfig {
 
     /// Produces view `view` of `img`: a global crop for the first [`Self::global_views`] views,
     /// then the local crops.
-    pub fn apply<R: Rng>(&self, rng: &mut R, img: &Image, view: usize) -> Image {
+    pub fn apply<R: Rng, T: Texel>(&self, rng: &mut R, img: &Planes<T>, view: usize) -> Image {
         if view < self.global_views() {
             let (out_h, out_w) = if self.size == 0 {
                 (img.height, img.width)
@@ -184,10 +184,10 @@ impl AugmentConfig {
     }
 
     /// Crop (area range, output size), flip, jitter, grayscale, blur and solarize.
-    fn pipeline<R: Rng>(
+    fn pipeline<R: Rng, T: Texel>(
         &self,
         rng: &mut R,
-        img: &Image,
+        img: &Planes<T>,
         ([scale_lo, scale_hi], (out_h, out_w)): ([f32; 2], (usize, usize)),
         blur_p: f32,
         solarize_p: f32,
@@ -251,9 +251,9 @@ mod tests {
             size: 32,
             ..Default::default()
         };
-        let a = cfg.apply(&mut ChaCha8Rng::seed_from_u64(7), &img, 0);
-        let b = cfg.apply(&mut ChaCha8Rng::seed_from_u64(7), &img, 0);
-        let c = cfg.apply(&mut ChaCha8Rng::seed_from_u64(8), &img, 0);
+        let a = cfg.apply(&mut ChaCha8Rng::seed_from_u64(7), &img.planes(), 0);
+        let b = cfg.apply(&mut ChaCha8Rng::seed_from_u64(7), &img.planes(), 0);
+        let c = cfg.apply(&mut ChaCha8Rng::seed_from_u64(8), &img.planes(), 0);
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!((a.channels, a.height, a.width), (1, 32, 32));

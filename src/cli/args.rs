@@ -30,7 +30,9 @@ pub struct TrainArgs {
     /// Recipe file (TOML); values override the method's built-in recipe.
     #[arg(long)]
     pub recipe: Option<PathBuf>,
-    /// Dataset folder: IDX (MNIST/Fashion-MNIST), CIFAR binary, or images. Default: bundled subset.
+    /// Dataset: an IDX (MNIST/Fashion-MNIST) or CIFAR folder, a folder of images (class
+    /// sub-folders, optional train/ + val/), WebDataset .tar shards. Large or mixed-size image
+    /// sets are streamed (set augment.size). Default: the bundled subset.
     #[arg(long)]
     pub data: Option<PathBuf>,
     #[arg(long)]

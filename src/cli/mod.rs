@@ -36,7 +36,7 @@ pub struct Cli {
 pub enum Command {
     /// Pretrain an encoder without labels, then diagnose it and evaluate it against baselines.
     #[command(
-        after_help = "Examples:\n  selfsup train --method byol --out runs/byol\n  selfsup train --method simsiam --data /usr/share/datasets/fashion-mnist --epochs 10 --out runs/simsiam\n  selfsup train --method simsiam --set method.stop_gradient=false --out runs/collapse\n  selfsup train --method moco-v3 --set model.arch=vit-tiny --set data.image_size=32 --out runs/moco-v3-vit\n  selfsup train --out runs/byol --resume\n  selfsup train --method mae --out runs/mae\n  selfsup train --method vq-tokenizer --out runs/vq-tokenizer && selfsup train --method beit --out runs/beit\n  selfsup train --method dino --out runs/dino && selfsup attention --run runs/dino\n  selfsup train --method dino --set method.centering=none --out runs/dino-collapse"
+        after_help = "Examples:\n  selfsup train --method byol --out runs/byol\n  selfsup train --method simsiam --data /usr/share/datasets/fashion-mnist --epochs 10 --out runs/simsiam\n  selfsup train --recipe recipes/photos/simclr-resnet50.toml --data ~/photos --out runs/simclr-photos\n  selfsup train --method byol --data shards/ --set augment.size=64 --set data.on_corrupt=fail --out runs/byol-shards\n  selfsup train --method simsiam --set method.stop_gradient=false --out runs/collapse\n  selfsup train --method moco-v3 --set model.arch=vit-tiny --set data.image_size=32 --out runs/moco-v3-vit\n  selfsup train --out runs/byol --resume\n  selfsup train --method mae --out runs/mae\n  selfsup train --method vq-tokenizer --out runs/vq-tokenizer && selfsup train --method beit --out runs/beit\n  selfsup train --method dino --out runs/dino && selfsup attention --run runs/dino\n  selfsup train --method dino --set method.centering=none --out runs/dino-collapse"
     )]
     Train(TrainArgs),
     /// kNN and linear-probe accuracy of a run's frozen encoder, beside a random-init encoder and raw pixels.
@@ -71,7 +71,7 @@ pub enum Command {
 /// the run's own.
 fn labelled_data(run: &Run, data: Option<&Path>) -> Result<Splits> {
     match data {
-        Some(path) => selfsup::data::load(Some(path), run.recipe.image_size()),
+        Some(path) => selfsup::data::load(Some(path), &run.recipe.load_options()),
         None => run.data(),
     }
 }

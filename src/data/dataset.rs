@@ -1,4 +1,9 @@
-//! An in-memory image set: u8 pixels in CHW order, all images the same size.
+//! An in-memory image set (u8 pixels in CHW order, all images the same size), a split's images
+//! in memory or streamed, and the train/test splits.
+
+use std::sync::Arc;
+
+use super::{Corrupt, Stream};
 
 /// Images stored contiguously as `n × channels × height × width` bytes.
 #[derive(Clone, Debug)]
@@ -52,8 +57,12 @@ impl ImageSet {
             .pixels
             .par_chunks_exact(self.image_len())
             .flat_map_iter(|raw| {
-                let img =
-                    crate::augment::Image::from_u8(raw, self.channels, self.height, self.width);
+                let img = crate::augment::Planes {
+                    channels: self.channels,
+                    height: self.height,
+                    width: self.width,
+                    data: raw,
+                };
                 let out = crate::augment::ops::crop_resize(
                     &img,
                     (0, 0, self.height, self.width),
@@ -108,10 +117,94 @@ impl ImageSet {
     }
 }
 
+/// A split's images: decoded in memory, or streamed from disk.
+#[derive(Clone, Debug)]
+pub enum Images {
+    Memory(Arc<ImageSet>),
+    Stream(Arc<Stream>),
+}
+
+impl From<ImageSet> for Images {
+    fn from(set: ImageSet) -> Self {
+        Images::Memory(Arc::new(set))
+    }
+}
+
+impl Images {
+    pub fn len(&self) -> usize {
+        match self {
+            Images::Memory(set) => set.len(),
+            Images::Stream(stream) => stream.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn channels(&self) -> usize {
+        match self {
+            Images::Memory(set) => set.channels,
+            Images::Stream(stream) => stream.channels,
+        }
+    }
+
+    /// The side a model sees these images at: the stored side, or a stream's crop side.
+    pub fn side(&self) -> usize {
+        match self {
+            Images::Memory(set) => set.height,
+            Images::Stream(stream) => stream.side,
+        }
+    }
+
+    pub fn is_labelled(&self) -> bool {
+        match self {
+            Images::Memory(set) => set.labels.is_some(),
+            Images::Stream(stream) => stream.index.labels.is_some(),
+        }
+    }
+
+    /// Up to `max` images (0: all) in memory at `side` (streams: the evaluation transform,
+    /// images spread over the set; in-memory sets: the first `max`, at their own size).
+    pub fn in_memory(&self, max: usize, side: usize) -> crate::error::Result<ImageSet> {
+        let max = if max == 0 { self.len() } else { max };
+        match self {
+            Images::Memory(set) if max >= set.len() => Ok(ImageSet::clone(set)),
+            Images::Memory(set) => Ok(set.take(max)),
+            Images::Stream(stream) => {
+                stream.materialize(&super::stream::spread(stream.len(), max), side)
+            }
+        }
+    }
+
+    /// The first `n` images (streams: `n` spread over the set).
+    pub fn take(&self, n: usize) -> Images {
+        match self {
+            Images::Memory(set) => Images::Memory(Arc::new(set.take(n))),
+            Images::Stream(stream) => Images::Stream(Arc::new(
+                stream.select(&super::stream::spread(stream.len(), n)),
+            )),
+        }
+    }
+}
+
 /// A train part (for pretraining and for fitting kNN / the probe) and a held-out test part.
 #[derive(Clone, Debug)]
 pub struct Splits {
-    pub train: ImageSet,
-    pub test: Option<ImageSet>,
+    pub train: Images,
+    pub test: Option<Images>,
     pub description: String,
+    /// Images found unreadable while loading and left out (`data.on_corrupt = "skip"`).
+    pub corrupt: Vec<Corrupt>,
+}
+
+impl Splits {
+    pub fn new(description: String, train: Images, test: Option<Images>) -> Self {
+        Splits {
+            train,
+            test,
+            description,
+            corrupt: Vec::new(),
+        }
+    }
 }

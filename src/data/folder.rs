@@ -1,19 +1,15 @@
-//! Folders of JPEG/PNG images: class sub-folders give labels, a flat folder is unlabeled.
+//! Folders of JPEG/PNG/WebP images: class sub-folders give labels, a flat folder is unlabeled.
+//! Listed into an [`Index`]; small folders of one square size are decoded into memory.
 
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
 use super::dataset::ImageSet;
+use super::decode;
+use super::index::{Index, Location, is_image};
+use super::{Corrupt, OnCorrupt};
 use crate::error::{Error, Result};
-
-const EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "bmp"];
-
-fn is_image(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| EXTENSIONS.contains(&e.to_lowercase().as_str()))
-}
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -29,22 +25,21 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(entries)
 }
 
-/// Reads a folder of images, resized to `size × size` (or kept at the common size when `None`).
-pub fn read(dir: &Path, size: Option<usize>) -> Result<ImageSet> {
+/// Lists the images of a folder: one sub-folder per class gives labels, a flat folder none.
+pub fn list(dir: &Path) -> Result<Index> {
     let entries = sorted_entries(dir)?;
     let class_dirs: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
-    let mut files: Vec<(PathBuf, Option<u32>)> = Vec::new();
-    let mut classes = Vec::new();
+    let mut index = Index::default();
     if class_dirs.is_empty() {
-        files.extend(
-            entries
-                .iter()
-                .filter(|p| is_image(p))
-                .map(|p| (p.clone(), None)),
-        );
+        index.locations = entries
+            .iter()
+            .filter(|p| is_image(p))
+            .map(|p| Location::File(p.clone()))
+            .collect();
     } else {
+        let mut labels = Vec::new();
         for (label, class_dir) in class_dirs.iter().enumerate() {
-            classes.push(
+            index.classes.push(
                 class_dir
                     .file_name()
                     .unwrap()
@@ -53,66 +48,110 @@ pub fn read(dir: &Path, size: Option<usize>) -> Result<ImageSet> {
             );
             for path in sorted_entries(class_dir)? {
                 if is_image(&path) {
-                    files.push((path, Some(label as u32)));
+                    index.locations.push(Location::File(path));
+                    labels.push(label as u32);
                 }
             }
         }
+        index.labels = Some(labels);
     }
-    if files.is_empty() {
+    if index.is_empty() {
         return Err(Error::data(
             dir,
-            "no images found (expected .png/.jpg files, directly or in one sub-folder per class)",
+            "no images found (expected .jpg/.png/.webp files, directly or in one sub-folder per class)",
         ));
     }
-    let decoded: Vec<image::DynamicImage> = files
-        .par_iter()
-        .map(|(path, _)| decode(path))
-        .collect::<Result<_>>()?;
-    let color = decoded.iter().any(|img| img.color().has_color());
+    Ok(index)
+}
+
+/// Decodes every image of `index` into memory, resized to `size × size` (or kept at the common
+/// size when `None`). Unreadable files are left out and returned beside the set when
+/// `on_corrupt` is skip; with fail the first one is the error.
+pub fn read_index(
+    index: &Index,
+    size: Option<usize>,
+    on_corrupt: OnCorrupt,
+) -> Result<(ImageSet, Vec<Corrupt>)> {
+    let decoded: Vec<std::result::Result<image::DynamicImage, String>> = (0..index.len())
+        .into_par_iter()
+        .map(|i| open_image(index, i))
+        .collect();
+    let mut corrupt = Vec::new();
+    let mut kept = Vec::new();
+    let mut kept_ids = Vec::new();
+    let mut labels = Vec::new();
+    for (i, result) in decoded.into_iter().enumerate() {
+        match result {
+            Ok(img) => {
+                kept.push(img);
+                kept_ids.push(i);
+                if let Some(l) = &index.labels {
+                    labels.push(l[i]);
+                }
+            }
+            Err(reason) => {
+                let found = Corrupt {
+                    name: index.name(i),
+                    reason,
+                };
+                if on_corrupt == OnCorrupt::Fail {
+                    return Err(found.into_error());
+                }
+                corrupt.push(found);
+            }
+        }
+    }
+    if kept.is_empty() {
+        return Err(Error::data(
+            index.name(0),
+            format!("none of the {} images could be decoded", index.len()),
+        ));
+    }
+    let color = kept.iter().any(|img| img.color().has_color());
     let (height, width) = match size {
         Some(s) => (s, s),
         None => {
-            let (w, h) = (decoded[0].width() as usize, decoded[0].height() as usize);
-            if let Some((i, _)) = decoded
+            let (w, h) = (kept[0].width() as usize, kept[0].height() as usize);
+            if let Some((k, img)) = kept
                 .iter()
                 .enumerate()
                 .find(|(_, img)| (img.width() as usize, img.height() as usize) != (w, h))
             {
-                return Err(Error::data(
-                    &files[i].0,
-                    format!(
-                        "images differ in size ({}×{} vs {w}×{h}); set data.image_size to resize them all",
-                        decoded[i].width(),
-                        decoded[i].height()
+                return Err(Error::Data {
+                    path: index.name(kept_ids[k]).into(),
+                    msg: format!(
+                        "images differ in size ({}×{} vs {w}×{h}); set augment.size to stream them at their own resolution",
+                        img.width(),
+                        img.height()
                     ),
-                ));
+                });
             }
             (h, w)
         }
     };
     let channels = if color { 3 } else { 1 };
-    let pixels: Vec<u8> = decoded
+    let pixels: Vec<u8> = kept
         .into_par_iter()
-        .flat_map_iter(|img| to_chw(&resize(img, width, height), channels))
+        .flat_map_iter(|img| decode::planar(&resize(img, width, height), channels).pixels)
         .collect();
-    let labels = (!classes.is_empty()).then(|| files.iter().map(|(_, l)| l.unwrap()).collect());
-    Ok(ImageSet {
+    let set = ImageSet {
         pixels,
         channels,
         height,
         width,
-        labels,
-        classes,
-    })
+        labels: index.labels.is_some().then_some(labels),
+        classes: index.classes.clone(),
+    };
+    Ok((set, corrupt))
 }
 
-fn decode(path: &Path) -> Result<image::DynamicImage> {
-    image::open(path).map_err(|e| {
-        Error::data(
-            path,
-            format!("cannot decode image ({e}); remove or replace the file"),
-        )
-    })
+/// Reads a folder of images into memory (see [`read_index`]); any unreadable file is an error.
+pub fn read(dir: &Path, size: Option<usize>) -> Result<ImageSet> {
+    Ok(read_index(&list(dir)?, size, OnCorrupt::Fail)?.0)
+}
+
+fn open_image(index: &Index, i: usize) -> std::result::Result<image::DynamicImage, String> {
+    decode::decode_image(&index.read(i).map_err(|e| e.to_string())?)
 }
 
 fn resize(img: image::DynamicImage, width: usize, height: usize) -> image::DynamicImage {
@@ -131,7 +170,14 @@ fn resize(img: image::DynamicImage, width: usize, height: usize) -> image::Dynam
 pub fn read_files(paths: &[PathBuf], channels: usize, side: usize) -> Result<ImageSet> {
     let mut pixels = Vec::new();
     for path in paths {
-        pixels.extend(to_chw(&resize(decode(path)?, side, side), channels));
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let img = decode::decode_image(&bytes).map_err(|reason| {
+            Error::data(
+                path,
+                format!("cannot decode image ({reason}); remove or replace the file"),
+            )
+        })?;
+        pixels.extend(decode::planar(&resize(img, side, side), channels).pixels);
     }
     Ok(ImageSet {
         pixels,
@@ -143,30 +189,14 @@ pub fn read_files(paths: &[PathBuf], channels: usize, side: usize) -> Result<Ima
     })
 }
 
-fn to_chw(img: &image::DynamicImage, channels: usize) -> Vec<u8> {
-    if channels == 1 {
-        return img.to_luma8().into_raw();
-    }
-    let rgb = img.to_rgb8();
-    let plane = (rgb.width() * rgb.height()) as usize;
-    let mut out = vec![0u8; 3 * plane];
-    for (i, px) in rgb.pixels().enumerate() {
-        for c in 0..3 {
-            out[c * plane + i] = px.0[c];
-        }
-    }
-    out
-}
-
-/// The train/test sub-folders of `dir`, when it is split that way.
-pub fn split_dirs(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+/// The train and (when there is one) test/val sub-folders of `dir`, when it is split that way.
+pub fn split_dirs(dir: &Path) -> Option<(PathBuf, Option<PathBuf>)> {
     let train = dir.join("train");
-    ["test", "val"]
+    let test = ["test", "val"]
         .iter()
         .map(|name| dir.join(name))
-        .find(|p| p.is_dir())
-        .filter(|_| train.is_dir())
-        .map(|test| (train, test))
+        .find(|p| p.is_dir());
+    train.is_dir().then_some((train, test))
 }
 
 #[cfg(test)]
@@ -211,7 +241,7 @@ mod tests {
             .unwrap();
         let err = read(&flat, None).unwrap_err().to_string();
         assert!(
-            err.contains("c.png") && err.contains("data.image_size"),
+            err.contains("c.png") && err.contains("augment.size"),
             "{err}"
         );
         std::fs::remove_dir_all(dir).ok();

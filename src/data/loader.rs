@@ -11,8 +11,9 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::dataset::ImageSet;
-use crate::augment::{AugmentConfig, Image};
+use super::dataset::Images;
+use super::{Corrupt, OnCorrupt};
+use crate::augment::{AugmentConfig, Image, Planes};
 
 /// Mixes several integers into one well-spread RNG seed (splitmix64 steps).
 pub fn mix_seed(parts: &[u64]) -> u64 {
@@ -38,6 +39,8 @@ pub struct Batch {
     /// The side of each view.
     pub sides: Vec<usize>,
     pub views: Vec<Vec<f32>>,
+    /// Streamed images that could not be decoded; the next readable image took each one's place.
+    pub corrupt: Vec<Corrupt>,
 }
 
 /// Per-channel normalisation (x − mean) / std.
@@ -58,7 +61,7 @@ impl Normalize {
 }
 
 pub struct Loader {
-    set: Arc<ImageSet>,
+    images: Images,
     augment: AugmentConfig,
     normalize: Normalize,
     batch_size: usize,
@@ -68,14 +71,14 @@ pub struct Loader {
 
 impl Loader {
     pub fn new(
-        set: Arc<ImageSet>,
+        images: Images,
         augment: AugmentConfig,
         normalize: Normalize,
         batch_size: usize,
         seed: u64,
     ) -> Self {
         Loader {
-            set,
+            images,
             augment,
             normalize,
             batch_size,
@@ -86,31 +89,66 @@ impl Loader {
 
     /// Full batches per epoch (the last partial batch is dropped: BatchNorm dislikes tiny batches).
     pub fn batches_per_epoch(&self) -> usize {
-        self.set.len() / self.batch_size
+        self.images.len() / self.batch_size
     }
 
     pub fn side(&self) -> usize {
-        self.augment.out_size(self.set.height)
+        self.augment.out_size(self.images.side())
     }
 
     /// The sample order of `epoch`.
     pub fn order(&self, epoch: usize) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.set.len()).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix_seed(&[
-            self.seed,
-            epoch as u64,
-        ])));
-        order
+        match &self.images {
+            Images::Stream(stream) => stream.order(self.seed, epoch),
+            Images::Memory(set) => {
+                let mut order: Vec<usize> = (0..set.len()).collect();
+                order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix_seed(&[
+                    self.seed,
+                    epoch as u64,
+                ])));
+                order
+            }
+        }
+    }
+
+    /// Runs `f` on image `id`'s pixels. A streamed image that cannot be decoded is replaced by
+    /// the next readable one (`data.on_corrupt = "skip"`, reported back) or is the error.
+    fn with_image<T>(
+        &self,
+        id: usize,
+        corrupt: &mut Vec<Corrupt>,
+        f: impl FnOnce(&Planes<u8>) -> T,
+    ) -> Result<T, Corrupt> {
+        let stream = match &self.images {
+            Images::Memory(set) => {
+                return Ok(f(&Planes {
+                    channels: set.channels,
+                    height: set.height,
+                    width: set.width,
+                    data: set.image(id),
+                }));
+            }
+            Images::Stream(stream) => stream,
+        };
+        for k in 0..stream.len() {
+            match stream.decode((id + k) % stream.len()) {
+                Ok(decoded) => return Ok(f(&decoded.planes())),
+                Err(bad) if stream.on_corrupt == OnCorrupt::Skip => corrupt.push(bad),
+                Err(bad) => return Err(bad),
+            }
+        }
+        Err(corrupt.pop().expect("a stream has images"))
     }
 
     /// Builds batch `index` of `epoch` (deterministic; augments samples in parallel).
-    pub fn batch(&self, order: &[usize], epoch: usize, index: usize) -> Batch {
+    pub fn batch(&self, order: &[usize], epoch: usize, index: usize) -> Result<Batch, Corrupt> {
         let views = self.augment.num_views();
+        let native = self.images.side();
         let sides: Vec<usize> = (0..views)
-            .map(|v| self.augment.view_side(v, self.set.height))
+            .map(|v| self.augment.view_side(v, native))
             .collect();
         let ids = &order[index * self.batch_size..(index + 1) * self.batch_size];
-        let samples: Vec<Vec<Image>> = ids
+        let samples: Vec<(Vec<Image>, Vec<Corrupt>)> = ids
             .par_iter()
             .enumerate()
             .map(|(k, &id)| {
@@ -120,55 +158,61 @@ impl Loader {
                     index as u64,
                     k as u64,
                 ]));
-                let img = Image::from_u8(
-                    self.set.image(id),
-                    self.set.channels,
-                    self.set.height,
-                    self.set.width,
-                );
-                (0..views)
-                    .map(|v| {
-                        let mut out = self.augment.apply(&mut rng, &img, v);
-                        let side = sides[v];
-                        if out.height != side || out.width != side {
-                            out = crate::augment::ops::crop_resize(
-                                &out,
-                                (0, 0, out.height, out.width),
-                                side,
-                                side,
-                            );
-                        }
-                        self.normalize.apply(&mut out);
-                        out
-                    })
-                    .collect()
+                let mut corrupt = Vec::new();
+                let views = self.with_image(id, &mut corrupt, |img| {
+                    (0..views)
+                        .map(|v| {
+                            let mut out = self.augment.apply(&mut rng, img, v);
+                            let side = sides[v];
+                            if out.height != side || out.width != side {
+                                out = crate::augment::ops::crop_resize(
+                                    &out.planes(),
+                                    (0, 0, out.height, out.width),
+                                    side,
+                                    side,
+                                );
+                            }
+                            self.normalize.apply(&mut out);
+                            out
+                        })
+                        .collect()
+                })?;
+                Ok((views, corrupt))
             })
+            .collect::<Result<_, Corrupt>>()?;
+        let corrupt = samples
+            .iter()
+            .flat_map(|(_, c)| c.iter().cloned())
             .collect();
         let views = (0..views)
             .map(|v| {
                 samples
                     .iter()
-                    .flat_map(|s| s[v].data.iter().copied())
+                    .flat_map(|(s, _)| s[v].data.iter().copied())
                     .collect()
             })
             .collect();
-        Batch {
+        Ok(Batch {
             index,
             size: ids.len(),
-            channels: self.set.channels,
+            channels: self.images.channels(),
             sides,
             views,
-        }
+            corrupt,
+        })
     }
 
-    /// Streams the batches of `epoch` from `start` on, prepared on a worker thread ahead of use.
-    pub fn epoch(self: &Arc<Self>, epoch: usize, start: usize) -> Receiver<Batch> {
+    /// Streams the batches of `epoch` from `start` on, prepared on a worker thread ahead of use;
+    /// an image that cannot be read (with `data.on_corrupt = "fail"`) ends the stream.
+    pub fn epoch(self: &Arc<Self>, epoch: usize, start: usize) -> Receiver<Result<Batch, Corrupt>> {
         let (tx, rx) = sync_channel(self.prefetch);
         let loader = Arc::clone(self);
         std::thread::spawn(move || {
             let order = loader.order(epoch);
             for index in start..loader.batches_per_epoch() {
-                if tx.send(loader.batch(&order, epoch, index)).is_err() {
+                let batch = loader.batch(&order, epoch, index);
+                let failed = batch.is_err();
+                if tx.send(batch).is_err() || failed {
                     break;
                 }
             }
@@ -180,6 +224,7 @@ impl Loader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::ImageSet;
 
     fn loader(seed: u64) -> Arc<Loader> {
         let n = 40;
@@ -196,7 +241,7 @@ mod tests {
             std: vec![0.25],
         };
         Arc::new(Loader::new(
-            Arc::new(set),
+            set.into(),
             AugmentConfig::default(),
             normalize,
             8,
@@ -208,8 +253,8 @@ mod tests {
     fn batches_depend_only_on_seed_epoch_and_index() {
         let l = loader(5);
         assert_eq!(l.batches_per_epoch(), 5);
-        let all: Vec<Batch> = l.epoch(1, 0).iter().collect();
-        let resumed: Vec<Batch> = l.epoch(1, 3).iter().collect();
+        let all: Vec<Batch> = l.epoch(1, 0).iter().map(Result::unwrap).collect();
+        let resumed: Vec<Batch> = l.epoch(1, 3).iter().map(Result::unwrap).collect();
         assert_eq!(all.len(), 5);
         assert_eq!(resumed.len(), 2);
         assert_eq!(resumed[0].index, 3);
@@ -220,7 +265,10 @@ mod tests {
         assert_ne!(all[0].views[0], all[0].views[1]);
         assert_ne!(l.order(0), l.order(1));
         let other = loader(6);
-        assert_ne!(other.epoch(1, 0).iter().next().unwrap().views, all[0].views);
+        assert_ne!(
+            other.epoch(1, 0).iter().next().unwrap().unwrap().views,
+            all[0].views
+        );
         assert_eq!(all[0].sides, vec![8, 8]);
         // Every sample appears once per epoch.
         let mut order = l.order(2);
@@ -232,6 +280,7 @@ mod tests {
 #[cfg(test)]
 mod multi_crop_tests {
     use super::*;
+    use crate::data::ImageSet;
 
     #[test]
     fn local_crops_follow_the_global_ones_at_their_own_size() {
@@ -252,8 +301,8 @@ mod multi_crop_tests {
             mean: vec![0.5],
             std: vec![0.25],
         };
-        let loader = Loader::new(Arc::new(set), augment.clone(), normalize.clone(), 8, 3);
-        let batch = loader.batch(&loader.order(0), 0, 0);
+        let loader = Loader::new(set.into(), augment.clone(), normalize.clone(), 8, 3);
+        let batch = loader.batch(&loader.order(0), 0, 0).unwrap();
         assert_eq!(batch.sides, vec![28, 28, 12, 12, 12, 12]);
         for (view, side) in batch.views.iter().zip(&batch.sides) {
             assert_eq!(view.len(), 8 * side * side);
@@ -267,9 +316,8 @@ mod multi_crop_tests {
             local_crops: 0,
             ..augment
         };
-        let set = Arc::clone(&loader.set);
-        let without = Loader::new(set, plain, normalize, 8, 3);
-        let globals = without.batch(&without.order(0), 0, 0);
+        let without = Loader::new(loader.images.clone(), plain, normalize, 8, 3);
+        let globals = without.batch(&without.order(0), 0, 0).unwrap();
         assert_eq!(globals.views[..], batch.views[..2]);
     }
 }

@@ -2,7 +2,8 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::augment::Image;
+use crate::augment::ops::crop_resize;
+use crate::augment::{Image, Planes};
 use crate::data::ImageSet;
 use crate::data::loader::Normalize;
 
@@ -53,6 +54,12 @@ pub fn images(
     )
 }
 
+/// Images per forward pass when extracting features of `side`-pixel images: 256 up to 64 px,
+/// then fewer so that a 224-px ResNet-50's activations stay around a gigabyte.
+pub fn batch_for(side: usize) -> usize {
+    (256 * 64 * 64 / (side * side).max(1)).clamp(16, 256)
+}
+
 /// Runs `forward` over `set` in batches and gathers the outputs.
 pub fn extract(
     set: &ImageSet,
@@ -76,17 +83,37 @@ pub fn extract(
     }
 }
 
+/// The side raw-pixel features are taken at for `side`-pixel images: their own up to 64, else
+/// 32 (the tiny-images baseline; 224² floats per image would not fit a large eval set).
+pub fn pixel_side(side: usize) -> usize {
+    if side > 64 { 32 } else { side }
+}
+
 /// Raw pixels (normalised) as features: the baseline any encoder should beat.
 pub fn pixels(set: &ImageSet, normalize: &Normalize) -> Features {
-    let mut data = Vec::with_capacity(set.len() * set.image_len());
+    let longest = set.height.max(set.width);
+    let side = pixel_side(longest);
+    let (h, w) = if side == longest {
+        (set.height, set.width)
+    } else {
+        (side, side)
+    };
+    let dim = set.channels * h * w;
+    let mut data = Vec::with_capacity(set.len() * dim);
     for i in 0..set.len() {
-        let mut img = Image::from_u8(set.image(i), set.channels, set.height, set.width);
+        let planes = Planes {
+            channels: set.channels,
+            height: set.height,
+            width: set.width,
+            data: set.image(i),
+        };
+        let mut img = crop_resize(&planes, (0, 0, set.height, set.width), h, w);
         normalize.apply(&mut img);
         data.extend_from_slice(&img.data);
     }
     Features {
         n: set.len(),
-        dim: set.image_len(),
+        dim,
         data,
     }
 }

@@ -11,7 +11,7 @@ use burn::tensor::Device;
 use serde::Serialize;
 
 use crate::data::loader::Normalize;
-use crate::data::{ImageSet, Splits};
+use crate::data::{ImageSet, Images, Splits};
 use crate::error::{Error, Result};
 use crate::nn::Backbone;
 use crate::nn::backbone::ImageShape;
@@ -40,26 +40,44 @@ pub struct EvalReport {
     pub train_images: usize,
     pub test_images: usize,
     pub feature_dim: usize,
+    /// The side the raw-pixel baseline was taken at (32 for images over 64 px).
+    pub pixel_side: usize,
     pub data: String,
     /// Whether the encoder beats the random-init encoder on both kNN and the probe.
     pub beats_random_init: bool,
     pub beats_pixels: bool,
 }
 
-/// The labelled (fit, held-out) pair that evaluation uses.
-pub fn labelled_splits(splits: &Splits, config: &EvalConfig) -> Result<(ImageSet, ImageSet)> {
-    if splits.train.labels.is_none() {
+/// The labelled (fit, held-out) pair that evaluation uses, in memory (streamed images through
+/// the evaluation transform at `side`, the encoder's input side).
+pub fn labelled_splits(
+    splits: &Splits,
+    config: &EvalConfig,
+    side: usize,
+) -> Result<(ImageSet, ImageSet)> {
+    if !splits.train.is_labelled() {
         return Err(Error::Usage(format!(
-            "{}: evaluation needs labels, and these images have none; evaluate on an IDX/CIFAR folder or an image folder with one sub-folder per class",
+            "{}: evaluation needs labels, and these images have none; evaluate on an IDX/CIFAR folder, an image folder with one sub-folder per class, or shards with .cls members",
             splits.description
         )));
     }
-    let (train, test) = match &splits.test {
-        Some(test) if test.labels.is_some() => (splits.train.clone(), test.clone()),
-        _ => hold_out(&splits.train, 0.2),
-    };
-    let cap = |set: ImageSet, max: usize| if max > 0 { set.take(max) } else { set };
-    Ok((cap(train, config.max_train), cap(test, config.max_test)))
+    match &splits.test {
+        Some(test) if test.is_labelled() => Ok((
+            splits.train.in_memory(config.max_train, side)?,
+            test.in_memory(config.max_test, side)?,
+        )),
+        _ => {
+            // Held out from the train split, then capped: in-memory sets whole (as they always
+            // were), streamed ones only as many images as both caps need.
+            let read = match (&splits.train, config.max_train, config.max_test) {
+                (Images::Stream(_), train, test) if train > 0 && test > 0 => train + test,
+                _ => 0,
+            };
+            let (train, test) = hold_out(&splits.train.in_memory(read, side)?, 0.2);
+            let cap = |set: ImageSet, max: usize| if max > 0 { set.take(max) } else { set };
+            Ok((cap(train, config.max_train), cap(test, config.max_test)))
+        }
+    }
 }
 
 /// Splits a labelled set into (train, test) with a fixed interleave: every fifth image is held out.
@@ -152,7 +170,8 @@ pub fn encoder_features(
     device: &Device,
 ) -> Features {
     let encoder = encoder.valid();
-    features::extract(set, normalize, device, 256, |x| encoder.forward(x))
+    let batch = features::batch_for(set.height);
+    features::extract(set, normalize, device, batch, |x| encoder.forward(x))
 }
 
 /// Evaluates `encoder` and both baselines on the labelled splits of `splits`.
@@ -161,10 +180,11 @@ pub fn evaluate(
     recipe: &Recipe,
     splits: &Splits,
     normalize: &Normalize,
+    side: usize,
     device: &Device,
     mut progress: impl FnMut(&str),
 ) -> Result<EvalReport> {
-    let (train_set, test_set) = labelled_splits(splits, &recipe.eval)?;
+    let (train_set, test_set) = labelled_splits(splits, &recipe.eval, side)?;
     let seed = recipe.train.seed;
     progress("extracting features of the trained encoder");
     let tr = encoder_features(encoder, &train_set, normalize, device);
@@ -220,6 +240,7 @@ pub fn evaluate(
         train_images: train_set.len(),
         test_images: test_set.len(),
         feature_dim: tr.dim,
+        pixel_side: features::pixel_side(train_set.height),
         data: splits.description.clone(),
     })
 }

@@ -50,13 +50,14 @@ pub fn diagnose_method<M: Method>(
     samples: usize,
     which: Features,
 ) -> Result<CollapseStats> {
-    let set = held_out_images(splits, samples.max(2));
+    let set = held_out_images(run, splits, samples.max(2))?;
     if set.len() < 2 {
         return Err(Error::Usage("diagnostics need at least 2 images".into()));
     }
     let normalize = run.info.normalize();
     let readings = method_readings(method, &set, &normalize, device);
-    let f = features::extract(&set, &normalize, device, 256, |x| match which {
+    let batch = features::batch_for(set.height);
+    let f = features::extract(&set, &normalize, device, batch, |x| match which {
         Features::Projector => method.embed(x),
         Features::Encoder => method.encoder().forward(x),
     });
@@ -95,9 +96,10 @@ fn method_readings<M: Method>(
     device: &Device,
 ) -> Readings {
     let mut gathered = Gathered::default();
-    for start in (0..set.len()).step_by(256) {
+    let size = features::batch_for(set.height);
+    for start in (0..set.len()).step_by(size) {
         let batch =
-            features::image_batch(set, start..(start + 256).min(set.len()), normalize, device);
+            features::image_batch(set, start..(start + size).min(set.len()), normalize, device);
         gathered.add(method.signals(batch));
         if gathered.is_empty() {
             break;

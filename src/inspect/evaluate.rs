@@ -38,6 +38,7 @@ pub fn evaluate_encoder(
         &run.recipe,
         splits,
         &run.info.normalize(),
+        run.info.image_side,
         device,
         progress,
     )?;

@@ -29,7 +29,7 @@ pub fn finetune_run(
     let info = &run.info;
     let device = crate::device::train_device(choice)?;
     check_eval_data(run, splits)?;
-    let (train, test) = eval::labelled_splits(splits, &recipe.eval)?;
+    let (train, test) = eval::labelled_splits(splits, &recipe.eval, info.image_side)?;
     let e = &recipe.eval;
     let seed = recipe.train.seed;
     let ids = labelled_subset(&train, e.finetune_fraction, seed);

@@ -50,7 +50,7 @@ pub fn reconstruct_run(
     use crate::diagnose::grid::{Column, write_grid};
     let (recipe, info) = (&run.recipe, &run.info);
     let device = device(choice)?;
-    let set = held_out_images(&run.data()?, count.max(1));
+    let set = held_out_images(run, &run.data()?, count.max(1))?;
     let name = recipe.method.name();
     let Some((masks, predicted)) =
         crate::with_method!(name, M => reconstruct_with::<M>(run, &set, &device, step)?)

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 pub use resolve::{Overrides, apply_set};
 
 use crate::augment::AugmentConfig;
+use crate::data::{LoadOptions, OnCorrupt, Splits};
 use crate::error::{Error, Result};
 pub use crate::method::MethodConfig;
 use crate::method::{Build, Method, RunSource};
@@ -21,15 +22,34 @@ use crate::nn::ModelConfig;
 use crate::nn::backbone::ImageShape;
 use crate::optim::OptimizerConfig;
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// Dataset folder; empty means the Fashion-MNIST subset bundled with selfsup.
+    /// Dataset folder (IDX, CIFAR, images, WebDataset shards) or one `.tar` shard; empty means
+    /// the Fashion-MNIST subset bundled with selfsup.
     pub path: String,
-    /// Resize every image (train and test, any source) to this side (0: keep the native size).
+    /// Resize every in-memory image to this side (0: keep the native size); streamed images
+    /// are cropped to it when `augment.size` is 0.
     pub image_size: usize,
-    /// Use only the first N training images (0: all).
+    /// Use only N training images (0: all): the first N, or N spread over a streamed set.
     pub max_images: usize,
+    /// An image that cannot be decoded mid-run: "skip" (counted, named, replaced by the next
+    /// readable one) or "fail" (stop with an error naming it; checkpoints are kept).
+    pub on_corrupt: OnCorrupt,
+    /// WebDataset shards: images held by the streaming shuffle buffer.
+    pub shuffle_buffer: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            path: String::new(),
+            image_size: 0,
+            max_images: 0,
+            on_corrupt: OnCorrupt::Skip,
+            shuffle_buffer: 2000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -121,6 +141,11 @@ impl Recipe {
         check(self.model.validate())?;
         check(self.augment.validate())?;
         check(self.optim.validate())?;
+        if self.data.shuffle_buffer == 0 {
+            return Err(Error::Recipe(
+                "data.shuffle_buffer = 0: the shard shuffle buffer needs at least one image (e.g. 2000)".into(),
+            ));
+        }
         let t = &self.train;
         if t.batch_size == 0 {
             return Err(Error::Recipe(
@@ -167,6 +192,21 @@ impl Recipe {
 
     pub fn image_size(&self) -> Option<usize> {
         (self.data.image_size > 0).then_some(self.data.image_size)
+    }
+
+    /// How the recipe's data is read (`data.*` and the training views' side).
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            image_size: self.image_size(),
+            view_side: (self.augment.size > 0).then_some(self.augment.size),
+            on_corrupt: self.data.on_corrupt,
+            shuffle_buffer: self.data.shuffle_buffer,
+        }
+    }
+
+    /// The recipe's data, loaded.
+    pub fn load_data(&self) -> Result<Splits> {
+        crate::data::load(self.data_path().as_deref(), &self.load_options())
     }
 
     pub fn to_toml(&self) -> String {

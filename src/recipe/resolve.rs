@@ -166,6 +166,8 @@ impl Recipe {
                     ));
                 }
                 apply_set(&mut table, set)?;
+                // Checked after each one, so a wrong value names its own --set.
+                Self::from_table(table.clone(), &format!("--set {set}"))?;
             }
             recipe = Self::from_table(table, "--set")?;
         }
@@ -225,14 +227,29 @@ mod tests {
     #[test]
     fn every_shipped_recipe_file_resolves() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
+        let photos = dir.join("photos");
+        let files: Vec<_> = [dir, photos]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(d).unwrap())
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        assert!(files.len() >= 20, "{files:?}");
+        for path in files {
             let r = Recipe::resolve(&Overrides {
                 recipe_file: Some(path.clone()),
                 ..Default::default()
             })
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(MethodName::ALL.contains(&r.method.name()));
+            if path.parent().unwrap().ends_with("photos") {
+                assert_eq!(
+                    (r.augment.size, r.data.image_size),
+                    (224, 0),
+                    "{}",
+                    path.display()
+                );
+            }
         }
     }
 

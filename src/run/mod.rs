@@ -138,7 +138,7 @@ impl Run {
 
     /// The run's own data (train and, when the source has one, test split).
     pub fn data(&self) -> Result<Splits> {
-        crate::data::load(self.recipe.data_path().as_deref(), self.recipe.image_size())
+        self.recipe.load_data()
     }
 
     /// The trained encoder.

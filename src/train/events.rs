@@ -37,7 +37,7 @@ pub enum Event {
     Finished,
 }
 
-/// Something looks wrong with the representation being learned.
+/// Something looks wrong with the representation being learned, or with the data.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Warning {
     pub kind: WarningKind,
@@ -54,6 +54,8 @@ pub enum WarningKind {
     CodebookCollapse,
     /// A self-distillation teacher is uniform or sits on few prototypes.
     TeacherCollapse,
+    /// An image could not be decoded and was skipped (`data.on_corrupt = "skip"`).
+    CorruptImage,
 }
 
 /// Receives a run's events as they happen.

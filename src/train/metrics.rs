@@ -21,6 +21,9 @@ pub struct MetricsLine {
     pub healthy_std: f64,
     pub effective_rank: f64,
     pub images_per_s: f64,
+    /// Unreadable images skipped so far (absent while there are none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub corrupt_images: usize,
     /// The loss's named parts (VICReg's invariance / variance / covariance, …).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub terms: std::collections::BTreeMap<String, f64>,
@@ -103,4 +106,8 @@ impl MetricsLog {
             })
             .collect()
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }

@@ -4,6 +4,7 @@
 
 mod clock;
 pub mod events;
+mod faults;
 pub mod metrics;
 mod setup;
 pub mod trainer;
@@ -45,4 +46,9 @@ pub struct TrainSummary {
     pub resumed_from_step: Option<usize>,
     /// Fraction of the training time spent waiting for the loader (0: the model never waited).
     pub data_wait_fraction: f64,
+    /// Images that could not be decoded and were skipped (`data.on_corrupt = "skip"`).
+    pub corrupt_images: usize,
+    /// The first few of them, with the reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub corrupt_examples: Vec<crate::data::Corrupt>,
 }

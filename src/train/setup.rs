@@ -5,8 +5,8 @@ use std::sync::Arc;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::TrainOptions;
-use crate::data::Splits;
 use crate::data::loader::{Batch, Loader, Normalize};
+use crate::data::{Images, Splits};
 use crate::error::{Error, Result};
 use crate::nn::backbone::ImageShape;
 use crate::recipe::Recipe;
@@ -23,27 +23,35 @@ pub(super) struct TrainingData {
 }
 
 /// The recipe's share of the training split (`data.max_images`) behind a seeded loader,
-/// normalised by its own per-channel statistics.
+/// normalised by its own per-channel statistics (estimated from a sample when streamed).
 pub(super) fn training_data(recipe: &Recipe, splits: &Splits) -> Result<TrainingData> {
-    let mut train_set = splits.train.clone();
+    let mut train = splits.train.clone();
     if recipe.data.max_images > 0 {
-        train_set = train_set.take(recipe.data.max_images);
+        train = train.take(recipe.data.max_images);
     }
     let batch_size = recipe.train.batch_size;
-    if train_set.len() < batch_size {
+    if train.len() < batch_size {
         return Err(Error::Recipe(format!(
             "train.batch_size = {batch_size} is larger than the {} training images; lower it",
-            train_set.len()
+            train.len()
         )));
     }
-    let (mean, std) = train_set.channel_stats();
+    let mut augment = recipe.augment.clone();
+    let (mean, std) = match &train {
+        Images::Memory(set) => set.channel_stats(),
+        Images::Stream(stream) => {
+            // Streamed images have no common size: views are made at the stream's side.
+            augment.size = stream.side;
+            stream.channel_stats(crate::data::SAMPLED_IMAGES)?
+        }
+    };
     let normalize = Normalize { mean, std };
-    let channels = train_set.channels;
-    let images = train_set.len();
-    let native_side = train_set.height;
+    let channels = train.channels();
+    let images = train.len();
+    let native_side = train.side();
     let loader = Arc::new(Loader::new(
-        Arc::new(train_set),
-        recipe.augment.clone(),
+        train,
+        augment,
         normalize.clone(),
         batch_size,
         recipe.train.seed,

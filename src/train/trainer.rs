@@ -11,6 +11,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::clock::Clock;
 use super::events::{Event, Observer};
+use super::faults::{self, CorruptImages};
 use super::metrics::{self, MetricsLine, MetricsLog};
 use super::setup::{TrainingData, prepare_run, tensor_views, training_data};
 use super::watch::{self, FirstWarnings};
@@ -45,6 +46,8 @@ pub struct Trainer {
     resumed_from_step: Option<usize>,
     log: MetricsLog,
     first_warnings: FirstWarnings,
+    /// Unreadable images found while loading (reported when the run starts) and while training.
+    corrupt: CorruptImages,
     clock: Clock,
 }
 
@@ -66,17 +69,15 @@ impl Trainer {
         splits: &Splits,
         options: &TrainOptions,
     ) -> Result<(Self, M)> {
-        let online_eval = if recipe.train.eval_every > 0 {
-            Some(crate::eval::labelled_splits(splits, &recipe.eval)?)
-        } else {
-            None
-        };
         let TrainingData {
             loader,
             normalize,
             shape,
             images,
         } = training_data(recipe, splits)?;
+        let online_eval = (recipe.train.eval_every > 0)
+            .then(|| crate::eval::labelled_splits(splits, &recipe.eval, shape.side))
+            .transpose()?;
         let device = train_device(options.device)?;
         device.seed(recipe.train.seed);
         // Built before the run directory exists, so a method that cannot start (BEiT without its
@@ -144,6 +145,7 @@ impl Trainer {
             resumed_from_step,
             log,
             first_warnings: FirstWarnings::default(),
+            corrupt: CorruptImages::new(splits.corrupt.clone()),
             clock: Clock::start(),
         };
         Ok((trainer, method))
@@ -173,6 +175,7 @@ impl Trainer {
             start_step: self.position.step,
             resumed: self.resumed_from_step.is_some(),
         });
+        self.corrupt.record_at_load(self.position.step, observer);
         self.clock = Clock::start();
         for epoch in self.position.epoch..epochs {
             method = self.epoch(method, epoch, observer)?;
@@ -195,6 +198,8 @@ impl Trainer {
             distillation_collapse_warning_step: first.teacher_collapse,
             resumed_from_step: self.resumed_from_step,
             data_wait_fraction: self.clock.data_wait / seconds,
+            corrupt_images: self.corrupt.count(),
+            corrupt_examples: self.corrupt.named.clone(),
         };
         Ok((method, summary))
     }
@@ -217,6 +222,15 @@ impl Trainer {
             let wait = Instant::now();
             let Ok(batch) = batches.recv() else { break };
             self.clock.data_wait += wait.elapsed().as_secs_f64();
+            let mut batch = match batch {
+                Ok(batch) => batch,
+                Err(corrupt) => {
+                    self.checkpoint(&method, observer)?;
+                    return Err(faults::stopped_by(corrupt, self.position.step));
+                }
+            };
+            let found = std::mem::take(&mut batch.corrupt);
+            self.corrupt.record(found, self.position.step, observer);
             let stepped;
             (method, stepped) = self.step(method, epoch, batch)?;
             let step = self.position.step;
@@ -341,6 +355,7 @@ impl Trainer {
             healthy_std: stats.healthy_std,
             effective_rank: stats.effective_rank,
             images_per_s,
+            corrupt_images: self.corrupt.count(),
             terms,
             readings: look.readings,
         };

@@ -28,18 +28,20 @@ pub struct FirstWarnings {
 }
 
 impl FirstWarnings {
-    fn slot(&mut self, kind: WarningKind) -> &mut Option<usize> {
+    /// Where the first step of a collapse warning is kept (data warnings have their own count).
+    fn slot(&mut self, kind: WarningKind) -> Option<&mut Option<usize>> {
         match kind {
-            WarningKind::CompleteCollapse => &mut self.complete_collapse,
-            WarningKind::DimensionalCollapse => &mut self.dimensional_collapse,
-            WarningKind::CodebookCollapse => &mut self.codebook_collapse,
-            WarningKind::TeacherCollapse => &mut self.teacher_collapse,
+            WarningKind::CompleteCollapse => Some(&mut self.complete_collapse),
+            WarningKind::DimensionalCollapse => Some(&mut self.dimensional_collapse),
+            WarningKind::CodebookCollapse => Some(&mut self.codebook_collapse),
+            WarningKind::TeacherCollapse => Some(&mut self.teacher_collapse),
+            WarningKind::CorruptImage => None,
         }
     }
 
     /// Records `kind` at `step` unless it was raised before; `Some` when this is the first time.
     fn raise(&mut self, kind: WarningKind, step: usize, message: String) -> Option<Warning> {
-        let slot = self.slot(kind);
+        let slot = self.slot(kind)?;
         if slot.is_some() {
             return None;
         }

@@ -27,7 +27,7 @@ fn crop_windows_stay_inside_and_respect_scale() {
 #[test]
 fn crop_resize_of_the_full_window_is_identity() {
     let img = ramp(3, 5, 7);
-    assert_eq!(crop_resize(&img, (0, 0, 5, 7), 5, 7), img);
+    assert_eq!(crop_resize(&img.planes(), (0, 0, 5, 7), 5, 7), img);
 }
 
 #[test]
@@ -39,7 +39,7 @@ fn bilinear_upsampling_matches_align_corners_false() {
         width: 2,
         data: vec![0.0, 1.0],
     };
-    let out = crop_resize(&img, (0, 0, 1, 2), 1, 4);
+    let out = crop_resize(&img.planes(), (0, 0, 1, 2), 1, 4);
     assert_eq!(out.data, vec![0.0, 0.25, 0.75, 1.0]);
 }
 
@@ -234,4 +234,36 @@ fn blur_preserves_constants_and_mass() {
     gaussian_blur(&mut dot, 5, 1.0);
     let sum: f32 = dot.data.iter().sum();
     assert!((sum - 1.0).abs() < 1e-5 && dot.data[24] < 0.5 && dot.data[23] > 0.0);
+}
+
+#[test]
+fn shrinking_more_than_twice_averages_like_pil() {
+    // 1×8 → 1×2 (scale 4): PIL's triangle of radius 4 around centres 2 and 6.
+    let img = Image {
+        channels: 1,
+        height: 1,
+        width: 8,
+        data: (0..8).map(|v| v as f32).collect(),
+    };
+    let out = crop_resize(&img.planes(), (0, 0, 1, 8), 1, 2);
+    // Weights 1 − |j + 0.5 − 2| / 4 for j = 0..6: 0.625 0.875 0.875 0.625 0.375 0.125 → sum 3.5.
+    let w = [0.625f32, 0.875, 0.875, 0.625, 0.375, 0.125];
+    let first: f32 = w.iter().enumerate().map(|(j, w)| j as f32 * w).sum::<f32>() / 3.5;
+    assert!(
+        (out.data[0] - first).abs() < 1e-5,
+        "{} vs {first}",
+        out.data[0]
+    );
+    // Symmetric: the second output mirrors the first around 3.5.
+    assert!((out.data[1] - (7.0 - first)).abs() < 1e-5, "{:?}", out.data);
+    // A constant image stays constant, u8 pixels read as v / 255.
+    let grey = vec![51u8; 3 * 40 * 30];
+    let planes = Planes {
+        channels: 3,
+        height: 40,
+        width: 30,
+        data: &grey[..],
+    };
+    let out = crop_resize(&planes, (0, 0, 40, 30), 7, 5);
+    assert!(out.data.iter().all(|v| (v - 0.2).abs() < 1e-6));
 }
