@@ -26,5 +26,6 @@ pub mod report;
 pub mod run;
 pub mod teacher;
 pub mod train;
+pub mod weights;
 
 pub use error::{Error, Result};

@@ -157,3 +157,83 @@ pub struct MethodsArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+/// `--format`: the file format of exported weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WeightsFormat {
+    Safetensors,
+}
+
+/// `--names`: whose parameter names an exported file uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum NamesArg {
+    Timm,
+    Torchvision,
+}
+
+impl From<NamesArg> for selfsup::weights::Names {
+    fn from(arg: NamesArg) -> Self {
+        match arg {
+            NamesArg::Timm => selfsup::weights::Names::Timm,
+            NamesArg::Torchvision => selfsup::weights::Names::Torchvision,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Run directory written by `selfsup train` (finished: it holds encoder.bpk).
+    #[arg(long)]
+    pub run: PathBuf,
+    #[arg(long, value_enum, default_value_t = WeightsFormat::Safetensors)]
+    pub format: WeightsFormat,
+    /// Parameter names: timm for ViTs, torchvision for ResNets (the defaults).
+    #[arg(long, value_enum)]
+    pub names: Option<NamesArg>,
+    /// Weights file (default: <run>/encoder.safetensors); the card goes beside it as .json.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the card as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--split`: which part of the data to embed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SplitArg {
+    Train,
+    Test,
+    All,
+}
+
+impl From<SplitArg> for selfsup::inspect::Split {
+    fn from(arg: SplitArg) -> Self {
+        match arg {
+            SplitArg::Train => selfsup::inspect::Split::Train,
+            SplitArg::Test => selfsup::inspect::Split::Test,
+            SplitArg::All => selfsup::inspect::Split::All,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct EmbedArgs {
+    /// Run directory written by `selfsup train` (finished: it holds encoder.bpk).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Images to embed: any dataset `train --data` takes (default: the run's data).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Which split: train, test (val/ or t10k), or all (train then test).
+    #[arg(long, value_enum, default_value_t = SplitArg::All)]
+    pub split: SplitArg,
+    /// Features file, .npy (float32 [images, dim]) or .safetensors ("features"); a .csv beside
+    /// it names each row's image and label. Default: <run>/embeddings.npy.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
+    /// Print one JSON object on stdout instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -62,16 +62,27 @@ pub enum Command {
         after_help = "Examples:\n  selfsup attention --run runs/dino\n  selfsup attention --run runs/dino --image shirt.png --image boot.jpg --out maps.png\n\nColumns: the image | the mean over heads | each head. Each map is scaled to its own maximum\n(bright = where [CLS] looks most) and drawn per patch. Image files are resized to the run's\nimage size and channels. --json adds each map (rescaled to sum to 1) and their mean entropy\nrelative to a uniform map (1 = looks everywhere alike)."
     )]
     Attention(AttentionArgs),
+    /// Frozen features of every image of a dataset (the evaluation transform), to .npy or .safetensors.
+    #[command(
+        after_help = "Examples:\n  selfsup embed --run runs/byol\n  selfsup embed --run runs/dino --data ~/photos --split train --out photos.npy\n\nRows follow the data's order; the .csv beside the features file gives each row's index, split,\nimage (file path, shard:member, or split/position for IDX and CIFAR), label and class.\nStreamed folders are read in batches (memory stays bounded); unreadable images are skipped and\nlisted (data.on_corrupt = \"fail\" in the run's recipe stops instead). Files are written under a\ntemporary name and renamed when complete: an interrupted run leaves no partial output; run it again."
+    )]
+    Embed(EmbedArgs),
+    /// Write a run's encoder as a PyTorch state dict (safetensors, timm / torchvision names) and a
+    /// card saying how to build the matching model.
+    #[command(
+        after_help = "Examples:\n  selfsup export --run runs/byol\n  selfsup export --run runs/dino --out dino-vit.safetensors --json\n\nLoad it in PyTorch (strict: every key matches; the classifier is dropped):\n  import json, safetensors.torch\n  card = json.load(open(\"runs/byol/encoder.json\")); exec(\"\\n\".join(card[\"python\"]))\n  model.load_state_dict(safetensors.torch.load_file(\"runs/byol/encoder.safetensors\"), strict=True)\n\nInputs are normalised as the card says: (pixels / 255 - mean) / std per channel."
+    )]
+    Export(ExportArgs),
     /// The method families: which are implemented, what prevents collapse, whether negatives are needed.
     #[command(after_help = "Example:\n  selfsup methods --json")]
     Methods(MethodsArgs),
 }
 
-/// Labelled data for a run's encoder: `data` when given (resized to the run's image size), else
-/// the run's own.
+/// Data for a run's encoder: `data` when given (resized to the run's image size), else the run's
+/// own.
 fn labelled_data(run: &Run, data: Option<&Path>) -> Result<Splits> {
     match data {
-        Some(path) => selfsup::data::load(Some(path), &run.recipe.load_options()),
+        Some(path) => run.data_at(path),
         None => run.data(),
     }
 }
@@ -104,6 +115,83 @@ pub fn parse() -> Cli {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train::train_command(args),
+        Command::Embed(args) => {
+            let run = Run::open(&args.run)?;
+            let splits = labelled_data(&run, args.data.as_deref())?;
+            let out = args
+                .out
+                .clone()
+                .unwrap_or_else(|| run.root().join("embeddings.npy"));
+            let bar = progress::image_bar(!args.json);
+            let report = selfsup::inspect::embed_run(
+                &run,
+                &splits,
+                args.split.into(),
+                &out,
+                args.device.into(),
+                |done, total| {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                },
+            )?;
+            bar.finish_and_clear();
+            if args.json {
+                print_json(&report);
+            } else {
+                println!(
+                    "Embedded {} images ({}-d) in {:.1} s: {} and {}",
+                    report.images,
+                    report.dim,
+                    report.seconds,
+                    report.features.display(),
+                    report.index.display()
+                );
+                if !report.skipped.is_empty() {
+                    println!("  skipped {} unreadable image(s):", report.skipped.len());
+                    for c in report.skipped.iter().take(5) {
+                        println!("    {}: {}", c.name, c.reason);
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Export(args) => {
+            let WeightsFormat::Safetensors = args.format;
+            let run = Run::open(&args.run)?;
+            let card = selfsup::weights::export_run(
+                &run,
+                args.names.map(Into::into),
+                args.out.as_deref(),
+            )?;
+            if args.json {
+                print_json(&card);
+            } else {
+                let dir = args
+                    .out
+                    .as_deref()
+                    .and_then(Path::parent)
+                    .unwrap_or(run.root());
+                let weights = dir.join(&card.weights);
+                println!(
+                    "Wrote {} ({} tensors, {} names, {}) and its card {}",
+                    weights.display(),
+                    card.tensors,
+                    card.names,
+                    card.architecture,
+                    selfsup::weights::card_path(&weights).display()
+                );
+                println!("  PyTorch model     {}", card.constructor);
+                for change in &card.changes {
+                    println!("                    {change}");
+                }
+                println!(
+                    "  inputs            {} channel(s), {} px, (x/255 - mean) / std with mean {:?}, std {:?}",
+                    card.in_channels, card.image_size, card.mean, card.std
+                );
+                println!("  features          {}-d", card.feature_dim);
+            }
+            Ok(())
+        }
         Command::Eval(args) => {
             let run = Run::open(&args.run)?;
             let splits = labelled_data(&run, args.data.as_deref())?;

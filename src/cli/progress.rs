@@ -92,3 +92,11 @@ fn bar(visible: bool, template: &str) -> ProgressBar {
     );
     bar
 }
+
+/// A bar over images (`embed`).
+pub fn image_bar(visible: bool) -> ProgressBar {
+    bar(
+        visible,
+        "embedding [{bar:30}] {pos}/{len} images  {per_sec}  ETA {eta}",
+    )
+}

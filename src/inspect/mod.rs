@@ -3,11 +3,13 @@
 //! and on a method already in memory as well as on one loaded from the run's checkpoint.
 
 pub mod diagnose;
+pub mod embed;
 pub mod evaluate;
 pub mod finetune;
 pub mod reconstruct;
 
 pub use diagnose::{Features, diagnose_method, diagnose_run};
+pub use embed::{EmbedReport, Split, embed_run};
 pub use evaluate::{evaluate_encoder, evaluate_run};
 pub use finetune::finetune_run;
 pub use reconstruct::{ReconstructionReport, reconstruct_run};

@@ -96,7 +96,7 @@ impl ModelConfig {
         !matches!(self.arch, Arch::Resnet18 | Arch::Resnet34 | Arch::Resnet50)
     }
 
-    fn resnet(&self) -> Option<ResNetConfig> {
+    pub fn resnet(&self) -> Option<ResNetConfig> {
         let arch = match self.arch {
             Arch::Resnet18 => Depth::Resnet18,
             Arch::Resnet34 => Depth::Resnet34,

@@ -19,7 +19,8 @@ pub enum Depth {
 }
 
 impl Depth {
-    fn layout(self) -> ([usize; 4], bool) {
+    /// Blocks per stage and whether they are bottlenecks.
+    pub fn layout(self) -> ([usize; 4], bool) {
         match self {
             Depth::Resnet18 => ([2, 2, 2, 2], false),
             Depth::Resnet34 => ([3, 4, 6, 3], false),

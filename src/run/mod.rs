@@ -141,6 +141,14 @@ impl Run {
         self.recipe.load_data()
     }
 
+    /// Other data for this run's encoder: the recipe's data options, streamed images cropped to
+    /// the side the encoder was trained at.
+    pub fn data_at(&self, path: &Path) -> Result<Splits> {
+        let mut options = self.recipe.load_options();
+        options.view_side = Some(self.info.image_side);
+        crate::data::load(Some(path), &options)
+    }
+
     /// The trained encoder.
     pub fn encoder(&self, device: &Device) -> Result<Backbone> {
         let path = self.dir.encoder_path();

@@ -1,0 +1,28 @@
+//! Encoders in and out of selfsup in PyTorch's layout: timm names for ViTs, torchvision names for
+//! ResNets, and a card that says how to build the matching PyTorch model.
+
+mod export;
+
+pub use export::{ExportCard, card_path, export_encoder, export_run};
+
+use serde::{Deserialize, Serialize};
+
+/// Whose parameter names a file uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Names {
+    /// `timm.models.vision_transformer.VisionTransformer` (`blocks.N.attn.qkv`, `reg_token`, …).
+    Timm,
+    /// `torchvision.models.ResNet` (`layer1.0.conv1`, `layer1.0.downsample.0`, …; timm's ResNets
+    /// use the same names).
+    Torchvision,
+}
+
+impl std::fmt::Display for Names {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Names::Timm => "timm",
+            Names::Torchvision => "torchvision",
+        })
+    }
+}

@@ -1,0 +1,315 @@
+//! Encoders out of selfsup: `export` writes exactly the state dict the PyTorch model on its card
+//! holds (keys, dtypes and shapes from torchvision / timm, in tests/fixtures/export/), with every
+//! value in PyTorch's layout; `embed` writes one row per readable image, in order, named.
+//! (`scripts/export_parity.py` checks the features against PyTorch itself.)
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::store::ModuleSnapshot;
+use burn::tensor::Device;
+use common::photos::{self, Size, Source, Spec};
+use common::{assert_clean_error, json, path, run, scratch};
+use selfsup::nn::Backbone;
+use selfsup::run::Run;
+
+fn fashion_folder(root: &Path, size: Size, corrupt: usize) -> PathBuf {
+    let spec = Spec {
+        source: Source::Fashion(selfsup::data::bundled_path()),
+        train: 192,
+        val: 48,
+        size,
+        corrupt,
+        // JPEG keeps Fashion-MNIST grayscale (the WebP encoder writes RGB).
+        jpeg_only: true,
+        seed: 3,
+    };
+    let (images, _) = photos::generate(&spec);
+    let folder = root.join("folder");
+    photos::write_folder(&folder, &images);
+    folder
+}
+
+fn train(out: &Path, data: &Path, args: &[&str]) {
+    let mut all = vec!["train", "--data", path(data), "--epochs", "1", "--no-eval"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--out", path(out), "--json"]);
+    let done = run(&all);
+    assert!(done.status.success(), "{}", common::stderr(&done));
+}
+
+/// Every tensor of a safetensors file: name → (dtype, shape, little-endian values as f64).
+fn read_safetensors(file: &Path) -> BTreeMap<String, (String, Vec<usize>, Vec<f64>)> {
+    let bytes = std::fs::read(file).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let (dtype, values) = match view.dtype() {
+                safetensors::Dtype::F32 => (
+                    "float32",
+                    view.data()
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+                        .collect(),
+                ),
+                safetensors::Dtype::I64 => (
+                    "int64",
+                    view.data()
+                        .chunks_exact(8)
+                        .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
+                        .collect(),
+                ),
+                other => panic!("{name}: unexpected dtype {other:?}"),
+            };
+            (name, (dtype.to_string(), view.shape().to_vec(), values))
+        })
+        .collect()
+}
+
+/// selfsup's own tensors (burn layout), by burn path.
+fn own_tensors(run_dir: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f64>)> {
+    let encoder: Backbone = Run::open(run_dir)
+        .unwrap()
+        .encoder(&Device::flex())
+        .unwrap();
+    encoder
+        .collect(None, None, true)
+        .into_iter()
+        .map(|t| {
+            let values = t
+                .to_bytes()
+                .unwrap()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+                .collect();
+            (t.name.clone(), (t.shape.to_vec(), values))
+        })
+        .collect()
+}
+
+fn fixture(name: &str) -> serde_json::Value {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/export")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
+}
+
+/// Keys, dtypes and shapes of the exported file against the PyTorch model's state dict.
+fn assert_matches_state_dict(file: &Path, fixture: &serde_json::Value) {
+    let ours = read_safetensors(file);
+    let theirs = fixture["state_dict"].as_object().unwrap();
+    let missing: Vec<_> = theirs.keys().filter(|k| !ours.contains_key(*k)).collect();
+    let extra: Vec<_> = ours.keys().filter(|k| !theirs.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}, unexpected {extra:?}"
+    );
+    for (key, spec) in theirs {
+        let (dtype, shape, _) = &ours[key];
+        assert_eq!(dtype, spec[0].as_str().unwrap(), "{key} dtype");
+        let want: Vec<usize> = spec[1]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(shape, &want, "{key} shape");
+    }
+}
+
+fn transpose(values: &[f64], rows: usize, cols: usize) -> Vec<f64> {
+    (0..cols)
+        .flat_map(|c| (0..rows).map(move |r| values[r * cols + c]))
+        .collect()
+}
+
+#[test]
+fn export_writes_the_state_dict_of_the_pytorch_model_on_its_card() {
+    let root = scratch("weights-export");
+    let data = fashion_folder(&root, Size::Fixed(28, 28), 0);
+
+    // ResNet-18, width 8, small stem: torchvision's names, BatchNorm statistics, the counter.
+    let resnet = root.join("resnet");
+    train(&resnet, &data, &["--method", "byol"]);
+    let card = json(&run(&["export", "--run", path(&resnet), "--json"]));
+    let fixture_r = fixture("resnet18_w8_small_1ch_28px.json");
+    assert_eq!(card["python"], fixture_r["python"]);
+    let file = resnet.join("encoder.safetensors");
+    assert_matches_state_dict(&file, &fixture_r);
+    let exported = read_safetensors(&file);
+    let own = own_tensors(&resnet);
+    // Flat block 5 is stage 3's first block (2 + 2 before it), with a downsample.
+    for (theirs, ours) in [
+        (
+            "layer3.0.downsample.1.running_var",
+            "layers.4.downsample.bn.running_var",
+        ),
+        (
+            "layer3.0.downsample.1.weight",
+            "layers.4.downsample.bn.gamma",
+        ),
+        (
+            "layer3.0.downsample.0.weight",
+            "layers.4.downsample.conv.weight",
+        ),
+        ("layer4.1.bn2.bias", "layers.7.bn2.beta"),
+        ("bn1.running_mean", "bn1.running_mean"),
+    ] {
+        assert_eq!(exported[theirs].2, own[ours].1, "{theirs} = {ours}");
+    }
+    assert_eq!(exported["layer2.0.bn1.num_batches_tracked"].2, vec![0.0]);
+
+    // A ViT with registers, mean pooling and LayerScale: timm's names, Linear weights transposed,
+    // CLS's position folded into the token (timm's no_embed_class).
+    let vit = root.join("vit");
+    train(
+        &vit,
+        &data,
+        &[
+            "--method",
+            "simclr",
+            "--set",
+            "model.arch=vit",
+            "--set",
+            "model.embed_dim=64",
+            "--set",
+            "model.depth=2",
+            "--set",
+            "model.heads=2",
+            "--set",
+            "model.registers=2",
+            "--set",
+            "model.pool=mean",
+            "--set",
+            "model.layer_scale=0.1",
+            "--set",
+            "model.pos_embed=learned",
+        ],
+    );
+    let card = json(&run(&["export", "--run", path(&vit), "--json"]));
+    let fixture_v = fixture("vit_64d_2blocks_2reg_mean_ls_1ch_28px.json");
+    assert_eq!(card["python"], fixture_v["python"]);
+    let file = vit.join("encoder.safetensors");
+    assert_matches_state_dict(&file, &fixture_v);
+    let exported = read_safetensors(&file);
+    let own = own_tensors(&vit);
+    let d = 64;
+    let pos = &own["pos_embed"].1;
+    let cls: Vec<f64> = own["cls_token"]
+        .1
+        .iter()
+        .zip(&pos[..d])
+        .map(|(c, p)| (*c as f32 + *p as f32) as f64)
+        .collect();
+    assert_eq!(exported["cls_token"].2, cls);
+    assert_eq!(exported["pos_embed"].2, pos[d..].to_vec());
+    assert_eq!(exported["reg_token"].2, own["reg_token"].1);
+    let qkv = &own["blocks.1.attn.qkv.weight"].1;
+    assert_eq!(
+        exported["blocks.1.attn.qkv.weight"].2,
+        transpose(qkv, d, 3 * d)
+    );
+    assert_eq!(
+        exported["blocks.0.ls2.gamma"].2,
+        own["blocks.0.ls2.gamma"].1
+    );
+
+    // What it cannot write is refused in one line.
+    let out = run(&["export", "--run", path(&vit), "--names", "torchvision"]);
+    assert_clean_error(&out, "--names timm");
+    let out = run(&[
+        "export",
+        "--run",
+        path(&vit),
+        "--out",
+        path(&root.join("vit.pt")),
+    ]);
+    assert_clean_error(&out, ".safetensors");
+}
+
+fn read_npy(file: &Path) -> (usize, usize, Vec<f32>) {
+    let bytes = std::fs::read(file).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + len]).unwrap();
+    assert!(header.contains("'descr': '<f4'"), "{header}");
+    let shape = header.split("'shape': (").nth(1).unwrap();
+    let (rows, rest) = shape.split_once(", ").unwrap();
+    let cols = rest.split(')').next().unwrap();
+    let values = bytes[10 + len..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    (rows.parse().unwrap(), cols.parse().unwrap(), values)
+}
+
+#[test]
+fn embed_writes_a_row_per_readable_image_in_order_with_its_name_and_label() {
+    let root = scratch("weights-embed");
+    let square = root.join("square");
+    let run_dir = root.join("run");
+    train(
+        &run_dir,
+        &fashion_folder(&square, Size::Fixed(28, 28), 0),
+        &["--method", "byol"],
+    );
+
+    // A streamed folder of mixed sizes with a truncated JPEG planted among its 192 train images.
+    let mixed = fashion_folder(&root.join("mixed"), Size::Mixed { min: 32, max: 90 }, 1);
+    let out = root.join("mixed.npy");
+    let report = json(&run(&[
+        "embed",
+        "--run",
+        path(&run_dir),
+        "--data",
+        path(&mixed),
+        "--out",
+        path(&out),
+        "--json",
+    ]));
+    let skipped = report["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "{report}");
+    let (rows, dim, values) = read_npy(&out);
+    assert_eq!((rows, dim), (192 + 48, 64));
+    assert_eq!(values.len(), rows * dim);
+    let csv = std::fs::read_to_string(root.join("mixed.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "index,split,name,label,class");
+    assert_eq!(lines.len(), rows + 1);
+    let bad = skipped[0]["name"].as_str().unwrap();
+    for (i, line) in lines[1..].iter().enumerate() {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(fields[0], i.to_string());
+        assert!(Path::new(fields[2]).is_file(), "{line}");
+        assert_ne!(fields[2], bad);
+        // Class folders are named class<label>.
+        assert_eq!(fields[4], format!("class{}", fields[3]));
+    }
+    assert_eq!(lines.iter().filter(|l| l.contains(",test,")).count(), 48);
+
+    // Row k is image k's features whatever batch it fell in: embed the held-out split alone and
+    // compare with the whole file's tail.
+    let test_out = root.join("test.npy");
+    run(&[
+        "embed",
+        "--run",
+        path(&run_dir),
+        "--data",
+        path(&mixed),
+        "--split",
+        "test",
+        "--out",
+        path(&test_out),
+        "--json",
+    ]);
+    let (test_rows, _, test_values) = read_npy(&test_out);
+    assert_eq!(test_rows, 48);
+    let tail = &values[(rows - 48) * dim..];
+    let largest = tail.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for (a, b) in tail.iter().zip(&test_values) {
+        assert!((a - b).abs() <= 1e-5 * largest, "{a} vs {b}");
+    }
+}
