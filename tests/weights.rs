@@ -313,3 +313,68 @@ fn embed_writes_a_row_per_readable_image_in_order_with_its_name_and_label() {
         assert!((a - b).abs() <= 1e-5 * largest, "{a} vs {b}");
     }
 }
+
+/// The fixtures of `scripts/import_fixtures.py`: `inputs` and each model's PyTorch features.
+fn import_fixtures() -> (PathBuf, BTreeMap<String, (String, Vec<usize>, Vec<f64>)>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import");
+    let tensors = read_safetensors(&dir.join("inputs.safetensors"));
+    (dir, tensors)
+}
+
+#[test]
+fn imported_checkpoints_give_the_features_pytorch_computed() {
+    use burn::tensor::{Tensor, TensorData};
+    let (dir, fixtures) = import_fixtures();
+    let device = Device::flex();
+    let (_, shape, inputs) = &fixtures["inputs"];
+    let inputs: Vec<f32> = inputs.iter().map(|&v| v as f32).collect();
+    let shape: [usize; 4] = shape.as_slice().try_into().unwrap();
+    // timm's layout (safetensors), DINOv2's under MAE's "model" key (.pth); torchvision's as is
+    // and as a DDP checkpoint with its classifier (.pth).
+    for (file, model, dropped) in [
+        ("vit-p14-reg4.safetensors", "vit-p14-reg4", None),
+        ("vit-p14-reg4.pth", "vit-p14-reg4", Some("mask_token")),
+        ("resnet18-w8.safetensors", "resnet18-w8", Some("fc")),
+        ("resnet18-w8.pth", "resnet18-w8", Some("fc")),
+    ] {
+        let imported =
+            selfsup::weights::import_encoder(&dir.join(file), Some(56), None, &device).unwrap();
+        if let Some(dropped) = dropped {
+            assert!(
+                imported.notes.iter().any(|n| n.contains(dropped)),
+                "{file}: {:?}",
+                imported.notes
+            );
+        }
+        let x = Tensor::<4>::from_data(TensorData::new(inputs.clone(), shape), &device);
+        let ours = selfsup::host::to_f32(imported.encoder.forward(x));
+        let theirs = &fixtures[model].2;
+        assert_eq!(ours.len(), theirs.len(), "{file}");
+        let scale = theirs.iter().fold(0f64, |m, v| m.max(v.abs()));
+        let worst = ours
+            .iter()
+            .zip(theirs)
+            .fold(0f64, |m, (a, b)| m.max((*a as f64 - b).abs()));
+        assert!(worst <= 1e-4 * scale, "{file}: max diff {worst} at scale {scale}");
+    }
+
+    // At another image size the position table is resampled (and said so).
+    let imported =
+        selfsup::weights::import_encoder(&dir.join("vit-p14-reg4.pth"), Some(112), None, &device)
+            .unwrap();
+    assert!(imported.notes.iter().any(|n| n.contains("4×4 to a 8×8")), "{:?}", imported.notes);
+    let x = Tensor::<4>::zeros([2, 1, 112, 112], &device);
+    assert_eq!(imported.encoder.forward(x).dims(), [2, 128]);
+
+    // Files that hold no encoder, or are not checkpoints, are one clear error.
+    let err = selfsup::weights::import_encoder(&dir.join("inputs.safetensors"), None, None, &device)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("no ViT") && err.contains("inputs"), "{err}");
+    let err = selfsup::weights::import_encoder(&dir.join("README.md"), None, None, &device)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains(".safetensors, .pth or .pt"), "{err}");
+}

@@ -217,10 +217,18 @@ impl From<SplitArg> for selfsup::inspect::Split {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("encoder").required(true).args(["run", "init"])))]
 pub struct EmbedArgs {
     /// Run directory written by `selfsup train` (finished: it holds encoder.bpk).
     #[arg(long)]
-    pub run: PathBuf,
+    pub run: Option<PathBuf>,
+    /// Pretrained weights instead of a run: .safetensors or PyTorch .pth / .pt with timm or
+    /// torchvision names (DINO, DINOv2, MAE, `selfsup export` files); needs --data and --out.
+    #[arg(long, requires_all = ["data", "out"])]
+    pub init: Option<PathBuf>,
+    /// Attention heads of an imported ViT (default: 64-wide heads, as DINO, DINOv2 and MAE use).
+    #[arg(long, requires = "init")]
+    pub heads: Option<usize>,
     /// Images to embed: any dataset `train --data` takes (default: the run's data).
     #[arg(long)]
     pub data: Option<PathBuf>,

@@ -116,24 +116,49 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train::train_command(args),
         Command::Embed(args) => {
-            let run = Run::open(&args.run)?;
-            let splits = labelled_data(&run, args.data.as_deref())?;
-            let out = args
-                .out
-                .clone()
-                .unwrap_or_else(|| run.root().join("embeddings.npy"));
             let bar = progress::image_bar(!args.json);
-            let report = selfsup::inspect::embed_run(
-                &run,
-                &splits,
-                args.split.into(),
-                &out,
-                args.device.into(),
-                |done, total| {
-                    bar.set_length(total as u64);
-                    bar.set_position(done as u64);
-                },
-            )?;
+            let progress = |done: usize, total: usize| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            };
+            let split = args.split.into();
+            let report = match (&args.run, &args.init) {
+                (Some(run_dir), _) => {
+                    let run = Run::open(run_dir)?;
+                    let splits = labelled_data(&run, args.data.as_deref())?;
+                    let out = args
+                        .out
+                        .clone()
+                        .unwrap_or_else(|| run.root().join("embeddings.npy"));
+                    selfsup::inspect::embed_run(
+                        &run,
+                        &splits,
+                        split,
+                        &out,
+                        args.device.into(),
+                        progress,
+                    )?
+                }
+                (None, Some(file)) => {
+                    let device = selfsup::device::device(args.device.into())?;
+                    let imported =
+                        selfsup::weights::import_encoder(file, None, args.heads, &device)?;
+                    for note in &imported.notes {
+                        eprintln!("{}: {note}", file.display());
+                    }
+                    let data = args.data.as_deref().expect("clap requires --data");
+                    let splits = imported.load_data(data)?;
+                    let input = selfsup::inspect::embed::EncoderInput {
+                        encoder: &imported.encoder,
+                        normalize: &imported.normalize,
+                        side: imported.shape.side,
+                        device: &device,
+                    };
+                    let out = args.out.as_deref().expect("clap requires --out");
+                    selfsup::inspect::embed::embed(&input, &splits, split, out, progress)?
+                }
+                (None, None) => unreachable!("clap requires --run or --init"),
+            };
             bar.finish_and_clear();
             if args.json {
                 print_json(&report);

@@ -14,6 +14,9 @@ use crate::device::{DeviceChoice, device};
 use crate::error::{Error, Result, write_atomic};
 use crate::eval::features::{batch_for, image_batch};
 use crate::run::Run;
+use crate::data::loader::Normalize;
+use crate::nn::Backbone;
+use burn::tensor::Device;
 
 /// Which split to embed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -50,6 +53,36 @@ pub fn embed_run(
     split: Split,
     out: &Path,
     choice: DeviceChoice,
+    progress: impl FnMut(usize, usize),
+) -> Result<EmbedReport> {
+    check_eval_data(run, splits)?;
+    let device = device(choice)?;
+    let encoder = run.encoder(&device)?;
+    let normalize = run.info.normalize();
+    let input = EncoderInput {
+        encoder: &encoder,
+        normalize: &normalize,
+        side: run.info.image_side,
+        device: &device,
+    };
+    embed(&input, splits, split, out, progress)
+}
+
+/// An encoder and how its images are prepared.
+pub struct EncoderInput<'a> {
+    pub encoder: &'a Backbone,
+    pub normalize: &'a Normalize,
+    /// The side streamed images are cropped to.
+    pub side: usize,
+    pub device: &'a Device,
+}
+
+/// Embeds `split` of `splits` with `input.encoder` into `out` (`.npy` or `.safetensors`).
+pub fn embed(
+    input: &EncoderInput,
+    splits: &Splits,
+    split: Split,
+    out: &Path,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<EmbedReport> {
     let format = match out.extension().and_then(|e| e.to_str()) {
@@ -62,7 +95,6 @@ pub fn embed_run(
             )));
         }
     };
-    check_eval_data(run, splits)?;
     let parts: Vec<(&str, &Images)> = match (split, &splits.test) {
         (Split::Train, _) | (Split::All, None) => vec![("train", &splits.train)],
         (Split::Test, Some(test)) => vec![("test", test)],
@@ -75,10 +107,12 @@ pub fn embed_run(
         }
     };
     let start = std::time::Instant::now();
-    let device = device(choice)?;
-    let encoder = run.encoder(&device)?;
-    let normalize = run.info.normalize();
-    let side = run.info.image_side;
+    let EncoderInput {
+        encoder,
+        normalize,
+        side,
+        device,
+    } = *input;
     let dim = encoder.out_dim();
     let total: usize = parts.iter().map(|(_, images)| images.len()).sum();
     let mut writer = FeatureWriter::create(out, format, dim)?;
@@ -91,7 +125,7 @@ pub fn embed_run(
             let batch = read_batch(images, name, &ids, side)?;
             skipped.extend(batch.skipped);
             if !batch.set.is_empty() {
-                let x = image_batch(&batch.set, 0..batch.set.len(), &normalize, &device);
+                let x = image_batch(&batch.set, 0..batch.set.len(), normalize, device);
                 writer.append(&crate::host::to_f32(encoder.forward(x)))?;
             }
             for (row, (image, label)) in batch.names.iter().zip(&batch.labels).enumerate() {

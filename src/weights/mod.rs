@@ -1,9 +1,12 @@
 //! Encoders in and out of selfsup in PyTorch's layout: timm names for ViTs, torchvision names for
-//! ResNets, and a card that says how to build the matching PyTorch model.
+//! ResNets, and a card that says how to build the matching PyTorch model; and back in, from
+//! selfsup's own exports, timm, torchvision, DINO, DINOv2 and MAE checkpoints.
 
 mod export;
+mod import;
 
 pub use export::{ExportCard, card_path, export_encoder, export_run};
+pub use import::{IMAGENET_MEAN, IMAGENET_STD, Imported, import_encoder};
 
 use serde::{Deserialize, Serialize};
 

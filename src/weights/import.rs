@@ -1,0 +1,438 @@
+//! Pretrained encoders in: safetensors or PyTorch `.pth` / `.pt` state dicts with timm /
+//! torchvision names (DINO, DINOv2, MAE, selfsup's own export), the architecture read off the
+//! tensors, position embeddings resampled to the images at hand.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::store::{
+    ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore, bridge,
+};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::export::card_path;
+use super::{ExportCard, Names};
+use crate::data::loader::Normalize;
+use crate::data::{LoadOptions, Splits};
+use crate::error::{Error, Result};
+use crate::nn::backbone::{ImageShape, PoolKind, PosEmbed};
+use crate::nn::resnet::Stem;
+use crate::nn::vit::bilinear_resample;
+use crate::nn::{Arch, Backbone, ModelConfig};
+
+/// ImageNet's per-channel statistics: what timm, torchvision, DINO, DINOv2 and MAE weights expect.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// An encoder read from a checkpoint file.
+pub struct Imported {
+    pub encoder: Backbone,
+    pub model: ModelConfig,
+    pub shape: ImageShape,
+    pub normalize: Normalize,
+    pub names: Names,
+    /// What was left out or changed on the way in (classifier heads, MAE's decoder, resampled
+    /// position embeddings), one line each.
+    pub notes: Vec<String>,
+}
+
+/// Reads `path` and builds the encoder it holds for `side`-pixel images (a ViT's own size when
+/// `None`; a ResNet takes any size). Heads of a ViT: `heads` or 64-wide ones.
+pub fn import_encoder(
+    path: &Path,
+    side: Option<usize>,
+    heads: Option<usize>,
+    device: &Device,
+) -> Result<Imported> {
+    let raw = read_tensors(path)?;
+    let card = read_card(path);
+    let (tensors, mut notes) = strip_to_encoder(path, raw)?;
+    let (model, mut shape, names) = infer(path, &tensors, heads, card.as_ref())?;
+    if let Some(side) = side {
+        shape.side = side;
+    }
+    let (ours, more) = match names {
+        Names::Torchvision => (to_resnet(tensors, &model), Vec::new()),
+        Names::Timm => to_vit(tensors, &model, shape, device),
+    };
+    notes.extend(more);
+    let mut encoder = model.init(shape, device);
+    let pack: Vec<_> = ours
+        .into_iter()
+        .map(|(name, data)| bridge::from_data(data, name, None))
+        .collect();
+    let result = encoder.apply(pack, None, Some(Box::new(PyTorchToBurnAdapter)), true);
+    let errors: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
+    let missing: Vec<&str> = result.missing.iter().map(|(k, _)| k.as_str()).collect();
+    if !errors.is_empty() || !missing.is_empty() || !result.unused.is_empty() {
+        let list = |v: &[&str]| {
+            let shown: Vec<&str> = v.iter().take(5).copied().collect();
+            let more = v.len().saturating_sub(5);
+            if more > 0 {
+                format!("{} (+{more} more)", shown.join(", "))
+            } else {
+                shown.join(", ")
+            }
+        };
+        let mut parts = Vec::new();
+        if !errors.is_empty() {
+            let e: Vec<&str> = errors.iter().map(String::as_str).collect();
+            parts.push(format!("mismatched: {}", list(&e)));
+        }
+        if !missing.is_empty() {
+            parts.push(format!("missing: {}", list(&missing)));
+        }
+        if !result.unused.is_empty() {
+            let u: Vec<&str> = result.unused.iter().map(String::as_str).collect();
+            parts.push(format!("unexpected: {}", list(&u)));
+        }
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            msg: format!(
+                "does not fit {} ({}); it holds a different architecture or naming",
+                model.describe(),
+                parts.join("; ")
+            ),
+        });
+    }
+    let normalize = match &card {
+        Some(card) => Normalize {
+            mean: card.mean.clone(),
+            std: card.std.clone(),
+        },
+        None if shape.channels == 3 => Normalize {
+            mean: IMAGENET_MEAN.to_vec(),
+            std: IMAGENET_STD.to_vec(),
+        },
+        None => {
+            notes.push(format!(
+                "{}-channel weights without a card: inputs normalised with mean 0.5, std 0.25",
+                shape.channels
+            ));
+            Normalize {
+                mean: vec![0.5; shape.channels],
+                std: vec![0.25; shape.channels],
+            }
+        }
+    };
+    Ok(Imported {
+        encoder,
+        model,
+        shape,
+        normalize,
+        names,
+        notes,
+    })
+}
+
+fn checkpoint_error(path: &Path, msg: impl Into<String>) -> Error {
+    Error::Checkpoint {
+        path: path.to_path_buf(),
+        msg: msg.into(),
+    }
+}
+
+/// Every tensor of the file as f32, by its name in the file.
+fn read_tensors(path: &Path) -> Result<BTreeMap<String, TensorData>> {
+    if !path.is_file() {
+        return Err(checkpoint_error(
+            path,
+            "no such file; give a .safetensors, .pth or .pt checkpoint",
+        ));
+    }
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let tensors = match ext {
+        "safetensors" => SafetensorsStore::from_file(path)
+            .get_all_tensors()
+            .map_err(|e| checkpoint_error(path, e.to_string()))?
+            .clone(),
+        "pth" | "pt" | "bin" | "ckpt" => PytorchStore::from_file(path)
+            .get_all_tensors()
+            .map_err(|e| checkpoint_error(path, e.to_string()))?
+            .clone(),
+        _ => {
+            return Err(checkpoint_error(
+                path,
+                "unknown checkpoint format; give a .safetensors, .pth or .pt file",
+            ));
+        }
+    };
+    tensors
+        .iter()
+        .map(|(name, t)| {
+            let data = bridge::to_data(t)
+                .map_err(|e| checkpoint_error(path, format!("{name}: {e}")))?
+                .convert::<f32>();
+            Ok((name.clone(), data))
+        })
+        .collect()
+}
+
+/// The card `selfsup export` wrote beside the file, if any.
+fn read_card(path: &Path) -> Option<ExportCard> {
+    let text = std::fs::read_to_string(card_path(path)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Keeps the encoder's tensors: finds the prefix nested checkpoints put before them (`model.`,
+/// `module.`, `teacher.backbone.`, …), drops it, and drops what no encoder holds (classifier
+/// heads, MAE's decoder, DINOv2's mask token, BatchNorm counters).
+fn strip_to_encoder(
+    path: &Path,
+    raw: BTreeMap<String, TensorData>,
+) -> Result<(BTreeMap<String, TensorData>, Vec<String>)> {
+    const ANCHORS: [&str; 2] = ["patch_embed.proj.weight", "layer1.0.conv1.weight"];
+    let prefixes: Vec<String> = raw
+        .keys()
+        .filter_map(|k| {
+            ANCHORS
+                .iter()
+                .find_map(|a| k.strip_suffix(a).map(str::to_string))
+        })
+        .collect();
+    // A DINO checkpoint holds both teacher and student: take the teacher, as DINO evaluates.
+    let prefix = prefixes
+        .iter()
+        .find(|p| p.contains("teacher"))
+        .or_else(|| prefixes.iter().min_by_key(|p| p.len()))
+        .cloned()
+        .ok_or_else(|| {
+            let some: Vec<&str> = raw.keys().take(5).map(String::as_str).collect();
+            checkpoint_error(
+                path,
+                format!(
+                    "no ViT (patch_embed.proj.weight) or ResNet (layer1.0.conv1.weight) tensors found; it holds {}",
+                    some.join(", ")
+                ),
+            )
+        })?;
+    let mut kept = BTreeMap::new();
+    let mut dropped = Vec::new();
+    for (name, data) in raw {
+        let Some(own) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let head = own.starts_with("fc.")
+            || own.starts_with("head.")
+            || own.starts_with("head_dist.")
+            || own.starts_with("fc_norm.")
+            || own.starts_with("decoder")
+            || own == "mask_token"
+            || own.ends_with("num_batches_tracked");
+        if head {
+            if !own.ends_with("num_batches_tracked") {
+                dropped.push(own.to_string());
+            }
+        } else {
+            kept.insert(own.to_string(), data);
+        }
+    }
+    let mut notes = Vec::new();
+    if !dropped.is_empty() {
+        let groups: std::collections::BTreeSet<&str> = dropped
+            .iter()
+            .map(|k| k.split('.').next().unwrap_or(k))
+            .collect();
+        notes.push(format!(
+            "left out {} tensors no encoder holds ({})",
+            dropped.len(),
+            groups.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok((kept, notes))
+}
+
+fn dims(t: &TensorData) -> &[usize] {
+    t.shape().as_slice()
+}
+
+/// The architecture the tensors describe.
+fn infer(
+    path: &Path,
+    t: &BTreeMap<String, TensorData>,
+    heads: Option<usize>,
+    card: Option<&ExportCard>,
+) -> Result<(ModelConfig, ImageShape, Names)> {
+    if let Some(proj) = t.get("patch_embed.proj.weight") {
+        let &[dim, channels, patch, _] = dims(proj) else {
+            return Err(checkpoint_error(path, "patch_embed.proj.weight is not 4-d"));
+        };
+        let depth = (0..)
+            .take_while(|i| t.contains_key(&format!("blocks.{i}.attn.qkv.weight")))
+            .count();
+        let hidden = t
+            .get("blocks.0.mlp.fc1.weight")
+            .map_or(4 * dim, |w| dims(w)[0]);
+        let registers = t
+            .get("reg_token")
+            .or_else(|| t.get("register_tokens"))
+            .map_or(0, |r| dims(r)[1]);
+        let positions = t.get("pos_embed").map_or(0, |p| dims(p)[1]);
+        let grid = positions.isqrt();
+        let grid = if grid * grid == positions {
+            grid
+        } else {
+            (positions - 1).isqrt()
+        };
+        let card_heads = card.and_then(|c| {
+            let rest = c.constructor.split("num_heads=").nth(1)?;
+            rest.split([',', ')']).next()?.trim().parse().ok()
+        });
+        let heads = heads.or(card_heads).unwrap_or(dim / 64).max(1);
+        let mean_pool = card.is_some_and(|c| c.constructor.contains("global_pool='avg'"));
+        let model = ModelConfig {
+            arch: Arch::Vit,
+            patch_size: patch,
+            embed_dim: dim,
+            depth,
+            heads,
+            mlp_ratio: hidden as f64 / dim as f64,
+            layer_scale: if t.contains_key("blocks.0.ls1.gamma") {
+                1e-5
+            } else {
+                0.0
+            },
+            pos_embed: PosEmbed::Learned,
+            registers,
+            pool: if mean_pool {
+                PoolKind::Mean
+            } else {
+                PoolKind::Cls
+            },
+            ..ModelConfig::default()
+        };
+        let shape = ImageShape {
+            channels,
+            side: grid * patch,
+        };
+        return Ok((model, shape, Names::Timm));
+    }
+    let conv1 = &t["conv1.weight"];
+    let &[width, channels, k, _] = dims(conv1) else {
+        return Err(checkpoint_error(path, "conv1.weight is not 4-d"));
+    };
+    let blocks: Vec<usize> = (1..=4)
+        .map(|s| {
+            (0..)
+                .take_while(|i| t.contains_key(&format!("layer{s}.{i}.conv1.weight")))
+                .count()
+        })
+        .collect();
+    let bottleneck = t.contains_key("layer1.0.conv3.weight");
+    let arch = match (blocks.as_slice(), bottleneck) {
+        ([2, 2, 2, 2], false) => Arch::Resnet18,
+        ([3, 4, 6, 3], false) => Arch::Resnet34,
+        ([3, 4, 6, 3], true) => Arch::Resnet50,
+        (other, b) => {
+            return Err(checkpoint_error(
+                path,
+                format!(
+                    "a ResNet with {other:?} blocks per stage{}: selfsup builds ResNet-18, 34 and 50",
+                    if b { " (bottleneck)" } else { "" }
+                ),
+            ));
+        }
+    };
+    let model = ModelConfig {
+        arch,
+        stem: if k == 7 { Stem::Imagenet } else { Stem::Small },
+        width,
+        ..ModelConfig::default()
+    };
+    let side = card.map_or(224, |c| c.image_size);
+    Ok((model, ImageShape { channels, side }, Names::Torchvision))
+}
+
+/// torchvision's `layer{s}.{i}` back to selfsup's flat `layers.K`.
+fn to_resnet(
+    tensors: BTreeMap<String, TensorData>,
+    model: &ModelConfig,
+) -> BTreeMap<String, TensorData> {
+    let blocks = model.resnet().expect("a ResNet").arch.layout().0;
+    tensors
+        .into_iter()
+        .map(|(name, data)| {
+            let name = match name
+                .strip_prefix("layer")
+                .and_then(|rest| rest.split_once('.'))
+                .and_then(|(stage, rest)| {
+                    let stage: usize = stage.parse().ok()?;
+                    let (block, tail) = rest.split_once('.')?;
+                    let flat = blocks[..stage - 1].iter().sum::<usize>() + block.parse::<usize>().ok()?;
+                    let tail = tail
+                        .replace("downsample.0.", "downsample.conv.")
+                        .replace("downsample.1.", "downsample.bn.");
+                    Some(format!("layers.{flat}.{tail}"))
+                }) {
+                Some(ours) => ours,
+                None => name,
+            };
+            (name, data)
+        })
+        .collect()
+}
+
+/// timm / DINOv2 names to selfsup's: `register_tokens` is `reg_token`; a table without CLS's row
+/// (timm's `no_embed_class`) gets a zero row; a grid other than the images' is resampled.
+fn to_vit(
+    mut tensors: BTreeMap<String, TensorData>,
+    model: &ModelConfig,
+    shape: ImageShape,
+    device: &Device,
+) -> (BTreeMap<String, TensorData>, Vec<String>) {
+    let mut notes = Vec::new();
+    if let Some(reg) = tensors.remove("register_tokens") {
+        tensors.insert("reg_token".into(), reg);
+    }
+    if let Some(pos) = tensors.remove("pos_embed") {
+        let d = model.embed_dim;
+        let values: Vec<f32> = pos.try_to_vec::<f32>().expect("f32");
+        let rows = values.len() / d;
+        let grid = rows.isqrt();
+        let (cls, patches) = if grid * grid == rows {
+            (vec![0.0; d], values)
+        } else {
+            (values[..d].to_vec(), values[d..].to_vec())
+        };
+        let from = (patches.len() / d).isqrt();
+        let to = shape.side / model.patch_size;
+        let patches = if from == to {
+            patches
+        } else {
+            notes.push(format!(
+                "position embeddings resampled from a {from}×{from} to a {to}×{to} patch grid (bilinear)"
+            ));
+            let table = Tensor::<2>::from_data(TensorData::new(patches, [from * from, d]), device);
+            crate::host::to_f32(bilinear_resample(from, to, device).matmul(table))
+        };
+        let mut all = cls;
+        all.extend(patches);
+        tensors.insert(
+            "pos_embed".into(),
+            TensorData::new(all, [1, 1 + to * to, d]),
+        );
+    }
+    (tensors, notes)
+}
+
+impl Imported {
+    /// Images for this encoder from `path`: streamed ones cropped to its side, in-memory ones
+    /// resized to it for a ViT; a clear error when their channels differ from the weights'.
+    pub fn load_data(&self, path: &Path) -> Result<Splits> {
+        let options = LoadOptions {
+            image_size: self.model.is_vit().then_some(self.shape.side),
+            view_side: Some(self.shape.side),
+            shuffle_buffer: 1,
+            ..LoadOptions::default()
+        };
+        let splits = crate::data::load(Some(path), &options)?;
+        let channels = splits.train.channels();
+        if channels != self.shape.channels {
+            return Err(Error::Usage(format!(
+                "{}: images have {channels} channel(s) but the imported encoder takes {}",
+                splits.description, self.shape.channels
+            )));
+        }
+        Ok(splits)
+    }
+}
