@@ -29,6 +29,9 @@ pub enum Error {
     Unfinished(PathBuf),
     #[error("{path}: cannot read checkpoint ({msg}); it may be from another run or corrupt")]
     Checkpoint { path: PathBuf, msg: String },
+    /// Pretrained weights that cannot be used: the file, and what to do.
+    #[error("{path}: {msg}")]
+    Weights { path: PathBuf, msg: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

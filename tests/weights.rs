@@ -134,9 +134,9 @@ fn export_writes_the_state_dict_of_the_pytorch_model_on_its_card() {
     // ResNet-18, width 8, small stem: torchvision's names, BatchNorm statistics, the counter.
     let resnet = root.join("resnet");
     train(&resnet, &data, &["--method", "byol"]);
-    let card = json(&run(&["export", "--run", path(&resnet), "--json"]));
+    let card_r = json(&run(&["export", "--run", path(&resnet), "--json"]));
     let fixture_r = fixture("resnet18_w8_small_1ch_28px.json");
-    assert_eq!(card["python"], fixture_r["python"]);
+    assert_eq!(card_r["python"], fixture_r["python"]);
     let file = resnet.join("encoder.safetensors");
     assert_matches_state_dict(&file, &fixture_r);
     let exported = read_safetensors(&file);
@@ -161,6 +161,65 @@ fn export_writes_the_state_dict_of_the_pytorch_model_on_its_card() {
         assert_eq!(exported[theirs].2, own[ours].1, "{theirs} = {ours}");
     }
     assert_eq!(exported["layer2.0.bn1.num_batches_tracked"].2, vec![0.0]);
+
+    // train --init: every encoder of the method (BYOL's online and target) starts from the
+    // exported weights, BatchNorm statistics included, and images are normalised as the card says.
+    let recipe = selfsup::recipe::Recipe::resolve(&selfsup::recipe::Overrides {
+        method: Some(selfsup::method::MethodName::Byol),
+        data: Some(data.clone()),
+        init: Some(file.clone()),
+        ..Default::default()
+    })
+    .unwrap();
+    let splits = recipe.load_data().unwrap();
+    let options = selfsup::train::TrainOptions {
+        out: root.join("init"),
+        resume: false,
+        device: selfsup::device::DeviceChoice::Cpu,
+    };
+    let (_, method) =
+        selfsup::train::Trainer::set_up::<selfsup::method::Byol>(&recipe, &splits, &options)
+            .unwrap();
+    let started: Vec<(String, Vec<f64>)> = method
+        .collect(None, None, true)
+        .into_iter()
+        .map(|t| {
+            let v = t
+                .to_bytes()
+                .unwrap()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+                .collect();
+            (t.name.clone(), v)
+        })
+        .collect();
+    for (name, (_, values)) in &own {
+        let copies = started
+            .iter()
+            .filter(|(k, v)| k.ends_with(&format!(".{name}")) && v == values)
+            .count();
+        assert_eq!(copies, 2, "{name}: online and target");
+    }
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("init/run.json")).unwrap())
+            .unwrap();
+    assert_eq!(info["mean"], card_r["mean"]);
+    assert_eq!(info["std"], card_r["std"]);
+    // Weights of another architecture: one line naming the first differences.
+    let out = run(&[
+        "train",
+        "--method",
+        "byol",
+        "--data",
+        path(&data),
+        "--set",
+        "model.width=16",
+        "--init",
+        path(&file),
+        "--out",
+        path(&root.join("wrong")),
+    ]);
+    assert_clean_error(&out, "conv1.weight [8, 1, 3, 3] vs [16, 1, 3, 3]");
 
     // A ViT with registers, mean pooling and LayerScale: timm's names, Linear weights transposed,
     // CLS's position folded into the token (timm's no_embed_class).
@@ -355,22 +414,30 @@ fn imported_checkpoints_give_the_features_pytorch_computed() {
             .iter()
             .zip(theirs)
             .fold(0f64, |m, (a, b)| m.max((*a as f64 - b).abs()));
-        assert!(worst <= 1e-4 * scale, "{file}: max diff {worst} at scale {scale}");
+        assert!(
+            worst <= 1e-4 * scale,
+            "{file}: max diff {worst} at scale {scale}"
+        );
     }
 
     // At another image size the position table is resampled (and said so).
     let imported =
         selfsup::weights::import_encoder(&dir.join("vit-p14-reg4.pth"), Some(112), None, &device)
             .unwrap();
-    assert!(imported.notes.iter().any(|n| n.contains("4×4 to a 8×8")), "{:?}", imported.notes);
+    assert!(
+        imported.notes.iter().any(|n| n.contains("4×4 to a 8×8")),
+        "{:?}",
+        imported.notes
+    );
     let x = Tensor::<4>::zeros([2, 1, 112, 112], &device);
     assert_eq!(imported.encoder.forward(x).dims(), [2, 128]);
 
     // Files that hold no encoder, or are not checkpoints, are one clear error.
-    let err = selfsup::weights::import_encoder(&dir.join("inputs.safetensors"), None, None, &device)
-        .err()
-        .unwrap()
-        .to_string();
+    let err =
+        selfsup::weights::import_encoder(&dir.join("inputs.safetensors"), None, None, &device)
+            .err()
+            .unwrap()
+            .to_string();
     assert!(err.contains("no ViT") && err.contains("inputs"), "{err}");
     let err = selfsup::weights::import_encoder(&dir.join("README.md"), None, None, &device)
         .err()

@@ -47,6 +47,12 @@ pub struct TrainArgs {
     /// Override any recipe value, e.g. --set optim.base_lr=0.1 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
+    /// Start every encoder from pretrained weights (.safetensors / .pth / .pt with timm or
+    /// torchvision names: DINO, DINOv2, MAE, `selfsup export` files); the recipe's model must
+    /// match them. Images are normalised as the weights expect (ImageNet statistics, or the
+    /// export card's).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint, exactly where it stopped.
     #[arg(long)]
     pub resume: bool,

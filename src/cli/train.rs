@@ -40,6 +40,7 @@ fn recipe_for(args: &TrainArgs) -> Result<Recipe> {
         batch_size,
         seed: args.seed,
         sets: args.sets.clone(),
+        init: args.init.clone(),
     })
 }
 
@@ -50,6 +51,7 @@ fn resumed_recipe(args: &TrainArgs, method: Option<MethodName>) -> Result<Recipe
         ("--data", args.data.is_some()),
         ("--batch-size", args.batch_size.is_some()),
         ("--seed", args.seed.is_some()),
+        ("--init", args.init.is_some()),
         ("--set", !args.sets.is_empty()),
     ]
     .into_iter()

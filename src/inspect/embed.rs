@@ -9,13 +9,13 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::check_eval_data;
+use crate::data::loader::Normalize;
 use crate::data::{Corrupt, ImageSet, Images, OnCorrupt, Splits};
 use crate::device::{DeviceChoice, device};
 use crate::error::{Error, Result, write_atomic};
 use crate::eval::features::{batch_for, image_batch};
-use crate::run::Run;
-use crate::data::loader::Normalize;
 use crate::nn::Backbone;
+use crate::run::Run;
 use burn::tensor::Device;
 
 /// Which split to embed.

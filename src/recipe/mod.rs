@@ -66,6 +66,9 @@ pub struct TrainConfig {
     pub checkpoint_every_steps: usize,
     /// kNN-evaluate the frozen encoder every N epochs into `eval_history.jsonl` (0: off).
     pub eval_every: usize,
+    /// Pretrained encoder weights every encoder of the method starts from (.safetensors / .pth
+    /// with timm or torchvision names; empty: random init).
+    pub init: String,
 }
 
 impl Default for TrainConfig {
@@ -78,6 +81,7 @@ impl Default for TrainConfig {
             checkpoint_every: 1,
             checkpoint_every_steps: 0,
             eval_every: 0,
+            init: String::new(),
         }
     }
 }

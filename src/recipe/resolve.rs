@@ -18,6 +18,8 @@ pub struct Overrides {
     pub batch_size: Option<usize>,
     pub seed: Option<u64>,
     pub sets: Vec<String>,
+    /// `--init`: `train.init`.
+    pub init: Option<PathBuf>,
 }
 
 pub(super) fn parse_toml(text: &str, origin: &str) -> Result<toml::Table> {
@@ -151,6 +153,9 @@ impl Recipe {
         }
         if let Some(b) = o.batch_size {
             recipe.train.batch_size = b;
+        }
+        if let Some(init) = &o.init {
+            recipe.train.init = init.display().to_string();
         }
         if let Some(seed) = o.seed {
             recipe.train.seed = seed;

@@ -45,7 +45,11 @@ pub(super) fn training_data(recipe: &Recipe, splits: &Splits) -> Result<Training
             stream.channel_stats(crate::data::SAMPLED_IMAGES)?
         }
     };
-    let normalize = Normalize { mean, std };
+    // Pretrained weights see images the way they were trained.
+    let init = (!recipe.train.init.is_empty()).then(|| std::path::Path::new(&recipe.train.init));
+    let normalize = init
+        .and_then(|path| crate::weights::expected_normalize(path, train.channels()))
+        .unwrap_or(Normalize { mean, std });
     let channels = train.channels();
     let images = train.len();
     let native_side = train.side();

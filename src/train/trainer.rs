@@ -83,6 +83,10 @@ impl Trainer {
         // Built before the run directory exists, so a method that cannot start (BEiT without its
         // tokenizer) leaves nothing behind.
         let mut method = recipe.init_method::<M>(shape, &device, &Runs)?;
+        if !recipe.train.init.is_empty() && !options.resume {
+            let path = std::path::Path::new(&recipe.train.init);
+            crate::weights::init_encoders(&mut method, &recipe.model, path, shape, &device)?;
+        }
         let run = prepare_run(recipe, options)?;
         let info = RunInfo {
             method: recipe.method.name().to_string(),

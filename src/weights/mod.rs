@@ -6,7 +6,9 @@ mod export;
 mod import;
 
 pub use export::{ExportCard, card_path, export_encoder, export_run};
-pub use import::{IMAGENET_MEAN, IMAGENET_STD, Imported, import_encoder};
+pub use import::{
+    IMAGENET_MEAN, IMAGENET_STD, Imported, expected_normalize, import_encoder, init_encoders,
+};
 
 use serde::{Deserialize, Serialize};
 
