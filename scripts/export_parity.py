@@ -1,7 +1,8 @@
 """Export parity, checked by PyTorch: trains small encoders of each kind for one epoch on 512
 images of the bundled Fashion-MNIST subset, exports each with `selfsup export`, builds the PyTorch
 model its card describes (timm / torchvision), loads the weights with strict=True, and compares
-its features on the 2,000 test images with `selfsup embed` on the same images.
+its features on the 2,000 test images with `selfsup embed` on the same images; then reads the
+export back (`selfsup embed --init`) and compares again.
 
 Needs: pip install torch torchvision timm safetensors numpy (tools, not crate dependencies).
 
@@ -64,6 +65,9 @@ def main():
         subprocess.run([args.bin, "export", "--run", run, "--json"], check=True, stdout=subprocess.DEVNULL)
         subprocess.run([args.bin, "embed", "--run", run, "--split", "test", "--out", f"{run}/test.npy", "--json"],
                        check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([args.bin, "embed", "--init", f"{run}/encoder.safetensors", "--data", data, "--split", "test",
+                        "--out", f"{run}/test-reimported.npy", "--json"], check=True, stdout=subprocess.DEVNULL)
+        reimported = np.abs(np.load(f"{run}/test-reimported.npy") - np.load(f"{run}/test.npy")).max()
         card = json.load(open(f"{run}/encoder.json"))
         scope = {}
         exec("\n".join(card["python"]), scope)
@@ -77,11 +81,12 @@ def main():
         diff = (ours - theirs).abs().max().item()
         scale = theirs.abs().max().item()
         worst = max(worst, diff / scale)
-        rows.append((name, card["constructor"].split("(")[0], tuple(theirs.shape), diff, scale, diff / scale))
-    print("| encoder | PyTorch model | features | max abs diff | max abs feature | relative |")
-    print("|---|---|---|---:|---:|---:|")
-    for name, ctor, shape, diff, scale, rel in rows:
-        print(f"| {name} | `{ctor}` | {shape[0]} × {shape[1]} | {diff:.2e} | {scale:.3g} | {rel:.2e} |")
+        rows.append((name, card["constructor"].split("(")[0], tuple(theirs.shape), diff, scale, diff / scale, reimported))
+    print("| encoder | PyTorch model | features | max abs diff | max abs feature | relative | re-imported (embed --init) |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for name, ctor, shape, diff, scale, rel, back in rows:
+        print(f"| {name} | `{ctor}` | {shape[0]} × {shape[1]} | {diff:.2e} | {scale:.3g} | {rel:.2e} | {back:.1e} |")
+        worst = max(worst, back / scale)
     print(f"worst relative difference {worst:.2e}: {'PASS' if worst <= 1e-4 else 'FAIL'} (≤ 1e-4)")
     sys.exit(0 if worst <= 1e-4 else 1)
 

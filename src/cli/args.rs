@@ -67,10 +67,18 @@ pub struct TrainArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("encoder").required(true).args(["run", "init"])))]
 pub struct EvalArgs {
     /// Run directory written by `selfsup train`.
     #[arg(long)]
-    pub run: PathBuf,
+    pub run: Option<PathBuf>,
+    /// Pretrained weights instead of a run: .safetensors or PyTorch .pth / .pt with timm or
+    /// torchvision names (DINO, DINOv2, MAE, `selfsup export` files); needs --data.
+    #[arg(long, requires = "data")]
+    pub init: Option<PathBuf>,
+    /// Attention heads of an imported ViT (default: 64-wide heads, as DINO, DINOv2 and MAE use).
+    #[arg(long, requires = "init")]
+    pub heads: Option<usize>,
     /// Labelled data to evaluate on (default: the run's data).
     #[arg(long)]
     pub data: Option<PathBuf>,

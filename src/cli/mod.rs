@@ -218,14 +218,31 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Eval(args) => {
-            let run = Run::open(&args.run)?;
-            let splits = labelled_data(&run, args.data.as_deref())?;
             let quiet = args.json;
-            let report = evaluate_run(&run, &splits, args.device.into(), |msg| {
+            let progress = |msg: &str| {
                 if !quiet {
                     eprintln!("{msg}…");
                 }
-            })?;
+            };
+            let report = match (&args.run, &args.init) {
+                (Some(run_dir), _) => {
+                    let run = Run::open(run_dir)?;
+                    let splits = labelled_data(&run, args.data.as_deref())?;
+                    evaluate_run(&run, &splits, args.device.into(), progress)?
+                }
+                (None, Some(file)) => {
+                    let device = selfsup::device::device(args.device.into())?;
+                    let imported =
+                        selfsup::weights::import_encoder(file, None, args.heads, &device)?;
+                    for note in &imported.notes {
+                        eprintln!("{}: {note}", file.display());
+                    }
+                    let splits =
+                        imported.load_data(args.data.as_deref().expect("clap requires --data"))?;
+                    selfsup::inspect::evaluate_imported(&imported, &splits, &device, progress)?
+                }
+                (None, None) => unreachable!("clap requires --run or --init"),
+            };
             if args.json {
                 print_json(&report);
             } else {

@@ -45,3 +45,26 @@ pub fn evaluate_encoder(
     write_json(&run.dir.eval_path(), &report)?;
     Ok(report)
 }
+
+/// kNN / linear probe of an imported encoder (`--init`) on labelled `splits`, beside a random-init
+/// encoder of the same architecture and raw pixels, with the default evaluation settings.
+pub fn evaluate_imported(
+    imported: &crate::weights::Imported,
+    splits: &Splits,
+    device: &Device,
+    progress: impl FnMut(&str),
+) -> Result<EvalReport> {
+    let recipe = crate::recipe::Recipe {
+        model: imported.model.clone(),
+        ..Default::default()
+    };
+    eval::evaluate(
+        &imported.encoder,
+        &recipe,
+        splits,
+        &imported.normalize,
+        imported.shape.side,
+        device,
+        progress,
+    )
+}

@@ -10,7 +10,7 @@ pub mod reconstruct;
 
 pub use diagnose::{Features, diagnose_method, diagnose_run};
 pub use embed::{EmbedReport, Split, embed_run};
-pub use evaluate::{evaluate_encoder, evaluate_run};
+pub use evaluate::{evaluate_encoder, evaluate_imported, evaluate_run};
 pub use finetune::finetune_run;
 pub use reconstruct::{ReconstructionReport, reconstruct_run};
 
