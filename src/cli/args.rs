@@ -107,10 +107,18 @@ pub struct DiagnoseArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("encoder").required(true).args(["run", "init"])))]
 pub struct FinetuneArgs {
     /// Run directory written by `selfsup train` (any method).
     #[arg(long)]
-    pub run: PathBuf,
+    pub run: Option<PathBuf>,
+    /// Pretrained weights instead of a run: .safetensors or PyTorch .pth / .pt with timm or
+    /// torchvision names (DINO, DINOv2, MAE, `selfsup export` files); needs --data.
+    #[arg(long, requires = "data")]
+    pub init: Option<PathBuf>,
+    /// Attention heads of an imported ViT (default: 64-wide heads, as DINO, DINOv2 and MAE use).
+    #[arg(long, requires = "init")]
+    pub heads: Option<usize>,
     /// Labelled data (default: the run's data).
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -255,6 +263,32 @@ pub struct EmbedArgs {
     pub out: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
+    /// Print one JSON object on stdout instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct NeighborsArgs {
+    /// Features written by `selfsup embed` (.npy or .safetensors, with its .csv beside it).
+    #[arg(long)]
+    pub embeddings: PathBuf,
+    /// Neighbours per image.
+    #[arg(long, default_value_t = 5)]
+    pub k: usize,
+    /// Cosine similarity (of mean-centred features) at which two images count as near-duplicates.
+    #[arg(long, default_value_t = 0.95)]
+    pub threshold: f32,
+    /// Query images drawn on the contact sheet (spread over the file).
+    #[arg(long, default_value_t = 8)]
+    pub queries: usize,
+    /// The dataset the embeddings came from, to draw images that are not plain files (IDX / CIFAR
+    /// positions, WebDataset members).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Output folder (default: beside the embeddings, <name>-neighbors/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Print one JSON object on stdout instead of a summary.
     #[arg(long)]
     pub json: bool,

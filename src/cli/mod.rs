@@ -2,6 +2,7 @@
 //! prints tables or JSON. The only code that prints.
 
 mod args;
+mod neighbors;
 mod progress;
 mod tables;
 mod train;
@@ -67,6 +68,11 @@ pub enum Command {
         after_help = "Examples:\n  selfsup embed --run runs/byol\n  selfsup embed --run runs/dino --data ~/photos --split train --out photos.npy\n\nRows follow the data's order; the .csv beside the features file gives each row's index, split,\nimage (file path, shard:member, or split/position for IDX and CIFAR), label and class.\nStreamed folders are read in batches (memory stays bounded); unreadable images are skipped and\nlisted (data.on_corrupt = \"fail\" in the run's recipe stops instead). Files are written under a\ntemporary name and renamed when complete: an interrupted run leaves no partial output; run it again."
     )]
     Embed(EmbedArgs),
+    /// Nearest neighbours and near-duplicate groups from an embedding file, and a contact sheet.
+    #[command(
+        after_help = "Examples:\n  selfsup embed --run runs/byol && selfsup neighbors --embeddings runs/byol/embeddings.npy --data data/fashion-mnist\n  selfsup neighbors --embeddings photos.npy --k 8 --threshold 0.98 --json\n\nSimilarity is the cosine of mean-centred features (the direction all features share is removed\nfirst). Writes <out>/neighbors.csv (every image's k neighbours), duplicates.csv (groups joined by\na similarity ≥ --threshold) and contact_sheet.png (queries in the first column, their\nneighbours with the similarity above each). Exact search: time grows with the square of the\nnumber of images (seconds for tens of thousands)."
+    )]
+    Neighbors(NeighborsArgs),
     /// Write a run's encoder as a PyTorch state dict (safetensors, timm / torchvision names) and a
     /// card saying how to build the matching model.
     #[command(
@@ -180,6 +186,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Neighbors(args) => neighbors::neighbors_command(args),
         Command::Export(args) => {
             let WeightsFormat::Safetensors = args.format;
             let run = Run::open(&args.run)?;
@@ -271,24 +278,46 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Finetune(args) => {
-            let run = Run::open(&args.run)?;
-            let splits = labelled_data(&run, args.data.as_deref())?;
             let bar = progress::stage_bar(!args.json);
-            let r = finetune_run(
-                &run,
-                &splits,
-                args.device.into(),
-                args.fraction,
-                args.epochs,
-                |what, done, total| {
-                    if bar.message() != what {
-                        bar.reset();
-                        bar.set_message(what.to_string());
+            let progress = |what: &str, done: usize, total: usize| {
+                if bar.message() != what {
+                    bar.reset();
+                    bar.set_message(what.to_string());
+                }
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            };
+            let r = match (&args.run, &args.init) {
+                (Some(run_dir), _) => {
+                    let run = Run::open(run_dir)?;
+                    let splits = labelled_data(&run, args.data.as_deref())?;
+                    finetune_run(
+                        &run,
+                        &splits,
+                        args.device.into(),
+                        args.fraction,
+                        args.epochs,
+                        progress,
+                    )?
+                }
+                (None, Some(file)) => {
+                    let data = args.data.as_deref().expect("clap requires --data");
+                    let (report, notes) = selfsup::inspect::finetune::finetune_imported(
+                        file,
+                        args.heads,
+                        data,
+                        args.device.into(),
+                        args.fraction,
+                        args.epochs,
+                        progress,
+                    )?;
+                    for note in &notes {
+                        eprintln!("{}: {note}", file.display());
                     }
-                    bar.set_length(total as u64);
-                    bar.set_position(done as u64);
-                },
-            )?;
+                    report
+                }
+                (None, None) => unreachable!("clap requires --run or --init"),
+            };
             bar.finish_and_clear();
             if args.json {
                 print_json(&r);

@@ -15,10 +15,72 @@ pub fn finetune_run(
     choice: DeviceChoice,
     fraction: Option<f64>,
     epochs: Option<usize>,
+    progress: impl FnMut(&str, usize, usize),
+) -> Result<FinetuneReport> {
+    check_eval_data(run, splits)?;
+    let device = crate::device::train_device(choice)?;
+    let pretrained = run.encoder(&device)?;
+    let start = Start {
+        encoder: pretrained,
+        recipe: run.recipe.clone(),
+        shape: run.info.shape(),
+        normalize: run.info.normalize(),
+    };
+    let report = finetune(start, splits, &device, fraction, epochs, progress)?;
+    write_json(&run.root().join("finetune.json"), &report)?;
+    Ok(report)
+}
+
+/// Fine-tunes imported weights (`--init`) beside a random-init encoder of the same architecture,
+/// with the default settings (`fraction` and `epochs` as given).
+pub fn finetune_imported(
+    path: &std::path::Path,
+    heads: Option<usize>,
+    data: &std::path::Path,
+    choice: DeviceChoice,
+    fraction: Option<f64>,
+    epochs: Option<usize>,
+    progress: impl FnMut(&str, usize, usize),
+) -> Result<(FinetuneReport, Vec<String>)> {
+    let device = crate::device::train_device(choice)?;
+    let imported = crate::weights::import_encoder(path, None, heads, &device)?;
+    let splits = imported.load_data(data)?;
+    let start = Start {
+        recipe: crate::recipe::Recipe {
+            model: imported.model.clone(),
+            ..Default::default()
+        },
+        shape: imported.shape,
+        normalize: imported.normalize.clone(),
+        encoder: imported.encoder,
+    };
+    let report = finetune(start, &splits, &device, fraction, epochs, progress)?;
+    Ok((report, imported.notes))
+}
+
+/// A pretrained encoder and what fine-tuning it needs to know.
+struct Start {
+    encoder: crate::nn::Backbone,
+    recipe: crate::recipe::Recipe,
+    shape: crate::nn::backbone::ImageShape,
+    normalize: crate::data::loader::Normalize,
+}
+
+fn finetune(
+    start: Start,
+    splits: &Splits,
+    device: &burn::tensor::Device,
+    fraction: Option<f64>,
+    epochs: Option<usize>,
     mut progress: impl FnMut(&str, usize, usize),
 ) -> Result<FinetuneReport> {
     use eval::finetune::{FinetuneConfig, FinetuneData, finetune_top1, labelled_subset};
-    let mut recipe = run.recipe.clone();
+    let Start {
+        encoder,
+        mut recipe,
+        shape,
+        normalize,
+    } = start;
     if let Some(f) = fraction {
         recipe.eval.finetune_fraction = f;
     }
@@ -26,10 +88,7 @@ pub fn finetune_run(
         recipe.eval.finetune_epochs = e;
     }
     recipe.validate()?;
-    let info = &run.info;
-    let device = crate::device::train_device(choice)?;
-    check_eval_data(run, splits)?;
-    let (train, test) = eval::labelled_splits(splits, &recipe.eval, info.image_side)?;
+    let (train, test) = eval::labelled_splits(splits, &recipe.eval, shape.side)?;
     let e = &recipe.eval;
     let seed = recipe.train.seed;
     let ids = labelled_subset(&train, e.finetune_fraction, seed);
@@ -41,23 +100,21 @@ pub fn finetune_run(
         batch_size: e.finetune_batch_size,
         seed,
     };
-    let normalize = info.normalize();
     let data = FinetuneData {
         train: &train,
         ids: &ids,
         test: &test,
         normalize: &normalize,
     };
-    let pretrained = run.encoder(&device)?;
-    let top1 = finetune_top1(pretrained, &data, &config, &device, |d, t| {
-        progress("fine-tuning the trained encoder", d, t)
+    let top1 = finetune_top1(encoder, &data, &config, device, |d, t| {
+        progress("fine-tuning the pretrained encoder", d, t)
     });
     device.seed(seed.wrapping_add(1));
-    let random = recipe.model.init(info.shape(), &device);
-    let random_init_top1 = finetune_top1(random, &data, &config, &device, |d, t| {
+    let random = recipe.model.init(shape, device);
+    let random_init_top1 = finetune_top1(random, &data, &config, device, |d, t| {
         progress("fine-tuning a random-init encoder", d, t)
     });
-    let report = FinetuneReport {
+    Ok(FinetuneReport {
         top1,
         random_init_top1,
         beats_random_init: top1 > random_init_top1,
@@ -66,7 +123,5 @@ pub fn finetune_run(
         epochs: e.finetune_epochs,
         test_images: test.len(),
         data: splits.description.clone(),
-    };
-    write_json(&run.root().join("finetune.json"), &report)?;
-    Ok(report)
+    })
 }

@@ -6,6 +6,7 @@ pub mod diagnose;
 pub mod embed;
 pub mod evaluate;
 pub mod finetune;
+pub mod neighbors;
 pub mod reconstruct;
 
 pub use diagnose::{Features, diagnose_method, diagnose_run};
