@@ -40,8 +40,11 @@ fn train(out: &Path, data: &Path, args: &[&str]) {
     assert!(done.status.success(), "{}", common::stderr(&done));
 }
 
-/// Every tensor of a safetensors file: name → (dtype, shape, little-endian values as f64).
-fn read_safetensors(file: &Path) -> BTreeMap<String, (String, Vec<usize>, Vec<f64>)> {
+/// A tensor read back: dtype name, shape, values as f64.
+type Stored = (String, Vec<usize>, Vec<f64>);
+
+/// Every tensor of a safetensors file by name.
+fn read_safetensors(file: &Path) -> BTreeMap<String, Stored> {
     let bytes = std::fs::read(file).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     st.tensors()
@@ -445,7 +448,7 @@ fn embed_writes_a_row_per_readable_image_in_order_with_its_name_and_label() {
 }
 
 /// The fixtures of `scripts/import_fixtures.py`: `inputs` and each model's PyTorch features.
-fn import_fixtures() -> (PathBuf, BTreeMap<String, (String, Vec<usize>, Vec<f64>)>) {
+fn import_fixtures() -> (PathBuf, BTreeMap<String, Stored>) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import");
     let tensors = read_safetensors(&dir.join("inputs.safetensors"));
     (dir, tensors)

@@ -263,15 +263,22 @@ pub fn neighbors_command(args: NeighborsArgs) -> Result<()> {
         report.duplicate_groups.len()
     );
     for group in report.duplicate_groups.iter().take(5) {
-        println!("    {}", group.join("  "));
+        let shown: Vec<&str> = group.iter().take(6).map(String::as_str).collect();
+        let more = if group.len() > 6 { " …" } else { "" };
+        println!("    {} images: {}{more}", group.len(), shown.join("  "));
     }
     if report.duplicate_groups.len() > 5 {
+        println!("    … ({} more groups)", report.duplicate_groups.len() - 5);
+    }
+    let grouped: usize = report.duplicate_groups.iter().map(Vec::len).sum();
+    if grouped * 10 > report.images {
         println!(
-            "    … ({} more in {})",
-            report.duplicate_groups.len() - 5,
-            report.duplicates_csv.display()
+            "  note: {:.0}% of the images fall in a group: at this threshold the encoder does not tell them apart; raise --threshold above {} or embed with a better-trained encoder",
+            100.0 * grouped as f64 / report.images as f64,
+            args.threshold
         );
     }
+    println!("  duplicates       {}", report.duplicates_csv.display());
     println!("  neighbours       {}", report.neighbors_csv.display());
     println!("  contact sheet    {}", report.contact_sheet.display());
     if missing > 0 {

@@ -38,6 +38,19 @@ pub struct DataConfig {
     pub on_corrupt: OnCorrupt,
     /// WebDataset shards: images held by the streaming shuffle buffer.
     pub shuffle_buffer: usize,
+    /// Per-channel normalisation: "auto" (the statistics pretrained `train.init` weights expect,
+    /// else the dataset's own), "dataset" or "imagenet".
+    pub normalize: Normalization,
+}
+
+/// `data.normalize`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Normalization {
+    #[default]
+    Auto,
+    Dataset,
+    Imagenet,
 }
 
 impl Default for DataConfig {
@@ -48,6 +61,7 @@ impl Default for DataConfig {
             max_images: 0,
             on_corrupt: OnCorrupt::Skip,
             shuffle_buffer: 2000,
+            normalize: Normalization::Auto,
         }
     }
 }

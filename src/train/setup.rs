@@ -9,7 +9,7 @@ use crate::data::loader::{Batch, Loader, Normalize};
 use crate::data::{Images, Splits};
 use crate::error::{Error, Result};
 use crate::nn::backbone::ImageShape;
-use crate::recipe::Recipe;
+use crate::recipe::{Normalization, Recipe};
 use crate::run::RunDir;
 use crate::run::checkpoint;
 
@@ -45,11 +45,25 @@ pub(super) fn training_data(recipe: &Recipe, splits: &Splits) -> Result<Training
             stream.channel_stats(crate::data::SAMPLED_IMAGES)?
         }
     };
-    // Pretrained weights see images the way they were trained.
+    // Pretrained weights see images the way they were trained, unless the recipe says otherwise.
     let init = (!recipe.train.init.is_empty()).then(|| std::path::Path::new(&recipe.train.init));
-    let normalize = init
-        .and_then(|path| crate::weights::expected_normalize(path, train.channels()))
-        .unwrap_or(Normalize { mean, std });
+    let channels = train.channels();
+    let normalize = match recipe.data.normalize {
+        Normalization::Dataset => None,
+        Normalization::Auto => {
+            init.and_then(|path| crate::weights::expected_normalize(path, channels))
+        }
+        Normalization::Imagenet if channels == 3 => Some(Normalize {
+            mean: crate::weights::IMAGENET_MEAN.to_vec(),
+            std: crate::weights::IMAGENET_STD.to_vec(),
+        }),
+        Normalization::Imagenet => {
+            return Err(Error::Recipe(format!(
+                "data.normalize = \"imagenet\": ImageNet's statistics are for RGB images, these have {channels} channel(s); use \"dataset\""
+            )));
+        }
+    }
+    .unwrap_or(Normalize { mean, std });
     let channels = train.channels();
     let images = train.len();
     let native_side = train.side();

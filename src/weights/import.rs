@@ -300,7 +300,9 @@ fn infer(
         };
         return Ok((model, shape, Names::Timm));
     }
-    let conv1 = &t["conv1.weight"];
+    let conv1 = t
+        .get("conv1.weight")
+        .ok_or_else(|| checkpoint_error(path, "a ResNet without its stem (conv1.weight)"))?;
     let &[width, channels, k, _] = dims(conv1) else {
         return Err(checkpoint_error(path, "conv1.weight is not 4-d"));
     };
