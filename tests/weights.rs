@@ -40,6 +40,14 @@ fn train(out: &Path, data: &Path, args: &[&str]) {
     assert!(done.status.success(), "{}", common::stderr(&done));
 }
 
+/// Little-endian f32 values, widened for exact comparison.
+fn f32_values(bytes: &[u8]) -> Vec<f64> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+        .collect()
+}
+
 /// A tensor read back: dtype name, shape, values as f64.
 type Stored = (String, Vec<usize>, Vec<f64>);
 
@@ -51,13 +59,7 @@ fn read_safetensors(file: &Path) -> BTreeMap<String, Stored> {
         .into_iter()
         .map(|(name, view)| {
             let (dtype, values) = match view.dtype() {
-                safetensors::Dtype::F32 => (
-                    "float32",
-                    view.data()
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
-                        .collect(),
-                ),
+                safetensors::Dtype::F32 => ("float32", f32_values(view.data())),
                 safetensors::Dtype::I64 => (
                     "int64",
                     view.data()
@@ -82,12 +84,7 @@ fn own_tensors(run_dir: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f64>)> {
         .collect(None, None, true)
         .into_iter()
         .map(|t| {
-            let values = t
-                .to_bytes()
-                .unwrap()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
-                .collect();
+            let values = f32_values(&t.to_bytes().unwrap());
             (t.name.clone(), (t.shape.to_vec(), values))
         })
         .collect()
@@ -187,12 +184,7 @@ fn export_writes_the_state_dict_of_the_pytorch_model_on_its_card() {
         .collect(None, None, true)
         .into_iter()
         .map(|t| {
-            let v = t
-                .to_bytes()
-                .unwrap()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
-                .collect();
+            let v = f32_values(&t.to_bytes().unwrap());
             (t.name.clone(), v)
         })
         .collect();

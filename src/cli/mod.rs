@@ -93,6 +93,19 @@ fn labelled_data(run: &Run, data: Option<&Path>) -> Result<Splits> {
     }
 }
 
+/// Pretrained weights for `--init`; what was left out or changed is said on stderr.
+fn import(
+    file: &Path,
+    heads: Option<usize>,
+    device: &burn::tensor::Device,
+) -> Result<selfsup::weights::Imported> {
+    let imported = selfsup::weights::import_encoder(file, None, heads, device)?;
+    for note in &imported.notes {
+        eprintln!("{}: {note}", file.display());
+    }
+    Ok(imported)
+}
+
 pub(crate) fn print_json<T: serde::Serialize>(value: &T) {
     println!(
         "{}",
@@ -147,11 +160,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
                 (None, Some(file)) => {
                     let device = selfsup::device::device(args.device.into())?;
-                    let imported =
-                        selfsup::weights::import_encoder(file, None, args.heads, &device)?;
-                    for note in &imported.notes {
-                        eprintln!("{}: {note}", file.display());
-                    }
+                    let imported = import(file, args.heads, &device)?;
                     let data = args.data.as_deref().expect("clap requires --data");
                     let splits = imported.load_data(data)?;
                     let input = selfsup::inspect::embed::EncoderInput {
@@ -239,11 +248,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
                 (None, Some(file)) => {
                     let device = selfsup::device::device(args.device.into())?;
-                    let imported =
-                        selfsup::weights::import_encoder(file, None, args.heads, &device)?;
-                    for note in &imported.notes {
-                        eprintln!("{}: {note}", file.display());
-                    }
+                    let imported = import(file, args.heads, &device)?;
                     let splits =
                         imported.load_data(args.data.as_deref().expect("clap requires --data"))?;
                     selfsup::inspect::evaluate_imported(&imported, &splits, &device, progress)?

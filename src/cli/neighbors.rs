@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use selfsup::data::{Images, LoadOptions, Splits};
 use selfsup::error::{Error, Result, write_atomic};
+use selfsup::inspect::embed::csv_field;
 use selfsup::inspect::neighbors::{
     Row, Tile, duplicate_groups, nearest, read_embeddings, spread_queries, tile_of,
     write_contact_sheet,
@@ -45,14 +46,6 @@ struct NeighborsReport {
     neighbors_csv: PathBuf,
     duplicates_csv: PathBuf,
     contact_sheet: PathBuf,
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 /// Finds images by name in the dataset they were embedded from.

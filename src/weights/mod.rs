@@ -4,11 +4,11 @@
 
 mod export;
 mod import;
+mod init;
 
 pub use export::{ExportCard, card_path, export_encoder, export_run};
-pub use import::{
-    IMAGENET_MEAN, IMAGENET_STD, Imported, expected_normalize, import_encoder, init_encoders,
-};
+pub use import::{IMAGENET_MEAN, IMAGENET_STD, Imported, expected_normalize, import_encoder};
+pub use init::init_encoders;
 
 use serde::{Deserialize, Serialize};
 
