@@ -12,11 +12,7 @@ fn main() -> selfsup::Result<()> {
         method: Some("byol".parse()?),
         ..Default::default()
     })?;
-    let options = TrainOptions {
-        out: out.into(),
-        resume: false,
-        device: Default::default(),
-    };
+    let options = TrainOptions::new(out);
     let mut losses = Vec::new();
     let mut watch = |e: &Event| {
         if let Event::Logged(line) = e {

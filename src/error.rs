@@ -32,6 +32,24 @@ pub enum Error {
     /// Pretrained weights that cannot be used: the file, and what to do.
     #[error("{path}: {msg}")]
     Weights { path: PathBuf, msg: String },
+    /// SIGINT / SIGTERM stopped training after `step` steps, checkpointed in `checkpoint`.
+    #[error("stopped by {} after step {step}; checkpoint written to {}", crate::train::signal_name(*signal), checkpoint.display())]
+    Interrupted {
+        signal: i32,
+        step: usize,
+        checkpoint: PathBuf,
+    },
+    /// Another process trains into the same run directory.
+    #[error("{}: another `selfsup train`{} is writing to this run directory; wait for it to finish, stop it (Ctrl-C checkpoints it), or choose another --out", path.display(), pid.map(|p| format!(" (process {p})")).unwrap_or_default())]
+    RunBusy { path: PathBuf, pid: Option<u32> },
+    /// A checkpoint could not be written; the previous one (if any) is intact.
+    #[error("could not write the checkpoint of step {step} to {} ({reason}); {}", path.display(), match kept { Some(s) => format!("the previous checkpoint (step {s}) is intact: free disk space or fix permissions, then continue with --resume"), None => "no earlier checkpoint exists: free disk space or fix permissions, then start again".to_string() })]
+    CheckpointWrite {
+        step: usize,
+        path: PathBuf,
+        reason: String,
+        kept: Option<usize>,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -41,6 +59,15 @@ impl Error {
         Error::Io {
             path: path.as_ref().to_path_buf(),
             source,
+        }
+    }
+
+    /// The process exit status for this error: 128 + the signal for an interrupted run (as a
+    /// shell reports a process killed by it), 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Interrupted { signal, .. } => 128 + signal,
+            _ => 1,
         }
     }
 
@@ -61,8 +88,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         ".{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
     ));
-    let mut file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    file.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    written.map_err(|e| {
+        // A full disk must not be left fuller by a half-written temporary.
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
 }

@@ -25,9 +25,15 @@ fn main() {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("selfsup: internal error: {info}. Please report this.");
     }));
+    // A file-size limit (ulimit -f, quotas) then fails the write with an error that keeps the
+    // last checkpoint, instead of killing the process mid-write.
+    // SAFETY: setting a signal's disposition to ignore, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let args = cli::parse();
     if let Err(e) = cli::run(args) {
         eprintln!("error: {}", message(&e));
-        std::process::exit(1);
+        std::process::exit(e.exit_code());
     }
 }

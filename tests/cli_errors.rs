@@ -242,22 +242,33 @@ fn every_command_has_help_with_an_example() {
 }
 
 #[test]
-fn resume_refuses_recipe_changes_and_missing_runs() {
+fn resume_of_a_missing_run_says_how_to_start_it() {
     let dir = scratch("e-resume");
+    for out in [dir.join("none"), dir.clone()] {
+        expect_error(
+            &["train", "--resume", "--out", path(&out)],
+            "holds no run to continue; start it without --resume",
+        );
+    }
+}
+
+#[test]
+fn a_bad_value_in_a_recipe_file_names_the_file_and_the_key() {
+    let dir = scratch("e-recipe-value");
+    let file = dir.join("fast.toml");
+    std::fs::write(&file, "[optim]\nbase_lr = \"fast\"\n").unwrap();
     expect_error(
-        &["train", "--resume", "--out", path(&dir.join("none"))],
-        "run directory does not exist",
+        &["train", "--method", "byol", "--recipe", path(&file)],
+        &format!(
+            "{}: optim.base_lr: invalid type: string \"fast\"",
+            path(&file)
+        ),
     );
+    // Inside [method], whose settings depend on the method's name, too.
+    std::fs::write(&file, "[method]\nname = \"byol\"\nbase_momentum = \"x\"\n").unwrap();
     expect_error(
-        &[
-            "train",
-            "--resume",
-            "--out",
-            path(&dir),
-            "--set",
-            "optim.base_lr=1",
-        ],
-        "drop --set",
+        &["train", "--recipe", path(&file)],
+        "fast.toml: method.base_momentum: invalid type",
     );
 }
 

@@ -172,11 +172,7 @@ fn export_writes_the_state_dict_of_the_pytorch_model_on_its_card() {
     })
     .unwrap();
     let splits = recipe.load_data().unwrap();
-    let options = selfsup::train::TrainOptions {
-        out: root.join("init"),
-        resume: false,
-        device: selfsup::device::DeviceChoice::Cpu,
-    };
+    let options = selfsup::train::TrainOptions::new(root.join("init"));
     let (_, method) =
         selfsup::train::Trainer::set_up::<selfsup::method::Byol>(&recipe, &splits, &options)
             .unwrap();

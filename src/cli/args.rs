@@ -53,9 +53,15 @@ pub struct TrainArgs {
     /// export card's).
     #[arg(long)]
     pub init: Option<PathBuf>,
-    /// Continue the run in --out from its last checkpoint, exactly where it stopped.
+    /// Continue the run in --out from its last checkpoint, exactly where it stopped. The
+    /// command that started the run works as it is: flags equal to the run's are accepted, a
+    /// different value is refused by name; --epochs may change.
     #[arg(long)]
     pub resume: bool,
+    /// For job scripts that may be requeued: resume the run in --out when it holds one, start
+    /// it when it does not.
+    #[arg(long, conflicts_with = "resume")]
+    pub resume_if_exists: bool,
     /// Skip the kNN / linear-probe evaluation after training.
     #[arg(long)]
     pub no_eval: bool,

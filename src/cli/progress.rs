@@ -23,6 +23,11 @@ impl TrainProgress {
         }
     }
 
+    /// Removes the bar (before a message that ends the run).
+    pub fn clear(&self) {
+        self.bar.finish_and_clear();
+    }
+
     fn say(&self, line: String) {
         if self.bar.is_hidden() {
             eprintln!("{line}");
@@ -39,8 +44,14 @@ impl Observer for TrainProgress {
                 method,
                 total_steps,
                 start_step,
+                restarted,
                 ..
             } => {
+                if *restarted {
+                    self.say(
+                        "the run directory held a run stopped before its first checkpoint: starting it again from step 0".into(),
+                    );
+                }
                 self.method = method.to_string();
                 self.bar.set_length(*total_steps as u64);
                 self.bar.set_position(*start_step as u64);

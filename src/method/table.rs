@@ -88,6 +88,20 @@ macro_rules! __define_method_enums {
                 }
             }
 
+            /// The key inside a `[method]` table that fails to deserialise (serde's tagged enums
+            /// report only "method").
+            pub fn failing_key(section: &toml::Table) -> Option<String> {
+                let name = MethodName::parse(section.get("name")?.as_str()?).ok()?;
+                let mut settings = section.clone();
+                settings.remove("name");
+                let settings = toml::Value::Table(settings);
+                match name {
+                    $(MethodName::$variant => serde_path_to_error::deserialize::<_, <$crate::method::$ty as $crate::method::Method>::Config>(settings)
+                        .err()
+                        .map(|e| e.path().to_string()),)+
+                }
+            }
+
             fn as_any(&self) -> &dyn std::any::Any {
                 match self {
                     $(MethodConfig::$variant(c) => c,)+

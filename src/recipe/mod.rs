@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-pub use resolve::{Overrides, apply_set};
+pub use resolve::{Difference, Overrides, apply_set};
 
 use crate::augment::AugmentConfig;
 use crate::data::{LoadOptions, OnCorrupt, Splits};
@@ -78,6 +78,9 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// Also checkpoint every N steps inside an epoch (0: off).
     pub checkpoint_every_steps: usize,
+    /// Also checkpoint when this many minutes passed since the last checkpoint (0: off), so a
+    /// SIGKILL or a power cut costs minutes, not an epoch.
+    pub checkpoint_every_minutes: f64,
     /// kNN-evaluate the frozen encoder every N epochs into `eval_history.jsonl` (0: off).
     pub eval_every: usize,
     /// Pretrained encoder weights every encoder of the method starts from (.safetensors / .pth
@@ -94,6 +97,7 @@ impl Default for TrainConfig {
             log_every: 10,
             checkpoint_every: 1,
             checkpoint_every_steps: 0,
+            checkpoint_every_minutes: 15.0,
             eval_every: 0,
             init: String::new(),
         }
@@ -182,6 +186,12 @@ impl Recipe {
             return Err(Error::Recipe(
                 "train.log_every and train.checkpoint_every must be at least 1".into(),
             ));
+        }
+        if !(t.checkpoint_every_minutes >= 0.0 && t.checkpoint_every_minutes.is_finite()) {
+            return Err(Error::Recipe(format!(
+                "train.checkpoint_every_minutes = {}: give minutes ≥ 0 (0 turns timed checkpoints off)",
+                t.checkpoint_every_minutes
+            )));
         }
         self.method.validate(&self.model, &self.augment)?;
         let e = &self.eval;

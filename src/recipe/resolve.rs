@@ -2,8 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use super::{MethodConfig, Recipe, legacy};
 use crate::error::{Error, Result};
 use crate::method::MethodName;
@@ -20,6 +18,40 @@ pub struct Overrides {
     pub sets: Vec<String>,
     /// `--init`: `train.init`.
     pub init: Option<PathBuf>,
+}
+
+/// Recipe keys that hold file paths.
+const PATH_KEYS: [&str; 2] = ["data.path", "train.init"];
+
+/// One value two recipes disagree on ([`Recipe::differences`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Difference {
+    /// Dotted key, e.g. `train.seed`.
+    pub key: String,
+    /// The value in the recipe `differences` was called on, as TOML.
+    pub ours: String,
+    /// The value in the other recipe.
+    pub theirs: String,
+}
+
+fn flatten(
+    table: &toml::Table,
+    prefix: &str,
+    out: &mut std::collections::BTreeMap<String, toml::Value>,
+) {
+    for (key, value) in table {
+        let full = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Table(t) => flatten(t, &full, out),
+            v => {
+                out.insert(full, v.clone());
+            }
+        }
+    }
 }
 
 pub(super) fn parse_toml(text: &str, origin: &str) -> Result<toml::Table> {
@@ -144,25 +176,34 @@ impl Recipe {
             legacy::drop_other_methods_keys(&mut file, method, &origin)?;
             merge(&mut table, file, "", &origin)?;
         }
-        let mut recipe = Self::from_table(table, "recipe")?;
+        let origin = match &o.recipe_file {
+            Some(path) => path.display().to_string(),
+            None => "built-in recipe".to_string(),
+        };
+        Self::from_table(table, &origin)?.with_overrides(o)
+    }
+
+    /// This recipe with the command line's flags and `--set` pairs applied on top (the recipe
+    /// file and method of `o` are not looked at), validated.
+    pub fn with_overrides(mut self, o: &Overrides) -> Result<Recipe> {
         if let Some(data) = &o.data {
-            recipe.data.path = data.display().to_string();
+            self.data.path = data.display().to_string();
         }
         if let Some(epochs) = o.epochs {
-            recipe.train.epochs = epochs;
+            self.train.epochs = epochs;
         }
         if let Some(b) = o.batch_size {
-            recipe.train.batch_size = b;
+            self.train.batch_size = b;
         }
         if let Some(init) = &o.init {
-            recipe.train.init = init.display().to_string();
+            self.train.init = init.display().to_string();
         }
         if let Some(seed) = o.seed {
-            recipe.train.seed = seed;
+            self.train.seed = seed;
         }
         if !o.sets.is_empty() {
             let mut table =
-                toml::Table::try_from(&recipe).map_err(|e| Error::Recipe(e.to_string()))?;
+                toml::Table::try_from(&self).map_err(|e| Error::Recipe(e.to_string()))?;
             for set in &o.sets {
                 // Another name would mean other settings: the method is chosen first.
                 if set.split('=').next().map(str::trim) == Some("method.name") {
@@ -174,15 +215,57 @@ impl Recipe {
                 // Checked after each one, so a wrong value names its own --set.
                 Self::from_table(table.clone(), &format!("--set {set}"))?;
             }
-            recipe = Self::from_table(table, "--set")?;
+            self = Self::from_table(table, "--set")?;
         }
-        recipe.validate()?;
-        Ok(recipe)
+        self.validate()?;
+        Ok(self)
     }
 
+    /// Deserialises a merged table; an error names `origin` (the layer that brought the value)
+    /// and the key.
     pub(super) fn from_table(table: toml::Table, origin: &str) -> Result<Recipe> {
-        Recipe::deserialize(toml::Value::Table(table))
-            .map_err(|e| Error::Recipe(format!("{origin}: {}", e.message())))
+        let method = table.get("method").and_then(|m| m.as_table()).cloned();
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let mut key = e.path().to_string();
+            if key == "method"
+                && let Some(inner) = method.as_ref().and_then(MethodConfig::failing_key)
+            {
+                key = format!("method.{inner}");
+            }
+            Error::Recipe(format!("{origin}: {key}: {}", e.inner().message()))
+        })
+    }
+
+    /// The values that differ between this recipe and `other`, as dotted keys. Paths
+    /// (`data.path`, `train.init`) are equal when they name the same file.
+    pub fn differences(&self, other: &Recipe) -> Vec<Difference> {
+        let flat = |r: &Recipe| {
+            let mut out = std::collections::BTreeMap::new();
+            let table = toml::Table::try_from(r).expect("recipes serialise");
+            flatten(&table, "", &mut out);
+            out
+        };
+        let (a, b) = (flat(self), flat(other));
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        let show = |v: Option<&toml::Value>| v.map_or("(none)".to_string(), |v| v.to_string());
+        keys.into_iter()
+            .filter(|key| {
+                let (x, y) = (a.get(*key), b.get(*key));
+                let same_file = || match (x.and_then(|v| v.as_str()), y.and_then(|v| v.as_str())) {
+                    (Some(x), Some(y)) => matches!(
+                        (std::fs::canonicalize(x), std::fs::canonicalize(y)),
+                        (Ok(p), Ok(q)) if p == q
+                    ),
+                    _ => false,
+                };
+                x != y && !(PATH_KEYS.contains(&key.as_str()) && same_file())
+            })
+            .map(|key| Difference {
+                key: key.clone(),
+                ours: show(a.get(key)),
+                theirs: show(b.get(key)),
+            })
+            .collect()
     }
 
     /// A resolved recipe file (a run's `recipe.toml`); one written before each method had its

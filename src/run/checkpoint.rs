@@ -26,6 +26,9 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
     dir.with_file_name(name)
 }
 
+/// Writes the checkpoint next to the current one, then swaps it in. When writing fails (disk
+/// full, permissions) the half-written copy is removed, the previous checkpoint stays as it was
+/// and the error says which step it holds.
 pub fn save<M: Module>(
     run: &RunDir,
     method: &M,
@@ -35,13 +38,21 @@ pub fn save<M: Module>(
     let dir = run.checkpoint_dir();
     let tmp = sibling(&dir, ".tmp");
     let old = sibling(&dir, ".old");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let written = write_into(&tmp, method, optimizer, position);
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&tmp);
+        let kept = latest(run).and_then(|d| read_json::<Position>(&d.join("position.json")).ok());
+        let reason = match e {
+            Error::Io { source, .. } => source.to_string(),
+            other => other.to_string(),
+        };
+        return Err(Error::CheckpointWrite {
+            step: position.step,
+            path: dir,
+            reason,
+            kept: kept.map(|p| p.step),
+        });
     }
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    save_module(method.clone(), &tmp.join("model.bpk"))?;
-    optimizer.save(&tmp.join("optimizer.safetensors"))?;
-    write_json(&tmp.join("position.json"), &position)?;
     if dir.exists() {
         if old.exists() {
             std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
@@ -53,6 +64,21 @@ pub fn save<M: Module>(
         std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
     }
     Ok(())
+}
+
+fn write_into<M: Module>(
+    tmp: &Path,
+    method: &M,
+    optimizer: &Optimizer,
+    position: Position,
+) -> Result<()> {
+    if tmp.exists() {
+        std::fs::remove_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
+    }
+    std::fs::create_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
+    save_module(method.clone(), &tmp.join("model.bpk"))?;
+    optimizer.save(&tmp.join("optimizer.safetensors"))?;
+    write_json(&tmp.join("position.json"), &position)
 }
 
 /// The newest complete checkpoint directory, if any (`checkpoint/`, or `checkpoint.old/` when a

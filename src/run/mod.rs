@@ -3,6 +3,7 @@
 //! facts loaded.
 
 pub mod checkpoint;
+mod lock;
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,7 @@ use crate::method::{Method, MethodName, RunSource, VqTokenizer};
 use crate::nn::Backbone;
 use crate::nn::backbone::ImageShape;
 use crate::recipe::Recipe;
+pub use lock::RunLock;
 
 /// Facts about the data a run was trained on, needed to use its encoder later.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -89,6 +91,9 @@ impl RunDir {
     }
     pub fn eval_history_path(&self) -> PathBuf {
         self.root.join("eval_history.jsonl")
+    }
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.join(".lock")
     }
     pub fn checkpoint_dir(&self) -> PathBuf {
         self.root.join("checkpoint")

@@ -15,6 +15,8 @@ pub enum Event {
         total_steps: usize,
         start_step: usize,
         resumed: bool,
+        /// The directory held a run stopped before its first checkpoint; it starts again.
+        restarted: bool,
     },
     /// Epoch `epoch` (0-based) of `epochs` begins.
     EpochStarted { epoch: usize, epochs: usize },

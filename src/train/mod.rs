@@ -5,6 +5,7 @@
 mod clock;
 pub mod events;
 mod faults;
+mod interrupt;
 pub mod metrics;
 mod setup;
 pub mod trainer;
@@ -13,6 +14,7 @@ pub mod watch;
 use std::path::PathBuf;
 
 pub use events::{Event, Observer, Silent, Warning, WarningKind};
+pub use interrupt::{Interrupt, signal_name};
 pub use trainer::Trainer;
 
 use crate::device::DeviceChoice;
@@ -20,9 +22,25 @@ use crate::device::DeviceChoice;
 pub struct TrainOptions {
     /// The run directory.
     pub out: PathBuf,
-    /// Continue the run in `out` from its last checkpoint.
+    /// Continue the run in `out` from its last checkpoint (a run stopped before its first
+    /// checkpoint starts again either way).
     pub resume: bool,
     pub device: DeviceChoice,
+    /// Asks the loop to checkpoint and stop after the current step ([`Interrupt::on_signals`]
+    /// wires it to Ctrl-C and SIGTERM).
+    pub interrupt: Interrupt,
+}
+
+impl TrainOptions {
+    /// A new run in `out` on the CPU, stopped only by [`Interrupt::request`].
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        TrainOptions {
+            out: out.into(),
+            resume: false,
+            device: DeviceChoice::Cpu,
+            interrupt: Interrupt::none(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, serde::Serialize)]

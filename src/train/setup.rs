@@ -1,5 +1,6 @@
 //! What the loop is set up from: the training images behind a loader, and the run directory.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use burn::tensor::{Device, Tensor, TensorData};
@@ -10,8 +11,8 @@ use crate::data::{Images, Splits};
 use crate::error::{Error, Result};
 use crate::nn::backbone::ImageShape;
 use crate::recipe::{Normalization, Recipe};
-use crate::run::RunDir;
 use crate::run::checkpoint;
+use crate::run::{RunDir, RunLock};
 
 /// The training images as the loop sees them.
 pub(super) struct TrainingData {
@@ -87,19 +88,45 @@ pub(super) fn training_data(recipe: &Recipe, splits: &Splits) -> Result<Training
     })
 }
 
-/// Creates the run directory with its recipe, or checks that a resumed one has a checkpoint.
-pub(super) fn prepare_run(recipe: &Recipe, options: &TrainOptions) -> Result<RunDir> {
+/// The run directory, locked for this process, and where training starts in it.
+pub(super) struct PreparedRun {
+    pub run: RunDir,
+    pub lock: RunLock,
+    /// The checkpoint to continue from (`--resume` of a checkpointed run).
+    pub resume_from: Option<PathBuf>,
+    /// The directory held a run stopped before its first checkpoint; it starts again.
+    pub restarted: bool,
+}
+
+/// Locks the run directory (creating it), decides how training starts there and writes the
+/// recipe. A run with a checkpoint continues only with `options.resume`; one stopped before its
+/// first checkpoint has nothing to continue, so it starts again from step 0 either way.
+pub(super) fn prepare_run(recipe: &Recipe, options: &TrainOptions) -> Result<PreparedRun> {
     let run = RunDir::new(&options.out);
-    if options.resume {
-        if checkpoint::latest(&run).is_none() {
-            return Err(Error::NoCheckpoint(options.out.clone()));
-        }
-    } else if run.recipe_path().exists() || run.checkpoint_dir().exists() {
+    let lock = RunLock::acquire(&run)?;
+    let latest = checkpoint::latest(&run);
+    let finished = run.encoder_path().exists();
+    if (latest.is_some() || finished) && !options.resume {
         return Err(Error::RunExists(options.out.clone()));
     }
-    std::fs::create_dir_all(&run.root).map_err(|e| Error::io(&run.root, e))?;
+    if latest.is_none() && finished {
+        return Err(Error::NoCheckpoint(options.out.clone()));
+    }
+    let restarted = latest.is_none() && run.recipe_path().exists();
+    if restarted {
+        for stale in [run.metrics_path(), run.eval_history_path()] {
+            if stale.exists() {
+                std::fs::remove_file(&stale).map_err(|e| Error::io(&stale, e))?;
+            }
+        }
+    }
     crate::error::write_atomic(&run.recipe_path(), recipe.to_toml().as_bytes())?;
-    Ok(run)
+    Ok(PreparedRun {
+        run,
+        lock,
+        resume_from: latest,
+        restarted,
+    })
 }
 
 /// Moves a batch's view buffers into tensors (no copy of the pixels on the host).

@@ -4,7 +4,7 @@
 //! [`Trainer::checkpoint`]. Everything it does is reported to an [`Observer`].
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
@@ -12,8 +12,9 @@ use burn::tensor::{Device, Tensor};
 use super::clock::Clock;
 use super::events::{Event, Observer};
 use super::faults::{self, CorruptImages};
+use super::interrupt::Interrupt;
 use super::metrics::{self, MetricsLine, MetricsLog};
-use super::setup::{TrainingData, prepare_run, tensor_views, training_data};
+use super::setup::{PreparedRun, TrainingData, prepare_run, tensor_views, training_data};
 use super::watch::{self, FirstWarnings};
 use super::{TrainOptions, TrainSummary};
 use crate::data::loader::{Batch, Loader, Normalize};
@@ -25,13 +26,15 @@ use crate::optim::schedule::cosine_between;
 use crate::optim::{Optimizer, WarmupCosine};
 use crate::recipe::Recipe;
 use crate::run::checkpoint::{self, Position};
-use crate::run::{Run, RunDir, RunInfo, Runs, save_module, write_json};
+use crate::run::{Run, RunDir, RunInfo, RunLock, Runs, save_module, write_json};
 
 /// A run being trained: everything the loop needs besides the method itself, which
 /// [`Trainer::run`] moves through the phases.
 pub struct Trainer {
     recipe: Recipe,
     run: RunDir,
+    /// Held until the trainer is dropped: one writer per run directory.
+    _lock: RunLock,
     info: RunInfo,
     device: Device,
     loader: Arc<Loader>,
@@ -44,6 +47,10 @@ pub struct Trainer {
     total_steps: usize,
     position: Position,
     resumed_from_step: Option<usize>,
+    /// The directory held a run stopped before its first checkpoint.
+    restarted: bool,
+    interrupt: Interrupt,
+    last_checkpoint: Instant,
     log: MetricsLog,
     first_warnings: FirstWarnings,
     /// Unreadable images found while loading (reported when the run starts) and while training.
@@ -83,11 +90,18 @@ impl Trainer {
         // Built before the run directory exists, so a method that cannot start (BEiT without its
         // tokenizer) leaves nothing behind.
         let mut method = recipe.init_method::<M>(shape, &device, &Runs)?;
-        if !recipe.train.init.is_empty() && !options.resume {
+        // Pretrained weights start a run; a checkpoint continues one.
+        let continuing = options.resume && checkpoint::latest(&RunDir::new(&options.out)).is_some();
+        if !recipe.train.init.is_empty() && !continuing {
             let path = std::path::Path::new(&recipe.train.init);
             crate::weights::init_encoders(&mut method, &recipe.model, path, shape, &device)?;
         }
-        let run = prepare_run(recipe, options)?;
+        let PreparedRun {
+            run,
+            lock,
+            resume_from,
+            restarted,
+        } = prepare_run(recipe, options)?;
         let info = RunInfo {
             method: recipe.method.name().to_string(),
             channels: shape.channels,
@@ -107,9 +121,7 @@ impl Trainer {
             step: 0,
         };
         let mut resumed_from_step = None;
-        if options.resume {
-            let dir =
-                checkpoint::latest(&run).ok_or_else(|| Error::NoCheckpoint(run.root.clone()))?;
+        if let Some(dir) = resume_from {
             let (loaded, pos) = checkpoint::load(&dir, method, &mut optimizer, &device)?;
             method = loaded;
             position = pos;
@@ -136,6 +148,7 @@ impl Trainer {
         let trainer = Trainer {
             recipe: recipe.clone(),
             run,
+            _lock: lock,
             info,
             device,
             loader,
@@ -147,6 +160,9 @@ impl Trainer {
             total_steps,
             position,
             resumed_from_step,
+            restarted,
+            interrupt: options.interrupt.clone(),
+            last_checkpoint: Instant::now(),
             log,
             first_warnings: FirstWarnings::default(),
             corrupt: CorruptImages::new(splits.corrupt.clone()),
@@ -178,7 +194,9 @@ impl Trainer {
             total_steps: self.total_steps,
             start_step: self.position.step,
             resumed: self.resumed_from_step.is_some(),
+            restarted: self.restarted,
         });
+        let _armed = self.interrupt.arm();
         self.corrupt.record_at_load(self.position.step, observer);
         self.clock = Clock::start();
         for epoch in self.position.epoch..epochs {
@@ -223,9 +241,12 @@ impl Trainer {
         };
         let batches = self.loader.epoch(epoch, start_batch);
         loop {
+            self.stop_if_asked(&method, observer)?;
             let wait = Instant::now();
             let Ok(batch) = batches.recv() else { break };
             self.clock.data_wait += wait.elapsed().as_secs_f64();
+            // A slow loader must not delay the stop by a step: the batch is made again on resume.
+            self.stop_if_asked(&method, observer)?;
             let mut batch = match batch {
                 Ok(batch) => batch,
                 Err(corrupt) => {
@@ -246,7 +267,10 @@ impl Trainer {
                 self.observe(&method, epoch, stepped, observer)?;
             }
             let every = self.recipe.train.checkpoint_every_steps;
-            if every > 0 && step.is_multiple_of(every) {
+            let minutes = self.recipe.train.checkpoint_every_minutes;
+            let timed = minutes > 0.0
+                && self.last_checkpoint.elapsed() >= Duration::from_secs_f64(minutes * 60.0);
+            if (every > 0 && step.is_multiple_of(every)) || timed {
                 self.checkpoint(&method, observer)?;
             }
         }
@@ -399,9 +423,24 @@ impl Trainer {
         Ok(())
     }
 
+    /// After a stop request: checkpoints where the loop stands and ends the run with
+    /// [`Error::Interrupted`].
+    fn stop_if_asked<M: Method>(&mut self, method: &M, observer: &mut dyn Observer) -> Result<()> {
+        let Some(signal) = self.interrupt.requested() else {
+            return Ok(());
+        };
+        self.checkpoint(method, observer)?;
+        Err(Error::Interrupted {
+            signal,
+            step: self.position.step,
+            checkpoint: self.run.checkpoint_dir(),
+        })
+    }
+
     /// Replaces the run's checkpoint (atomically) with the method, optimizer and position now.
-    fn checkpoint<M: Method>(&self, method: &M, observer: &mut dyn Observer) -> Result<()> {
+    fn checkpoint<M: Method>(&mut self, method: &M, observer: &mut dyn Observer) -> Result<()> {
         checkpoint::save(&self.run, method, &self.optimizer, self.position)?;
+        self.last_checkpoint = Instant::now();
         observer.observe(&Event::CheckpointWritten {
             step: self.position.step,
             dir: self.run.checkpoint_dir(),
