@@ -14,6 +14,15 @@ pub enum Variant {
     Cifar100,
 }
 
+impl Variant {
+    pub fn classes(self) -> usize {
+        match self {
+            Variant::Cifar10 => 10,
+            Variant::Cifar100 => 100,
+        }
+    }
+}
+
 /// Which CIFAR variant `dir` holds, if any.
 pub fn detect(dir: &Path) -> Option<Variant> {
     if dir.join("data_batch_1.bin").is_file() || dir.join("test_batch.bin").is_file() {
@@ -25,12 +34,14 @@ pub fn detect(dir: &Path) -> Option<Variant> {
     }
 }
 
+/// The class names from the folder's names file, or the label numbers when it is missing or
+/// does not list one name per class.
 fn class_names(dir: &Path, variant: Variant) -> Vec<String> {
     let file = match variant {
         Variant::Cifar10 => "batches.meta.txt",
         Variant::Cifar100 => "fine_label_names.txt",
     };
-    std::fs::read_to_string(dir.join(file))
+    let names: Vec<String> = std::fs::read_to_string(dir.join(file))
         .map(|s| {
             s.lines()
                 .map(str::trim)
@@ -38,7 +49,12 @@ fn class_names(dir: &Path, variant: Variant) -> Vec<String> {
                 .map(String::from)
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if names.len() == variant.classes() {
+        names
+    } else {
+        (0..variant.classes()).map(|c| c.to_string()).collect()
+    }
 }
 
 fn read_batches(dir: &Path, variant: Variant, files: &[&str]) -> Result<ImageSet> {
@@ -61,9 +77,19 @@ fn read_batches(dir: &Path, variant: Variant, files: &[&str]) -> Result<ImageSet
                 ),
             ));
         }
-        for rec in bytes.chunks_exact(record) {
+        let classes = variant.classes() as u32;
+        for (i, rec) in bytes.chunks_exact(record).enumerate() {
             // CIFAR-100 records are (coarse, fine): the fine label is the one people report.
-            labels.push(rec[label_bytes - 1] as u32);
+            let label = rec[label_bytes - 1] as u32;
+            if label >= classes {
+                return Err(Error::data(
+                    &path,
+                    format!(
+                        "record {i} has label {label}, not one of {variant:?}'s {classes} classes: the file is damaged or not a {variant:?} batch"
+                    ),
+                ));
+            }
+            labels.push(label);
             pixels.extend_from_slice(&rec[label_bytes..]);
         }
     }
@@ -129,7 +155,7 @@ mod tests {
         std::fs::write(ten.join("test_batch.bin"), record(&[5], 2)).unwrap();
         std::fs::write(
             ten.join("batches.meta.txt"),
-            "airplane\nautomobile\nbird\ncat\n\n",
+            "airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n\n",
         )
         .unwrap();
         assert_eq!(detect(&ten), Some(Variant::Cifar10));

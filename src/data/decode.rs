@@ -6,6 +6,9 @@ use std::io::{BufRead, Cursor, Seek};
 
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
+/// The most memory one decoded image may take (a 170-megapixel RGB photo).
+pub const MAX_DECODED_BYTES: u64 = 512 << 20;
+
 /// Decoded pixels in CHW order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decoded {
@@ -89,6 +92,16 @@ pub fn decode_image(bytes: &[u8]) -> Result<DynamicImage, String> {
         return Err("truncated JPEG: no end-of-image marker after the last scan".into());
     }
     let mut decoder = decoder(Cursor::new(bytes))?;
+    // Not every decoder enforces image's allocation limit: a damaged header must not ask for
+    // more memory than any real photo needs.
+    let (w, h) = decoder.dimensions();
+    if decoder.total_bytes() > MAX_DECODED_BYTES {
+        return Err(format!(
+            "a {w}×{h} image would take {} MiB decoded, over the {} MiB limit: the header is damaged, or downscale the image",
+            decoder.total_bytes() >> 20,
+            MAX_DECODED_BYTES >> 20
+        ));
+    }
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);

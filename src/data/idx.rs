@@ -65,8 +65,11 @@ fn parse_idx(path: &Path, bytes: &[u8], expected_dims: usize) -> Result<(Vec<usi
     let shape: Vec<usize> = (0..dims)
         .map(|d| u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().unwrap()) as usize)
         .collect();
-    let expected: usize = shape.iter().product();
     let body = &bytes[header..];
+    let expected = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .unwrap_or(usize::MAX);
     if body.len() != expected {
         return Err(Error::data(
             path,
@@ -102,8 +105,11 @@ pub fn read_split(dir: &Path, prefix: &str) -> Result<ImageSet> {
     })?;
     let (shape, pixels) = parse_idx(&images_path, &read_maybe_gz(&images_path)?, 3)?;
     let (n, height, width) = (shape[0], shape[1], shape[2]);
-    if n == 0 {
-        return Err(Error::data(&images_path, "IDX file holds no images"));
+    if n == 0 || height == 0 || width == 0 {
+        return Err(Error::data(
+            &images_path,
+            format!("IDX file holds no pixels ({n} images of {height}×{width})"),
+        ));
     }
     let labels = match find(dir, &format!("{prefix}-labels-idx1-ubyte")) {
         Some(path) => {
@@ -125,9 +131,26 @@ pub fn read_split(dir: &Path, prefix: &str) -> Result<ImageSet> {
     let fashion = dir.to_string_lossy().to_lowercase().contains("fashion");
     let classes = match &labels {
         Some(_) if fashion => FASHION_CLASSES.iter().map(|s| s.to_string()).collect(),
-        Some(_) => (0..10).map(|d| d.to_string()).collect(),
+        // Digits, or as many classes as the labels use.
+        Some(labels) => {
+            let count = labels.iter().max().map_or(0, |&m| m as usize + 1).max(10);
+            (0..count).map(|d| d.to_string()).collect()
+        }
         None => Vec::new(),
     };
+    if let Some((at, label)) = labels
+        .iter()
+        .flatten()
+        .enumerate()
+        .find(|&(_, &l)| l as usize >= classes.len())
+    {
+        return Err(Error::data(
+            dir,
+            format!(
+                "label {label} of image {at} is not one of Fashion-MNIST's 10 classes (0–9); the labels file is damaged or from another dataset"
+            ),
+        ));
+    }
     Ok(ImageSet {
         pixels,
         channels: 1,

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use super::index::{Index, Location, is_image_extension};
 use crate::error::{Error, Result};
 
+/// Class numbers a `.cls` member may hold (ImageNet-21k has 21,841 classes).
+const MAX_CLASSES: u32 = 1 << 20;
+
 /// The `.tar` files directly in `dir`, sorted.
 pub fn shards_in(dir: &Path) -> Vec<PathBuf> {
     let mut shards: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -60,14 +63,20 @@ pub fn index(shards: &[PathBuf]) -> Result<Index> {
             if ext.eq_ignore_ascii_case("cls") {
                 let mut text = String::new();
                 entry.read_to_string(&mut text).map_err(bad)?;
-                let label = text.trim().parse::<u32>().map_err(|_| {
-                    Error::data(
-                        shard,
-                        format!(
-                            "{path}: a .cls member must hold one non-negative integer, not {text:?}"
-                        ),
-                    )
-                })?;
+                let label = text
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&l| l < MAX_CLASSES)
+                    .ok_or_else(|| {
+                        Error::data(
+                            shard,
+                            format!(
+                                "{path}: a .cls member must hold one class number from 0 to {}, not {text:?}",
+                                MAX_CLASSES - 1
+                            ),
+                        )
+                    })?;
                 classes.insert(key, label);
             } else if is_image_extension(ext) {
                 index.locations.push(Location::Member {
@@ -155,7 +164,10 @@ pub(crate) mod tests {
             ],
         );
         let err = super::index(&[bad]).unwrap_err().to_string();
-        assert!(err.contains("d.cls") && err.contains("integer"), "{err}");
+        assert!(
+            err.contains("d.cls") && err.contains("class number"),
+            "{err}"
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -219,7 +219,31 @@ impl Optimizer {
         write_atomic(path, &serialized)
     }
 
-    pub fn load(&mut self, path: &Path, device: &Device) -> Result<()> {
+    /// Loads the buffers saved for `module`'s parameters; a file whose buffers do not fit them
+    /// (another run's, or damaged) is an error, not a crash at the next step.
+    pub fn load_for<M: Module>(&mut self, path: &Path, module: &M, device: &Device) -> Result<()> {
+        self.load(path, device)?;
+        let sizes = param_sizes(module);
+        let bad = |msg: String| Error::Checkpoint {
+            path: path.to_path_buf(),
+            msg,
+        };
+        for (id, buffer) in self.velocity.iter().chain(&self.second) {
+            match sizes.get(id) {
+                Some(&n) if n == buffer.dims()[0] => {}
+                Some(&n) => {
+                    return Err(bad(format!(
+                        "a buffer of {} values for a parameter of {n}",
+                        buffer.dims()[0]
+                    )));
+                }
+                None => return Err(bad(format!("a buffer for unknown parameter {id}"))),
+            }
+        }
+        Ok(())
+    }
+
+    fn load(&mut self, path: &Path, device: &Device) -> Result<()> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let file =
             safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Checkpoint {
@@ -240,6 +264,12 @@ impl Optimizer {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         for (name, view) in file.tensors() {
+            if view.dtype() != safetensors::Dtype::F32 {
+                return Err(Error::Checkpoint {
+                    path: path.to_path_buf(),
+                    msg: format!("{name} is {:?}, not F32", view.dtype()),
+                });
+            }
             let (map, key) = match name.strip_prefix("v2.") {
                 Some(rest) => (&mut self.second, rest.to_string()),
                 None => (&mut self.velocity, name.clone()),
@@ -262,6 +292,19 @@ impl Optimizer {
         }
         Ok(())
     }
+}
+
+/// The number of values of each parameter of `module`.
+fn param_sizes<M: Module>(module: &M) -> HashMap<ParamId, usize> {
+    struct Sizes(HashMap<ParamId, usize>);
+    impl burn::module::ModuleVisitor for Sizes {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.insert(param.id, param.shape().num_elements());
+        }
+    }
+    let mut sizes = Sizes(HashMap::new());
+    module.visit(&mut sizes);
+    sizes.0
 }
 
 #[cfg(test)]

@@ -20,6 +20,24 @@ pub struct Position {
     pub step: usize,
 }
 
+impl Position {
+    /// Whether this position can come from a run of `batches_per_epoch` batches per epoch; the
+    /// error says why not.
+    pub fn check(&self, batches_per_epoch: usize) -> std::result::Result<(), String> {
+        let expected = self
+            .epoch
+            .checked_mul(batches_per_epoch)
+            .and_then(|s| s.checked_add(self.batch));
+        if self.batch <= batches_per_epoch && expected == Some(self.step) {
+            return Ok(());
+        }
+        Err(format!(
+            "step {} at epoch {} batch {} does not fit {batches_per_epoch} batches per epoch: the data or the batch size changed since the run started, or the file is damaged",
+            self.step, self.epoch, self.batch
+        ))
+    }
+}
+
 fn sibling(dir: &Path, suffix: &str) -> PathBuf {
     let mut name = dir.file_name().unwrap_or_default().to_os_string();
     name.push(suffix);
@@ -97,7 +115,7 @@ pub fn load<M: Module>(
     device: &Device,
 ) -> Result<(M, Position)> {
     let method = load_module(fresh, &dir.join("model.bpk"))?;
-    optimizer.load(&dir.join("optimizer.safetensors"), device)?;
+    optimizer.load_for(&dir.join("optimizer.safetensors"), &method, device)?;
     let position = read_json(&dir.join("position.json"))?;
     Ok((method, position))
 }

@@ -22,6 +22,9 @@ use crate::nn::backbone::ImageShape;
 use crate::recipe::Recipe;
 pub use lock::RunLock;
 
+/// The largest image side a run can record (a sanity bound for damaged run.json files).
+const MAX_IMAGE_SIDE: usize = 8192;
+
 /// Facts about the data a run was trained on, needed to use its encoder later.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunInfo {
@@ -42,6 +45,36 @@ impl RunInfo {
             channels: self.channels,
             side: self.image_side,
         }
+    }
+
+    /// What a damaged or hand-edited run.json can get wrong, said in one line.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !matches!(self.channels, 1 | 3) {
+            return Err(format!("channels = {}, expected 1 or 3", self.channels));
+        }
+        if !(1..=MAX_IMAGE_SIDE).contains(&self.image_side) {
+            return Err(format!(
+                "image_side = {}, expected 1 to {MAX_IMAGE_SIDE}",
+                self.image_side
+            ));
+        }
+        if self.mean.len() != self.channels || self.std.len() != self.channels {
+            return Err(format!(
+                "mean and std need one value per channel ({}), found {} and {}",
+                self.channels,
+                self.mean.len(),
+                self.std.len()
+            ));
+        }
+        if !self.mean.iter().all(|m| m.is_finite())
+            || !self.std.iter().all(|s| *s > 0.0 && s.is_finite())
+        {
+            return Err("mean must be finite and std positive".into());
+        }
+        if self.encoder_dim == 0 {
+            return Err("encoder_dim = 0".into());
+        }
+        Ok(())
     }
 
     pub fn normalize(&self) -> Normalize {
@@ -133,7 +166,13 @@ impl Run {
     pub fn open(root: &Path) -> Result<Run> {
         let dir = RunDir::open(root)?;
         let recipe = Recipe::load(&dir.recipe_path())?;
-        let info = read_json(&dir.info_path())?;
+        let info: RunInfo = read_json(&dir.info_path())?;
+        info.validate().map_err(|msg| {
+            Error::data(
+                dir.info_path(),
+                format!("{msg}; the file is damaged (train the run again, or restore it)"),
+            )
+        })?;
         Ok(Run { dir, recipe, info })
     }
 

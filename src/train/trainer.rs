@@ -123,6 +123,11 @@ impl Trainer {
         let mut resumed_from_step = None;
         if let Some(dir) = resume_from {
             let (loaded, pos) = checkpoint::load(&dir, method, &mut optimizer, &device)?;
+            pos.check(loader.batches_per_epoch())
+                .map_err(|msg| Error::Checkpoint {
+                    path: dir.join("position.json"),
+                    msg,
+                })?;
             method = loaded;
             position = pos;
             resumed_from_step = Some(pos.step);
