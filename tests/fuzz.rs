@@ -167,6 +167,13 @@ impl Mutator {
     }
 }
 
+/// [`Mutator::mutate_text`] of a UTF-8 seed, as bytes.
+fn mutate_text(mutator: &mut Mutator, seed: &[u8]) -> Vec<u8> {
+    mutator
+        .mutate_text(std::str::from_utf8(seed).expect("text seeds are UTF-8"))
+        .into_bytes()
+}
+
 /// A JSON document with one value replaced by an extreme or mistyped one (what a hand edit or a
 /// tool gone wrong gives), as bytes; or a byte-level mutation.
 fn mutate_json(mutator: &mut Mutator, seed: &[u8]) -> Vec<u8> {
@@ -450,31 +457,26 @@ fn recipe_files() {
     })
     .unwrap();
     seeds.push(resolved.to_toml().into_bytes());
-    let mut mutator = Mutator::new(7);
-    let mut texts = Vec::new();
-    let mut accepted = 0;
-    for case in 0..3000 {
-        let seed = String::from_utf8(seeds[case % seeds.len()].clone()).unwrap();
-        texts.push(mutator.mutate_text(&seed));
-    }
-    for (case, text) in texts.iter().enumerate() {
-        std::fs::write(&file, text).unwrap();
-        // As --recipe (layered over the defaults) and as a run's recipe.toml.
-        let read = std::panic::catch_unwind(|| {
+    let mut case = 0usize;
+    fuzz_with(
+        "recipe files",
+        &seeds,
+        3000,
+        4 * MIB,
+        mutate_text,
+        |bytes| {
+            case += 1;
+            std::fs::write(&file, bytes).unwrap();
+            // As --recipe (layered over the defaults) and as a run's recipe.toml.
             let a = Recipe::resolve(&Overrides {
                 recipe_file: Some(file.clone()),
-                method: (case % 2 == 0).then_some(selfsup::method::MethodName::Dino),
+                method: case.is_multiple_of(2).then_some(selfsup::method::MethodName::Dino),
                 ..Default::default()
             });
             let b = Recipe::load(&file);
             a.is_ok() || b.is_ok()
-        });
-        match read {
-            Ok(ok) => accepted += ok as usize,
-            Err(_) => panic!("recipe case {case} panicked on:\n{text}"),
-        }
-    }
-    eprintln!("recipe files: {} cases, {accepted} accepted", texts.len());
+        },
+    );
 }
 
 #[test]
@@ -486,28 +488,18 @@ fn set_assignments() {
         "train.epochs=3",
         "data.path=\"some/where\"",
         "model.arch=vit-tiny",
-        "method.teacher_temp=0.04",
+        "method.center_momentum=0.9",
         "augment.local_crops=6",
-    ];
-    let mut mutator = Mutator::new(8);
-    let mut accepted = 0;
-    let cases = 3000;
-    for case in 0..cases {
-        let set = mutator.mutate_text(seeds[case % seeds.len()]);
-        let read = std::panic::catch_unwind(|| {
-            Recipe::resolve(&Overrides {
-                method: Some(selfsup::method::MethodName::Dino),
-                sets: vec![set.clone()],
-                ..Default::default()
-            })
-            .is_ok()
-        });
-        match read {
-            Ok(ok) => accepted += ok as usize,
-            Err(_) => panic!("--set case {case} panicked on {set:?}"),
-        }
-    }
-    eprintln!("--set: {cases} cases, {accepted} accepted");
+    ]
+    .map(|s| s.as_bytes().to_vec());
+    fuzz_with("--set", &seeds, 3000, 4 * MIB, mutate_text, |bytes| {
+        Recipe::resolve(&Overrides {
+            method: Some(selfsup::method::MethodName::Dino),
+            sets: vec![String::from_utf8_lossy(bytes).into_owned()],
+            ..Default::default()
+        })
+        .is_ok()
+    });
 }
 
 /// A real run directory's files (recipe, run.json, checkpoint) from one short BYOL run.

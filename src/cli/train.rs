@@ -3,7 +3,7 @@
 use selfsup::error::{Error, Result};
 use selfsup::method::MethodName;
 use selfsup::pipeline::pretrain;
-use selfsup::recipe::{Overrides, Recipe};
+use selfsup::recipe::{Overrides, Recipe, set_key};
 use selfsup::run::RunDir;
 use selfsup::train::{Interrupt, TrainOptions};
 
@@ -91,10 +91,7 @@ fn resumed_recipe(args: &TrainArgs, method: Option<MethodName>) -> Result<Recipe
             differ.join("; ")
         )));
     }
-    let set_epochs = args
-        .sets
-        .iter()
-        .any(|s| s.split('=').next().map(str::trim) == Some("train.epochs"));
+    let set_epochs = args.sets.iter().any(|s| set_key(s) == "train.epochs");
     let mut recipe = run;
     if args.epochs.is_some() || set_epochs {
         recipe.train.epochs = asked.train.epochs;

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-pub use resolve::{Difference, Overrides, apply_set};
+pub use resolve::{Difference, Overrides, apply_set, set_key};
 
 use crate::augment::AugmentConfig;
 use crate::data::{LoadOptions, OnCorrupt, Splits};

@@ -93,6 +93,11 @@ fn parse_value(raw: &str) -> toml::Value {
         .unwrap_or_else(|| toml::Value::String(raw.to_string()))
 }
 
+/// The dotted key a `--set key=value` assignment sets.
+pub fn set_key(assignment: &str) -> &str {
+    assignment.split('=').next().unwrap_or_default().trim()
+}
+
 /// Applies one `key=value` override (dotted key, TOML value; bare words are strings).
 pub fn apply_set(table: &mut toml::Table, assignment: &str) -> Result<()> {
     let (key, raw) = assignment.split_once('=').ok_or_else(|| {
@@ -206,7 +211,7 @@ impl Recipe {
                 toml::Table::try_from(&self).map_err(|e| Error::Recipe(e.to_string()))?;
             for set in &o.sets {
                 // Another name would mean other settings: the method is chosen first.
-                if set.split('=').next().map(str::trim) == Some("method.name") {
+                if set_key(set) == "method.name" {
                     return Err(Error::Recipe(
                         "method.name cannot be changed with --set; use --method".into(),
                     ));

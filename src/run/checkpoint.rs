@@ -108,14 +108,21 @@ pub fn latest(run: &RunDir) -> Option<PathBuf> {
         .find(|d| d.join("position.json").is_file())
 }
 
+/// Restores the method, the optimizer and the position of a run of `batches_per_epoch` batches
+/// per epoch; a position that cannot come from such a run is an error.
 pub fn load<M: Module>(
     dir: &Path,
     fresh: M,
     optimizer: &mut Optimizer,
     device: &Device,
+    batches_per_epoch: usize,
 ) -> Result<(M, Position)> {
     let method = load_module(fresh, &dir.join("model.bpk"))?;
     optimizer.load_for(&dir.join("optimizer.safetensors"), &method, device)?;
-    let position = read_json(&dir.join("position.json"))?;
+    let path = dir.join("position.json");
+    let position: Position = read_json(&path)?;
+    position
+        .check(batches_per_epoch)
+        .map_err(|msg| Error::Checkpoint { path, msg })?;
     Ok((method, position))
 }

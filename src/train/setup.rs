@@ -6,6 +6,7 @@ use std::sync::Arc;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::TrainOptions;
+use super::metrics::{self, MetricsLog};
 use crate::data::loader::{Batch, Loader, Normalize};
 use crate::data::{Images, Splits};
 use crate::error::{Error, Result};
@@ -96,6 +97,38 @@ pub(super) struct PreparedRun {
     pub resume_from: Option<PathBuf>,
     /// The directory held a run stopped before its first checkpoint; it starts again.
     pub restarted: bool,
+}
+
+/// The lock of a run directory that exists already: another process training there is refused
+/// before the loader and the method are built. A new directory is locked (created) by
+/// [`prepare_run`], once the method is known to start.
+pub(super) fn lock_existing(options: &TrainOptions) -> Result<Option<RunLock>> {
+    let run = RunDir::new(&options.out);
+    run.root
+        .is_dir()
+        .then(|| RunLock::acquire(&run))
+        .transpose()
+}
+
+/// Whether the run directory holds a checkpoint to continue from.
+pub(super) fn has_checkpoint(options: &TrainOptions) -> bool {
+    checkpoint::latest(&RunDir::new(&options.out)).is_some()
+}
+
+/// Opens `metrics.jsonl` (cut back to the checkpoint's step on resume, emptied otherwise) and
+/// does the same to `eval_history.jsonl` when the online kNN monitor writes it.
+pub(super) fn open_logs(
+    run: &RunDir,
+    resumed_from_step: Option<usize>,
+    online_eval: bool,
+) -> Result<MetricsLog> {
+    let log = MetricsLog::open(&run.metrics_path(), resumed_from_step)?;
+    match resumed_from_step {
+        Some(step) => metrics::truncate_after_step(&run.eval_history_path(), step)?,
+        None if online_eval => crate::error::write_atomic(&run.eval_history_path(), b"")?,
+        None => {}
+    }
+    Ok(log)
 }
 
 /// Locks the run directory (creating it) unless `lock` holds it already, decides how training

@@ -14,7 +14,10 @@ use super::events::{Event, Observer};
 use super::faults::{self, CorruptImages};
 use super::interrupt::Interrupt;
 use super::metrics::{self, MetricsLine, MetricsLog};
-use super::setup::{PreparedRun, TrainingData, prepare_run, tensor_views, training_data};
+use super::setup::{
+    PreparedRun, TrainingData, has_checkpoint, lock_existing, open_logs, prepare_run, tensor_views,
+    training_data,
+};
 use super::watch::{self, FirstWarnings};
 use super::{TrainOptions, TrainSummary};
 use crate::data::loader::{Batch, Loader, Normalize};
@@ -76,14 +79,7 @@ impl Trainer {
         splits: &Splits,
         options: &TrainOptions,
     ) -> Result<(Self, M)> {
-        // A directory another process trains in is refused before the loader and the method are
-        // built; a new one is locked (created) once the method is known to start.
-        let run_dir = RunDir::new(&options.out);
-        let lock = run_dir
-            .root
-            .is_dir()
-            .then(|| RunLock::acquire(&run_dir))
-            .transpose()?;
+        let lock = lock_existing(options)?;
         let TrainingData {
             loader,
             normalize,
@@ -99,7 +95,7 @@ impl Trainer {
         // tokenizer) leaves nothing behind.
         let mut method = recipe.init_method::<M>(shape, &device, &Runs)?;
         // Pretrained weights start a run; a checkpoint continues one.
-        let continuing = options.resume && checkpoint::latest(&RunDir::new(&options.out)).is_some();
+        let continuing = options.resume && has_checkpoint(options);
         if !recipe.train.init.is_empty() && !continuing {
             let path = std::path::Path::new(&recipe.train.init);
             crate::weights::init_encoders(&mut method, &recipe.model, path, shape, &device)?;
@@ -130,24 +126,13 @@ impl Trainer {
         };
         let mut resumed_from_step = None;
         if let Some(dir) = resume_from {
-            let (loaded, pos) = checkpoint::load(&dir, method, &mut optimizer, &device)?;
-            pos.check(loader.batches_per_epoch())
-                .map_err(|msg| Error::Checkpoint {
-                    path: dir.join("position.json"),
-                    msg,
-                })?;
+            let batches = loader.batches_per_epoch();
+            let (loaded, pos) = checkpoint::load(&dir, method, &mut optimizer, &device, batches)?;
             method = loaded;
             position = pos;
             resumed_from_step = Some(pos.step);
         }
-        let log = MetricsLog::open(&run.metrics_path(), resumed_from_step)?;
-        match resumed_from_step {
-            Some(step) => metrics::truncate_after_step(&run.eval_history_path(), step)?,
-            None if online_eval.is_some() => {
-                crate::error::write_atomic(&run.eval_history_path(), b"")?
-            }
-            None => {}
-        }
+        let log = open_logs(&run, resumed_from_step, online_eval.is_some())?;
 
         let steps_per_epoch = loader.batches_per_epoch();
         let total_steps = recipe.train.epochs * steps_per_epoch;
