@@ -4,7 +4,7 @@
 //! one that compiles the shaders; forward time measured on its own too). Compare with
 //! `benches/torch_gpu_step.py` on the same machine.
 //!
-//! cargo bench --features gpu --bench gpu_step
+//! scripts/gpu_cargo.sh bench --bench gpu_step
 
 use std::time::Instant;
 

@@ -15,9 +15,11 @@ recipe=${1:?usage: scripts/photos_224.sh RECIPE [EPOCHS] [train args…]}
 epochs=${2:-}
 shift $(( $# >= 2 ? 2 : 1 ))
 if [[ -z ${BIN:-} ]]; then
-  features=()
-  [[ ${DEVICE:-cpu} == gpu ]] && features=(--features gpu)
-  cargo build --release -q "${features[@]}" --bin selfsup --example photo_folder
+  if [[ ${DEVICE:-cpu} == gpu ]]; then
+    scripts/gpu_cargo.sh build --release -q --bin selfsup --example photo_folder
+  else
+    cargo build --release -q --bin selfsup --example photo_folder
+  fi
   BIN=target/release
   cp target/release/examples/photo_folder target/release/photo_folder
 fi

@@ -470,7 +470,9 @@ fn recipe_files() {
             // As --recipe (layered over the defaults) and as a run's recipe.toml.
             let a = Recipe::resolve(&Overrides {
                 recipe_file: Some(file.clone()),
-                method: case.is_multiple_of(2).then_some(selfsup::method::MethodName::Dino),
+                method: case
+                    .is_multiple_of(2)
+                    .then_some(selfsup::method::MethodName::Dino),
                 ..Default::default()
             });
             let b = Recipe::load(&file);

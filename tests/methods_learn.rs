@@ -30,8 +30,9 @@ fn assert_beats_random_init(method: &str, epochs: &str) {
 ///
 /// `finetune` then trains the whole encoder and a head on a fifth of the 5,000 labelled images
 /// the run keeps (eval.max_train), 3 epochs of 15 steps, beside the same from random init: both
-/// leave chance (0.1) behind and the pretrained start is well ahead (measured 0.515 vs 0.350;
-/// from the MoCo v1 and VICReg runs of this file 0.458 and 0.493; from MAE's 0.395 vs 0.279).
+/// leave chance (0.1) behind and the pretrained start is well ahead (measured 0.524 vs 0.199 with
+/// the head's bias trained; 0.515 vs 0.350 when it was frozen at zero; from the MoCo v1 and
+/// VICReg runs of this file 0.458 and 0.493; from MAE's 0.395 vs 0.279).
 #[test]
 fn simclr_learns_and_finetunes() {
     assert_beats_random_init("simclr", "1");
@@ -49,7 +50,7 @@ fn simclr_learns_and_finetunes() {
     assert_eq!(f["labelled_images"], 1000, "{f}");
     for key in ["top1", "random_init_top1"] {
         let v = f[key].as_f64().unwrap();
-        assert!(v > 0.2 && v <= 1.0, "{f}");
+        assert!(v > 0.15 && v <= 1.0, "{f}");
     }
     assert!(
         f["top1"].as_f64().unwrap() > f["random_init_top1"].as_f64().unwrap() + 0.05,

@@ -54,7 +54,7 @@ pub trait KernelOps: Backend {
 
     /// GELU, exact form `x·Φ(x)`.
     fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        Self::gelu(x)
+        reference::gelu_erf::<Self>(x)
     }
 
     /// LayerNorm over the last dimension, affine `gamma`, `beta` of that dimension's size.
@@ -498,13 +498,13 @@ mod transformer_tests {
         }
     }
 
-    #[test]
-    fn gelu_matches_burn_on_values_and_gradients() {
+    /// The fused GELU against `other` on values and input gradients.
+    fn assert_gelu_matches(other: impl Fn(Tensor<3>) -> Tensor<3>, seed: u64) {
         let device = Device::flex().autodiff();
-        device.seed(11);
+        device.seed(seed);
         let x = normal([3, 7, 37], 2.0, &device);
         let (xa, xb) = (x.clone().require_grad(), x.require_grad());
-        let (ya, yb) = (gelu(xa.clone()), burn::tensor::activation::gelu(xb.clone()));
+        let (ya, yb) = (gelu(xa.clone()), other(xb.clone()));
         assert_close(ya.clone(), yb.clone(), 1e-6, "gelu");
         let up = normal([3, 7, 37], 1.0, &device);
         let (ga, gb) = (
@@ -516,6 +516,21 @@ mod transformer_tests {
             xb.grad(&gb).unwrap(),
             1e-5,
             "gelu dx",
+        );
+    }
+
+    #[test]
+    fn gelu_matches_burn_on_values_and_gradients() {
+        assert_gelu_matches(burn::tensor::activation::gelu, 11);
+    }
+
+    #[test]
+    fn gelu_reference_body_has_the_exact_gradient() {
+        // The default body (what the GPU runs) against the fused kernel, whose backward is the
+        // exact Φ(x) + x·φ(x).
+        assert_gelu_matches(
+            |x| Tensor::from_dispatch(reference::gelu_erf::<Dispatch>(x.into_dispatch())),
+            13,
         );
     }
 

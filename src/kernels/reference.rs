@@ -23,6 +23,21 @@ pub fn batch_norm_act<B: Backend>(
     (output, result.mean, result.variance)
 }
 
+/// GELU `x·Φ(x) = x/2·(1 + erf(x/√2))` from `erf`, so that autodiff takes erf's exact
+/// derivative: burn's own `gelu` differentiates the tanh approximation (relative gradient error
+/// up to ~1e-3).
+pub fn gelu_erf<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let erf = B::float_erf(B::float_mul_scalar(
+        x.clone(),
+        Scalar::from(std::f64::consts::FRAC_1_SQRT_2),
+    ));
+    let half_cdf = B::float_mul_scalar(
+        B::float_add_scalar(erf, Scalar::from(1.0)),
+        Scalar::from(0.5),
+    );
+    B::float_mul(x, half_cdf)
+}
+
 /// LayerNorm over the last dimension with the biased variance.
 pub fn layer_norm<B: Backend>(
     x: FloatTensor<B>,

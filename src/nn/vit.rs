@@ -138,7 +138,9 @@ pub fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
     let mut layer = LinearConfig::new(d_in, d_out)
         .with_initializer(Initializer::XavierUniform { gain: 1.0 })
         .init(device);
-    layer.bias = layer.bias.map(|b| b.map(|t| t.zeros_like()));
+    // A new parameter, not `bias.map(zeros_like)`: that tensor would not require a gradient,
+    // and the biases would stay frozen at zero.
+    layer.bias = Some(Param::from_tensor(Tensor::zeros([d_out], device)));
     layer
 }
 

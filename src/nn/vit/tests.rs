@@ -149,6 +149,28 @@ fn frozen_patch_projection_and_sincos_get_no_gradient() {
 }
 
 #[test]
+fn zero_initialised_linear_biases_are_trained() {
+    let device = Device::flex().autodiff();
+    let vit = tiny(8).init(&device);
+    let images = Tensor::<4>::random([2, 1, 8, 8], Distribution::Default, &device);
+    let grads = vit.forward(images).sum().backward();
+    let block = &vit.blocks[1];
+    for (name, bias) in [
+        ("qkv", &block.attn.qkv.bias),
+        ("proj", &block.attn.proj.bias),
+        ("fc1", &block.mlp.fc1.bias),
+        ("fc2", &block.mlp.fc2.bias),
+    ] {
+        let bias = bias.as_ref().unwrap().val();
+        assert!(
+            crate::host::to_f32(bias.clone()).iter().all(|&v| v == 0.0),
+            "{name}"
+        );
+        assert!(bias.grad(&grads).is_some(), "{name}.bias gets no gradient");
+    }
+}
+
+#[test]
 fn drop_path_is_identity_in_eval_mode() {
     let device = Device::flex().autodiff();
     let mut cfg = tiny(8);
