@@ -2,7 +2,7 @@
 # Prepares GPU builds: copies cubecl-spirv 0.11.3 (pulled in by burn 0.22.1's Vulkan backend) out of
 # cargo's registry into target/gpu-patch/ and applies gpu/cubecl-spirv-shared-memory.patch, which
 # gpu/patch.toml then substitutes for the registry crate. Why: the README's "GPU" section.
-# Use: scripts/gpu_setup.sh && cargo test --release --features gpu --config gpu/patch.toml --test gpu
+# scripts/gpu_cargo.sh runs it before every GPU build; run it alone only to inspect the result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=0.11.3

@@ -232,6 +232,14 @@ impl RunSource for FreshTokenizer {
 
 struct Parity {
     case: String,
+    /// How far the CPU's own gradients move (by `worst`, the largest of three nudges) when the
+    /// input moves by 1e-5 relative; and by `l2_diff`, gradients and updated tensors.
+    sensitivity: f32,
+    spread_l2: f32,
+    spread_after_l2: f32,
+    /// `‖gpu − cpu‖₂ / ‖cpu‖₂` over all gradients, and over all tensors after the update.
+    grads_l2: f32,
+    after_l2: f32,
     loss: f32,
     embeddings: f32,
     grads: (f32, String),
@@ -239,6 +247,50 @@ struct Parity {
     tensors: usize,
 }
 
+/// `views` with every pixel multiplied by 1 + `eps` or 1 − `eps` at random (`seed`).
+fn nudge(views: &[(Vec<f32>, usize)], eps: f32, seed: u64) -> Vec<(Vec<f32>, usize)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    views
+        .iter()
+        .map(|(v, side)| {
+            let v = v
+                .iter()
+                .map(|x| {
+                    x * if rng.random::<bool>() {
+                        1.0 + eps
+                    } else {
+                        1.0 - eps
+                    }
+                })
+                .collect();
+            (v, *side)
+        })
+        .collect()
+}
+
+/// `‖gpu − cpu‖₂ / ‖cpu‖₂` over all the named tensors together.
+fn l2_diff(gpu: &[(String, Vec<f32>)], cpu: &[(String, Vec<f32>)]) -> f32 {
+    let (mut diff, mut norm) = (0f64, 0f64);
+    for ((_, g), (_, c)) in gpu.iter().zip(cpu) {
+        for (a, b) in g.iter().zip(c) {
+            diff += ((a - b) as f64).powi(2);
+            norm += (*b as f64).powi(2);
+        }
+    }
+    (diff.sqrt() / norm.sqrt().max(1e-30)) as f32
+}
+
+/// A step's gradient is smooth in its input for GELU networks, but only piecewise smooth for
+/// ReLU ones: an activation within ~1e-5 of a ReLU's kink takes either branch depending on
+/// rounding. The two devices' forward passes differ by ~1e-6–1e-5 (flex's Winograd and blocked
+/// GEMMs against the GPU's direct kernels), so at such a point they take different branches and
+/// single tensors of a small ResNet's gradient differ by several percent — as much as the CPU
+/// moves on its own when the input is nudged by 1e-5 (measured 0.3–11% for SimCLR and BYOL at
+/// seeds 5–8, where each device reproduces itself within 2e-5 with the batch reversed). Each
+/// case therefore reports that sensitivity: where it is below the tolerance the step is smooth
+/// and every tensor must agree; where it is not, the gradient as a whole (`l2_diff`) must agree
+/// within the tolerance or within twice the CPU's own spread, whichever is larger. A fault in an
+/// operation is still caught there by the smooth cases that use it and by the kernel checks.
 fn parity<M: Method>(method: MethodName, arch: &str, sets: &[&str]) -> Parity {
     let recipe = recipe(method, sets);
     let side = recipe.image_size().unwrap_or(28);
@@ -249,20 +301,24 @@ fn parity<M: Method>(method: MethodName, arch: &str, sets: &[&str]) -> Parity {
             .init_method::<M>(shape, &cpu, &FreshTokenizer)
             .unwrap()
     };
-    // A fixed seed: a step is a piecewise-smooth function of the weights, and an activation
-    // within rounding of a ReLU's kink takes a different branch on each device, moving a
-    // first-layer BatchNorm gradient by up to 4e-2 for some random initialisations (seen once
-    // in five unseeded runs, SimCLR on ResNet); the same weights always gave ≤ 1e-5.
     cpu.seed(5);
-    let on_cpu = init();
-    // The CPU module's values loaded into a second one, not a clone: a clone shares BatchNorm's
-    // running statistics (one `Arc`), which moving it to the GPU would move for both.
-    let on_gpu = init()
-        .load_record(on_cpu.clone().into_record())
-        .fork(&gpu_device().autodiff());
+    let start = init();
+    // Copies loaded from the start's values, not clones: a clone shares BatchNorm's running
+    // statistics (one `Arc`), which moving it to the GPU would move for both.
+    let copy = || init().load_record(start.clone().into_record());
     let views = views(&recipe, side, 11);
-    let c = step(on_cpu, &views, &recipe, &cpu);
-    let g = step(on_gpu, &views, &recipe, &gpu_device().autodiff());
+    let c = step(copy(), &views, &recipe, &cpu);
+    let g = step(
+        copy().fork(&gpu_device().autodiff()),
+        &views,
+        &recipe,
+        &gpu_device().autodiff(),
+    );
+    // The CPU's own spread: three nudges of the input by 1e-5.
+    let nudged: Vec<Stepped> = (0..3)
+        .map(|k| step(copy(), &nudge(&views, 1e-5, k), &recipe, &cpu))
+        .collect();
+    let spread = |f: &dyn Fn(&Stepped) -> f32| nudged.iter().map(f).fold(0f32, f32::max);
     let names = |s: &Stepped| s.grads.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
     assert_eq!(
         names(&g),
@@ -272,6 +328,11 @@ fn parity<M: Method>(method: MethodName, arch: &str, sets: &[&str]) -> Parity {
     assert!(!c.grads.is_empty(), "{method}: no gradients");
     Parity {
         case: format!("{method} / {arch}"),
+        sensitivity: spread(&|n| worst(&n.grads, &c.grads).0),
+        spread_l2: spread(&|n| l2_diff(&n.grads, &c.grads)),
+        spread_after_l2: spread(&|n| l2_diff(&n.after, &c.after)),
+        grads_l2: l2_diff(&g.grads, &c.grads),
+        after_l2: l2_diff(&g.after, &c.after),
         loss: rel_diff(&g.loss, &c.loss),
         embeddings: rel_diff(&g.embeddings, &c.embeddings),
         grads: worst(&g.grads, &c.grads),
@@ -308,26 +369,51 @@ fn methods_match_flex(failures: &mut Vec<String>) {
     ];
     rows.sort_by(|a, b| a.case.cmp(&b.case));
     eprintln!(
-        "\n| step | loss | embeddings | gradients (worst tensor of N) | after update (worst tensor) |"
+        "\n| step | CPU's own spread: worst tensor, all | loss | embeddings | gradients: all (worst tensor of N) | after update: all (worst tensor) |"
     );
-    eprintln!("|---|---:|---:|---|---|");
+    eprintln!("|---|---:|---:|---:|---|---|");
     for r in &rows {
         eprintln!(
-            "| {} | {:.1e} | {:.1e} | {:.1e} `{}` of {} | {:.1e} `{}` |",
-            r.case, r.loss, r.embeddings, r.grads.0, r.grads.1, r.tensors, r.after.0, r.after.1
+            "| {} | {:.1e}, {:.1e} | {:.1e} | {:.1e} | {:.1e} ({:.1e} `{}` of {}) | {:.1e} ({:.1e} `{}`) |",
+            r.case,
+            r.sensitivity,
+            r.spread_l2,
+            r.loss,
+            r.embeddings,
+            r.grads_l2,
+            r.grads.0,
+            r.grads.1,
+            r.tensors,
+            r.after_l2,
+            r.after.0,
+            r.after.1
         );
     }
     for r in &rows {
-        for (what, d) in [
-            ("loss", r.loss),
-            ("embeddings", r.embeddings),
-            ("gradients", r.grads.0),
-            ("updated tensors", r.after.0),
-        ] {
-            if d.is_nan() || d > TOLERANCE {
+        let smooth = r.sensitivity <= TOLERANCE;
+        let mut checks = vec![
+            ("loss", r.loss, TOLERANCE),
+            ("embeddings", r.embeddings, TOLERANCE),
+            (
+                "gradients (all)",
+                r.grads_l2,
+                TOLERANCE.max(2.0 * r.spread_l2),
+            ),
+            (
+                "updated tensors (all)",
+                r.after_l2,
+                TOLERANCE.max(2.0 * r.spread_after_l2),
+            ),
+        ];
+        if smooth {
+            checks.push(("gradients (worst tensor)", r.grads.0, TOLERANCE));
+            checks.push(("updated tensors (worst tensor)", r.after.0, TOLERANCE));
+        }
+        for (what, d, limit) in checks {
+            if d.is_nan() || d > limit {
                 failures.push(format!(
-                    "{}: {what} differ by {d:.2e} relative (tolerance {TOLERANCE:.0e})",
-                    r.case
+                    "{}: {what} differ by {d:.2e} relative (limit {limit:.1e}; the CPU's own spread {:.1e})",
+                    r.case, r.spread_l2
                 ));
             }
         }
@@ -396,59 +482,46 @@ fn compare_kernel<const D: usize, const O: usize>(
     (name.to_string(), out, grad)
 }
 
+/// `kernels::conv2d` of random `x` and `weight` with a square stride and padding.
+fn conv(
+    name: &str,
+    rng: &mut ChaCha8Rng,
+    x: [usize; 4],
+    weight: [usize; 4],
+    stride: usize,
+    pad: usize,
+) -> (String, f32, f32) {
+    let side = (x[2] + 2 * pad - weight[2]) / stride + 1;
+    let options = burn::tensor::ops::ConvOptions::new([stride; 2], [pad; 2], [1, 1], 1);
+    compare_kernel::<4, 4>(
+        name,
+        &[("x", host(rng, x)), ("weight", host(rng, weight))],
+        [x[0], weight[0], side, side],
+        |t| selfsup::kernels::conv2d(t[0].clone(), t[1].clone(), None, options.clone()),
+    )
+}
+
 /// Every custom kernel: flex's fast version against the trait's reference body on the GPU.
 fn kernels_match_flex(failures: &mut Vec<String>) {
-    use burn::tensor::ops::ConvOptions;
     use selfsup::kernels;
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let rows = vec![
-        compare_kernel::<4, 4>(
+        conv(
             "conv2d 3×3 stride 2 pad 1",
-            &[
-                ("x", host(&mut rng, [4, 6, 9, 9])),
-                ("weight", host(&mut rng, [5, 6, 3, 3])),
-            ],
-            [4, 5, 5, 5],
-            |t| {
-                kernels::conv2d(
-                    t[0].clone(),
-                    t[1].clone(),
-                    None,
-                    ConvOptions::new([2, 2], [1, 1], [1, 1], 1),
-                )
-            },
+            &mut rng,
+            [4, 6, 9, 9],
+            [5, 6, 3, 3],
+            2,
+            1,
         ),
-        compare_kernel::<4, 4>(
-            "conv2d 1×1 (winograd-free path)",
-            &[
-                ("x", host(&mut rng, [4, 8, 6, 6])),
-                ("weight", host(&mut rng, [3, 8, 1, 1])),
-            ],
-            [4, 3, 6, 6],
-            |t| {
-                kernels::conv2d(
-                    t[0].clone(),
-                    t[1].clone(),
-                    None,
-                    ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
-                )
-            },
-        ),
-        compare_kernel::<4, 4>(
-            "conv2d 3×3 stride 1 (winograd)",
-            &[
-                ("x", host(&mut rng, [2, 4, 12, 12])),
-                ("weight", host(&mut rng, [8, 4, 3, 3])),
-            ],
-            [2, 8, 12, 12],
-            |t| {
-                kernels::conv2d(
-                    t[0].clone(),
-                    t[1].clone(),
-                    None,
-                    ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
-                )
-            },
+        conv("conv2d 1×1", &mut rng, [4, 8, 6, 6], [3, 8, 1, 1], 1, 0),
+        conv(
+            "conv2d 3×3 stride 1 (Winograd on flex)",
+            &mut rng,
+            [2, 4, 12, 12],
+            [8, 4, 3, 3],
+            1,
+            1,
         ),
         compare_kernel::<4, 4>(
             "batch norm + ReLU (training)",
