@@ -16,6 +16,7 @@ pub mod eval;
 pub mod host;
 pub mod inspect;
 pub mod kernels;
+pub mod lab;
 pub mod loss;
 pub mod method;
 pub mod nn;

@@ -1,6 +1,11 @@
 mod cli;
 
+use selfsup::allocator::Counting;
 use selfsup::error::Error;
+
+/// Counts live and peak heap bytes, for `selfsup plan --measure`.
+#[global_allocator]
+pub static ALLOC: Counting = Counting::new();
 
 /// The library's error in one line, with what to type next where a command fixes it.
 fn message(e: &Error) -> String {

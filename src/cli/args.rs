@@ -299,3 +299,42 @@ pub struct NeighborsArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// Method to plan (see `selfsup methods`).
+    #[arg(long)]
+    pub method: Option<String>,
+    /// Recipe file (TOML), e.g. recipes/photos/byol-resnet50.toml.
+    #[arg(long)]
+    pub recipe: Option<PathBuf>,
+    /// Backbone: resnet18, resnet34, resnet50, vit-tiny, vit-small, vit-base (sets model.arch;
+    /// a ResNet gets the ImageNet stem from 64 px up, unless --set model.stem says otherwise).
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Side of the training views in pixels (default: the recipe's crop size, or the bundled
+    /// 28-px Fashion-MNIST).
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// Colour channels (default: 3 with --image-size, else the bundled data's 1).
+    #[arg(long)]
+    pub channels: Option<usize>,
+    /// Images per step (default: the recipe's train.batch_size).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// MoCo v1 / v2 queue length (method.queue_size).
+    #[arg(long)]
+    pub queue: Option<usize>,
+    /// Override any recipe value, e.g. --set model.width=32 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Memory to fit, in GiB, for the largest-batch answer (default: this machine's RAM).
+    #[arg(long)]
+    pub memory: Option<f64>,
+    /// Also run two real training steps on the CPU at this batch size and measure the second's
+    /// peak memory beside the plan (needs that much memory and some seconds).
+    #[arg(long)]
+    pub measure: bool,
+    #[arg(long)]
+    pub json: bool,
+}

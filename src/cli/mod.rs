@@ -3,6 +3,7 @@
 
 mod args;
 mod neighbors;
+mod plan;
 mod progress;
 mod tables;
 mod train;
@@ -82,6 +83,12 @@ pub enum Command {
     /// The method families: which are implemented, what prevents collapse, whether negatives are needed.
     #[command(after_help = "Example:\n  selfsup methods --json")]
     Methods(MethodsArgs),
+    /// Memory and compute of one training step, counted from the networks' shapes: weights,
+    /// gradients, optimizer state, activations per image, FLOPs, and the largest batch that fits.
+    #[command(
+        after_help = "Examples:\n  selfsup plan --method simclr --arch resnet50 --image-size 224 --batch-size 32\n  selfsup plan --method moco-v2 --arch resnet50 --image-size 224 --batch-size 256 --queue 65536 --memory 80\n  selfsup plan --recipe recipes/photos/dino-vit-s16.toml --batch-size 64 --json\n  selfsup plan --method byol --batch-size 64 --measure   # the shipped recipe, and a real step measured beside it\n\nCounted in f32: what each operation keeps for the backward pass (a convolution or linear layer\nits input, batch norm its input and fused ReLU output, attention its qkv and probabilities),\nfrom the real networks' layer shapes. --arch builds the published network: a ResNet at width 64\nwith the ImageNet stem, a ViT with 16-px patches (from 64 px up). Targets and teachers (BYOL,\nMoCo, DINO) run without gradients: they cost compute and weights, not activations."
+    )]
+    Plan(PlanArgs),
 }
 
 /// Data for a run's encoder: `data` when given (resized to the run's image size), else the run's
@@ -385,6 +392,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Plan(args) => plan::plan_command(args, &crate::ALLOC),
         Command::Methods(args) => {
             if args.json {
                 let rows: Vec<serde_json::Value> = MethodName::ALL

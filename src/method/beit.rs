@@ -13,8 +13,12 @@ use serde::{Deserialize, Serialize};
 
 use super::mim::{
     Reconstruction, check_block, check_mask_ratio, mask_rng, mask_tensor, predict_masked, vit,
+    vit_with_head,
 };
-use super::{About, Build, Method, MethodName, Needs, Progress, Settings, StepOutput, VqTokenizer};
+use super::{
+    About, Build, Method, MethodName, Needs, Pass, Progress, Settings, StepCost, StepOutput,
+    VqTokenizer,
+};
 use crate::augment::AugmentConfig;
 use crate::augment::mask::blockwise;
 use crate::error::{Error, Result};
@@ -141,6 +145,20 @@ impl Method for Beit {
         let (logits, tokens) = self.logits(images, mask.clone());
         let loss = masked_cross_entropy(logits, targets, mask);
         StepOutput::plain(loss, self.vit().pool(tokens).detach())
+    }
+
+    fn step_cost(&self, sides: &[usize], batch: usize) -> StepCost {
+        let stages = vit_with_head(self.vit(), sides[0], &self.head, "code logits");
+        let [_, vocabulary] = self.head.weight.dims();
+        let patches = (sides[0] / self.vit().patch_size()).pow(2);
+        StepCost {
+            passes: vec![
+                Pass::trained("encoder + code head", 1, stages),
+                Pass::frozen("tokenizer", 1, self.tokenizer.code_stages(sides[0])),
+            ],
+            // The code logits' log-softmax over the vocabulary, at every patch.
+            loss: 2 * (batch * patches * vocabulary) as u64,
+        }
     }
 
     fn encoder(&self) -> &Backbone {

@@ -5,6 +5,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use super::Build;
+use crate::nn::cost::Stage;
 use crate::nn::{Backbone, Mlp, MlpConfig};
 
 #[derive(Module, Debug)]
@@ -28,6 +29,13 @@ impl Branch {
             encoder,
             projector: head(MlpConfig::new(dims)).init(build.device),
         }
+    }
+
+    /// The cost table of one `side`-pixel image: the encoder's stages, then the projector.
+    pub fn stages(&self, side: usize) -> Vec<Stage> {
+        let mut stages = self.encoder.costs(side);
+        stages.push(super::head_stage("projector", &self.projector));
+        stages
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {

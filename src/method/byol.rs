@@ -6,7 +6,9 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::branch::{Branch, check_momentum, check_predictor, predictor};
-use super::{About, Build, Method, MethodName, Needs, Progress, Settings, StepOutput};
+use super::{
+    About, Build, Method, MethodName, Needs, Pass, Progress, Settings, StepCost, StepOutput,
+};
 use crate::augment::AugmentConfig;
 use crate::loss::byol_regression;
 use crate::nn::{Backbone, Mlp, ModelConfig};
@@ -104,6 +106,22 @@ impl Method for Byol {
             progress.step,
             progress.total_steps,
         ))
+    }
+
+    fn step_cost(&self, sides: &[usize], _batch: usize) -> StepCost {
+        let mut online = self.online.stages(sides[0]);
+        online.push(super::head_stage("predictor", &self.predictor));
+        StepCost {
+            passes: vec![
+                Pass::trained("online: encoder + projector + predictor", 2, online),
+                Pass::frozen(
+                    "target: encoder + projector",
+                    2,
+                    self.target.stages(sides[1]),
+                ),
+            ],
+            loss: 0,
+        }
     }
 
     fn encoder(&self) -> &Backbone {

@@ -9,11 +9,14 @@ use burn::tensor::{Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::mim::{Reconstruction, check_mask_ratio, mask_rng, mask_tensor, row_index, vit};
-use super::{About, Build, Method, MethodName, Needs, Progress, Settings, StepOutput};
+use super::{
+    About, Build, Method, MethodName, Needs, Pass, Progress, Settings, StepCost, StepOutput,
+};
 use crate::augment::AugmentConfig;
 use crate::augment::mask::Shuffle;
 use crate::error::Result;
 use crate::loss::{masked_mse, normalize_patches, patch_mean_std};
+use crate::nn::cost::{Stage, shape};
 use crate::nn::decoder::{Decoder, DecoderConfig, DecoderSize};
 use crate::nn::patches::{patchify, unpatchify};
 use crate::nn::{Backbone, ModelConfig, Vit};
@@ -189,6 +192,30 @@ impl Method for Mae {
         let mask = mask_tensor(&masks, &images.device());
         let loss = masked_mse(pred, self.target(images), mask);
         StepOutput::plain(loss, self.vit().pool(encoded.tokens).detach())
+    }
+
+    fn step_cost(&self, sides: &[usize], batch: usize) -> StepCost {
+        let vit = self.vit();
+        let patches = (sides[0] / vit.patch_size()).pow(2);
+        let visible = Shuffle::draw(&mut mask_rng(0, 0), patches, self.mask_ratio).keep;
+        let mut stages = vit.costs(sides[0], |_| visible);
+        let out = self.decoder.pred.weight.dims()[1];
+        // The decoder sees CLS and every patch, and predicts every patch.
+        let decoder = self
+            .decoder
+            .cost(visible + vit.prefix_len(), patches + 1, patches);
+        let decoder_params = self.decoder.num_params() + self.mask_token.num_params();
+        let output = shape(&[patches, out]);
+        stages.push(Stage::new("decoder", output, decoder_params, decoder));
+        StepCost {
+            passes: vec![Pass::trained(
+                "encoder (visible patches) + decoder",
+                1,
+                stages,
+            )],
+            // The prediction's error against the target patches, squared, masked.
+            loss: 3 * (batch * patches * out) as u64,
+        }
     }
 
     fn encoder(&self) -> &Backbone {

@@ -1,12 +1,14 @@
 //! What the masked-image-modeling methods share: the ViT they need, seeded per-step masks, and
 //! masks / gather indices as tensors.
 
+use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::loader::mix_seed;
+use crate::nn::cost::{Stage, shape};
 use crate::nn::{Backbone, Vit};
 
 /// Reconstruction cannot be solved by a constant, so collapse is the encoder's features going flat.
@@ -82,6 +84,21 @@ pub fn predict_masked(
     let tokens = vit.forward_masked(images, mask, mask_token);
     let out = crate::kernels::linear_layer(head, vit.patch_part(tokens.clone()));
     (out, tokens)
+}
+
+/// A ViT's cost table for one `side`-pixel image with `head` applied to every patch token.
+pub fn vit_with_head(vit: &Vit, side: usize, head: &Linear, name: &str) -> Vec<Stage> {
+    let mut stages = vit.costs(side, |all| all);
+    let [d, out] = head.weight.dims();
+    let patches = (side / vit.patch_size()).pow(2);
+    let cost = crate::nn::cost::linear(d, out, patches);
+    stages.push(Stage::new(
+        name,
+        shape(&[patches, out]),
+        head.num_params(),
+        cost,
+    ));
+    stages
 }
 
 /// A masked-image model's output for pictures: the masks and the predicted images (in the

@@ -15,7 +15,9 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::branch::{Branch, check_momentum, check_projector, check_temperature};
-use super::{About, Build, Method, MethodName, Needs, Progress, Settings, StepOutput};
+use super::{
+    About, Build, Method, MethodName, Needs, Pass, Progress, Settings, StepCost, StepOutput,
+};
 use crate::augment::AugmentConfig;
 use crate::loss::{info_nce_queue, l2_normalize};
 use crate::nn::{Backbone, ModelConfig};
@@ -149,6 +151,23 @@ impl Method for Moco {
 
     fn momentum(&self, _progress: Progress) -> Option<f64> {
         Some(self.momentum)
+    }
+
+    fn step_cost(&self, sides: &[usize], batch: usize) -> StepCost {
+        let [keys, _] = self.queue.dims();
+        let b = batch as u64;
+        StepCost {
+            passes: vec![
+                Pass::trained(
+                    "query: encoder + projector",
+                    1,
+                    self.online.stages(sides[0]),
+                ),
+                Pass::frozen("key: encoder + projector", 1, self.key.stages(sides[1])),
+            ],
+            // The B × (1 + K) logits against the key and the queue, scaled, and their log-softmax.
+            loss: 3 * b * (1 + keys as u64),
+        }
     }
 
     fn encoder(&self) -> &Backbone {

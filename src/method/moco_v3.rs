@@ -8,7 +8,9 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::branch::{Branch, check_momentum, check_predictor, check_temperature, predictor};
-use super::{About, Build, Method, MethodName, Needs, Progress, Settings, StepOutput};
+use super::{
+    About, Build, Method, MethodName, Needs, Pass, Progress, Settings, StepCost, StepOutput,
+};
 use crate::augment::AugmentConfig;
 use crate::loss::info_nce;
 use crate::nn::{Backbone, Mlp, ModelConfig};
@@ -120,6 +122,24 @@ impl Method for MocoV3 {
             progress.step,
             progress.total_steps,
         ))
+    }
+
+    fn step_cost(&self, sides: &[usize], batch: usize) -> StepCost {
+        let mut online = self.online.stages(sides[0]);
+        online.push(super::head_stage("predictor", &self.predictor));
+        let b = batch as u64;
+        StepCost {
+            passes: vec![
+                Pass::trained("online: encoder + projector + predictor", 2, online),
+                Pass::frozen(
+                    "momentum: encoder + projector",
+                    2,
+                    self.key.stages(sides[1]),
+                ),
+            ],
+            // Two B × B similarity matrices, scaled, and their log-softmax.
+            loss: 2 * 3 * b * b,
+        }
     }
 
     fn encoder(&self) -> &Backbone {

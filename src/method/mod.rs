@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 use crate::augment::AugmentConfig;
 use crate::error::{Error, Result};
 use crate::nn::backbone::ImageShape;
+use crate::nn::cost::Stage;
 use crate::nn::{Backbone, ModelConfig};
 use crate::optim::ConstantLr;
 
@@ -174,6 +175,67 @@ impl RunSource for NoRuns {
     }
 }
 
+/// One network's forward pass in a training step, for the memory planner.
+#[derive(Clone, Debug, Serialize)]
+pub struct Pass {
+    /// The network, e.g. "target: encoder + projector".
+    pub network: &'static str,
+    /// The images it runs on per batch image (the views it sees).
+    pub views: usize,
+    /// The cost of one of those images, stage by stage.
+    pub stages: Vec<Stage>,
+    /// Whether it keeps activations for the backward pass (a target or teacher does not).
+    pub trained: bool,
+}
+
+impl Pass {
+    pub fn trained(network: &'static str, views: usize, stages: Vec<Stage>) -> Self {
+        Pass {
+            network,
+            views,
+            stages,
+            trained: true,
+        }
+    }
+
+    pub fn frozen(network: &'static str, views: usize, stages: Vec<Stage>) -> Self {
+        Pass {
+            trained: false,
+            ..Pass::trained(network, views, stages)
+        }
+    }
+}
+
+/// What one training step computes: its passes, and what its loss keeps for the whole batch.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepCost {
+    pub passes: Vec<Pass>,
+    /// f32 values the loss keeps for the backward pass (similarity matrices, logits, …).
+    pub loss: u64,
+}
+
+/// An MLP head as a row of a cost table.
+pub fn head_stage(name: &str, head: &crate::nn::Mlp) -> Stage {
+    Stage::new(
+        name,
+        crate::nn::cost::shape(&[head.out_dim()]),
+        head.num_params(),
+        head.cost(),
+    )
+}
+
+/// How many views of each side `sides` holds, in order of first appearance.
+pub fn views_by_side(sides: &[usize]) -> Vec<(usize, usize)> {
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    for &side in sides {
+        match groups.iter_mut().find(|(s, _)| *s == side) {
+            Some((_, n)) => *n += 1,
+            None => groups.push((side, 1)),
+        }
+    }
+    groups
+}
+
 /// Where training stands, for schedules.
 #[derive(Clone, Copy, Debug)]
 pub struct Progress {
@@ -277,6 +339,10 @@ pub trait Method: Module + Sized {
     fn constant_lr(&self) -> ConstantLr {
         ConstantLr::default()
     }
+
+    /// The forward passes of one training step on `batch` images whose views have the sides
+    /// `sides`, counted from the networks' shapes (`selfsup plan`).
+    fn step_cost(&self, sides: &[usize], batch: usize) -> StepCost;
 
     /// The backbone that evaluation and export use.
     fn encoder(&self) -> &Backbone;

@@ -6,7 +6,9 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::branch::{Branch, check_projector, check_temperature};
-use super::{About, Build, Method, MethodName, Needs, Progress, Settings, StepOutput};
+use super::{
+    About, Build, Method, MethodName, Needs, Pass, Progress, Settings, StepCost, StepOutput,
+};
 use crate::augment::AugmentConfig;
 use crate::loss::nt_xent;
 use crate::nn::{Backbone, ModelConfig};
@@ -74,6 +76,19 @@ impl Method for SimClr {
         let z2 = self.online.forward(views[1].clone());
         let embeddings = z1.clone().detach();
         StepOutput::plain(nt_xent(z1, z2, self.temperature), embeddings)
+    }
+
+    fn step_cost(&self, sides: &[usize], batch: usize) -> StepCost {
+        let n = (sides.len() * batch) as u64;
+        StepCost {
+            passes: vec![Pass::trained(
+                "encoder + projector",
+                sides.len(),
+                self.online.stages(sides[0]),
+            )],
+            // The 2B × 2B similarities, scaled, and their log-softmax.
+            loss: 3 * n * n,
+        }
     }
 
     fn encoder(&self) -> &Backbone {

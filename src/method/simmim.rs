@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::mim::{
     Reconstruction, check_block, check_mask_ratio, mask_rng, mask_tensor, predict_masked, vit,
+    vit_with_head,
 };
-use super::{About, Build, Method, MethodName, Needs, Progress, Settings, StepOutput};
+use super::{
+    About, Build, Method, MethodName, Needs, Pass, Progress, Settings, StepCost, StepOutput,
+};
 use crate::augment::AugmentConfig;
 use crate::augment::mask::block_random;
 use crate::error::{Error, Result};
@@ -127,6 +130,17 @@ impl Method for SimMim {
         let target = patchify(images, self.vit().patch_size());
         let loss = masked_l1(pred, target, mask);
         StepOutput::plain(loss, self.vit().pool(tokens).detach())
+    }
+
+    fn step_cost(&self, sides: &[usize], batch: usize) -> StepCost {
+        let stages = vit_with_head(self.vit(), sides[0], &self.pred, "prediction");
+        let [_, out] = self.pred.weight.dims();
+        let patches = (sides[0] / self.vit().patch_size()).pow(2);
+        StepCost {
+            passes: vec![Pass::trained("encoder + prediction head", 1, stages)],
+            // The prediction's absolute error against the target patches, masked.
+            loss: 3 * (batch * patches * out) as u64,
+        }
     }
 
     fn encoder(&self) -> &Backbone {

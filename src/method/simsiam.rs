@@ -6,7 +6,9 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::branch::{Branch, check_predictor, predictor};
-use super::{About, Build, Method, MethodName, Needs, Progress, Settings, StepOutput};
+use super::{
+    About, Build, Method, MethodName, Needs, Pass, Progress, Settings, StepCost, StepOutput,
+};
 use crate::augment::AugmentConfig;
 use crate::loss::negative_cosine;
 use crate::nn::{Backbone, Mlp, ModelConfig};
@@ -104,6 +106,15 @@ impl Method for SimSiam {
             ConstantLr::of(&self.predictor)
         } else {
             ConstantLr::default()
+        }
+    }
+
+    fn step_cost(&self, sides: &[usize], _batch: usize) -> StepCost {
+        let mut online = self.online.stages(sides[0]);
+        online.push(super::head_stage("predictor", &self.predictor));
+        StepCost {
+            passes: vec![Pass::trained("encoder + projector + predictor", 2, online)],
+            loss: 0,
         }
     }
 

@@ -13,15 +13,16 @@ use burn::tensor::{Distribution, Int, Tensor};
 
 use serde::{Deserialize, Serialize};
 
-use super::mim::{Reconstruction, vit};
+use super::mim::{Reconstruction, vit, vit_with_head};
 use super::{
-    About, Build, Codes, LossTerm, Method, MethodName, Needs, Progress, Settings, Signal,
-    StepOutput,
+    About, Build, Codes, LossTerm, Method, MethodName, Needs, Pass, Progress, Settings, Signal,
+    StepCost, StepOutput,
 };
 use crate::augment::AugmentConfig;
 use crate::error::Result;
 use crate::kernels::linear_layer;
 use crate::loss::l2_normalize;
+use crate::nn::cost::{Stage, shape};
 use crate::nn::decoder::{Decoder, DecoderConfig, DecoderSize};
 use crate::nn::patches::{patchify, unpatchify};
 use crate::nn::vit::linear;
@@ -139,6 +140,12 @@ impl VqTokenizer {
     }
 
     /// Encodes and quantizes `images`.
+    /// The cost table of one `side`-pixel image up to the code vectors: the ViT, then the
+    /// projection of each patch token to the codebook's width.
+    pub fn code_stages(&self, side: usize) -> Vec<Stage> {
+        vit_with_head(self.vit(), side, &self.to_code, "to_code")
+    }
+
     pub fn quantize(&self, images: Tensor<4>) -> Quantized {
         let vit = self.vit();
         let all = vit.forward_tokens(images);
@@ -315,6 +322,27 @@ impl Method for VqTokenizer {
         let usage = usage.mask_fill(dead, 1.0 / k as f64);
         self.usage = self.usage.map(|_| usage);
         self
+    }
+
+    fn step_cost(&self, sides: &[usize], batch: usize) -> StepCost {
+        let mut stages = self.code_stages(sides[0]);
+        let patches = (sides[0] / self.vit().patch_size()).pow(2);
+        let decoder = self.decoder.cost(patches, patches, patches);
+        let out = self.decoder.pred.weight.dims()[1];
+        let output = shape(&[patches, out]);
+        stages.push(Stage::new(
+            "decoder",
+            output,
+            self.decoder.num_params(),
+            decoder,
+        ));
+        let [codes, width] = self.codebook.dims();
+        StepCost {
+            passes: vec![Pass::trained("encoder + codes + decoder", 1, stages)],
+            // Each patch's similarity to every code, the two code-distance terms, and the
+            // decoded pixels' error.
+            loss: (batch * patches * (codes + 4 * width + 3 * out)) as u64,
+        }
     }
 
     fn encoder(&self) -> &Backbone {

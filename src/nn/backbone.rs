@@ -4,6 +4,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::cost::Stage;
 use super::resnet::{Depth, ResNet, ResNetConfig, Stem};
 use super::vit::{Pool, PosEmbedKind, Vit, VitConfig};
 
@@ -211,6 +212,14 @@ impl Backbone {
         match self {
             Backbone::ResNet(m) => m.forward(x),
             Backbone::Vit(m) => m.forward(x),
+        }
+    }
+
+    /// The cost table of one `side`-pixel image (every patch of a ViT).
+    pub fn costs(&self, side: usize) -> Vec<Stage> {
+        match self {
+            Backbone::ResNet(m) => m.costs(side),
+            Backbone::Vit(m) => m.costs(side, |all| all),
         }
     }
 

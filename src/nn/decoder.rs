@@ -6,8 +6,9 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
 use super::backbone::ImageShape;
+use super::cost::{self, Cost};
 use super::norm::LayerNorm;
-use super::vit::{Block, linear, sincos_2d};
+use super::vit::{Block, blocks_cost, linear, sincos_2d};
 use crate::kernels::linear_layer;
 
 /// A decoder's width, depth and heads (`method.decoder_dim` / `_depth` / `_heads`).
@@ -85,6 +86,18 @@ impl DecoderConfig {
 }
 
 impl Decoder {
+    /// Per image: the embedding of `encoded` encoder tokens into the decoder's width, the blocks
+    /// over the `tokens` it decodes, the norm and the prediction of `predicted` of them.
+    pub fn cost(&self, encoded: usize, tokens: usize, predicted: usize) -> Cost {
+        let [d_in, dim] = self.embed.weight.dims();
+        let [_, out] = self.pred.weight.dims();
+        let norm = Cost::new(0, ((dim + 2) * tokens) as u64, (dim * tokens) as u64);
+        cost::linear(d_in, dim, encoded)
+            + blocks_cost(&self.blocks, dim, tokens)
+            + norm
+            + cost::linear(dim, out, predicted)
+    }
+
     /// Encoder tokens into the decoder's width.
     pub fn embed(&self, tokens: Tensor<3>) -> Tensor<3> {
         linear_layer(&self.embed, tokens)

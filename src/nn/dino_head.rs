@@ -5,6 +5,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 
+use super::cost::Cost;
 use super::mlp::{Mlp, MlpConfig};
 use crate::loss::l2_normalize;
 
@@ -41,6 +42,14 @@ impl DinoHeadConfig {
 }
 
 impl DinoHead {
+    /// Per image: the MLP, the normalised bottleneck, and the prototype logits, which the loss's
+    /// softmax keeps.
+    pub fn cost(&self) -> Cost {
+        let [bottleneck, prototypes] = self.last_layer.dims();
+        let (b, k) = (bottleneck as u64, prototypes as u64);
+        self.mlp.cost() + Cost::new(b * k, 2 * b + k, k)
+    }
+
     /// The L2-normalised bottleneck features `[b, bottleneck]`.
     pub fn bottleneck(&self, x: Tensor<2>) -> Tensor<2> {
         l2_normalize(self.mlp.forward(x))

@@ -5,6 +5,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use super::cost::Cost;
+
 /// `dims = [in, hidden…, out]`; hidden layers get ReLU (GELU for DINO's head) and (by default)
 /// BatchNorm, the last layer optionally BatchNorm (SimSiam's projector, BYOL has none) and never
 /// an activation.
@@ -77,6 +79,23 @@ impl MlpConfig {
 }
 
 impl Mlp {
+    /// Per image: each layer keeps its input, batch norm its input, ReLU / GELU theirs.
+    pub fn cost(&self) -> Cost {
+        self.layers
+            .iter()
+            .map(|layer| {
+                let [d_in, d_out] = layer.linear.weight.dims();
+                let kept = usize::from(layer.bn.is_some()) + usize::from(layer.relu || layer.gelu);
+                super::cost::linear(d_in, d_out, 1) + Cost::new(0, (kept * d_out) as u64, 0)
+            })
+            .sum()
+    }
+
+    /// Width of the output.
+    pub fn out_dim(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.linear.weight.dims()[1])
+    }
+
     pub fn forward(&self, mut x: Tensor<2>) -> Tensor<2> {
         for layer in &self.layers {
             x = crate::kernels::linear_layer(&layer.linear, x);

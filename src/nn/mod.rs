@@ -1,6 +1,7 @@
 //! Networks: backbones (ResNet, ViT) and the MLP heads.
 
 pub mod backbone;
+pub mod cost;
 pub mod decoder;
 pub mod dino_head;
 pub mod drop_path;

@@ -7,6 +7,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use super::cost::{Cost, Stage, shape};
 use crate::kernels::{batch_norm_layer, conv2d_layer};
 use serde::{Deserialize, Serialize};
 
@@ -213,6 +214,78 @@ impl ResNet {
 
     pub fn out_dim(&self) -> usize {
         self.out_dim
+    }
+}
+
+/// A convolution on a `side`-pixel input: its output side, and multiply-accumulates per image.
+fn conv_cost(conv: &Conv2d, side: usize) -> (usize, u64) {
+    let [cout, cin, k, _] = conv.weight.dims();
+    let out = (side + 2 * (k / 2) - k) / conv.stride[0] + 1;
+    (out, (cout * cin * k * k * out * out) as u64)
+}
+
+impl Block {
+    /// Per image, for `side`-pixel inputs: output side, output channels and cost. Kept: every
+    /// convolution's output (batch norm's input), each fused BN+ReLU output, the residual sum
+    /// (the last ReLU's input) and the block's output (the next convolution's input).
+    fn cost(&self, side: usize) -> (usize, usize, Cost) {
+        let mut convs = vec![&self.conv1, &self.conv2];
+        convs.extend(&self.conv3);
+        let (mut s, mut macs, mut saved) = (side, 0, 0);
+        let mut fused_relu_outputs = 0;
+        for (i, conv) in convs.iter().enumerate() {
+            let (out, m) = conv_cost(conv, s);
+            s = out;
+            macs += m;
+            let plane = (conv.weight.dims()[0] * out * out) as u64;
+            saved += plane;
+            if i + 1 < convs.len() {
+                fused_relu_outputs += plane;
+            }
+        }
+        let cout = convs.last().expect("two convs").weight.dims()[0];
+        let output = (cout * s * s) as u64;
+        if let Some(d) = &self.downsample {
+            let (_, m) = conv_cost(&d.conv, side);
+            macs += m;
+            saved += output;
+        }
+        let saved = saved + fused_relu_outputs + 2 * output;
+        (s, cout, Cost::new(macs, saved, output))
+    }
+}
+
+impl ResNet {
+    /// The cost table of one `side`-pixel image: the stem, each stage, the pooling.
+    pub fn costs(&self, side: usize) -> Vec<Stage> {
+        let (mut s, macs) = conv_cost(&self.conv1, side);
+        let mut channels = self.conv1.weight.dims()[0];
+        let plane = (channels * s * s) as u64;
+        // The conv's output and the fused BN+ReLU output.
+        let mut stem = Cost::new(macs, 2 * plane, plane);
+        if self.maxpool.is_some() {
+            s = (s + 2 - 3) / 2 + 1;
+            let pooled = (channels * s * s) as u64;
+            // The pooled output and its argmax indices (64-bit: two f32's worth).
+            stem += Cost::new(0, 3 * pooled, pooled);
+        }
+        let params = self.conv1.num_params() + self.bn1.num_params();
+        let mut rows = vec![Stage::new("stem", shape(&[channels, s, s]), params, stem)];
+        for block in &self.layers {
+            let (out, cout, cost) = block.cost(s);
+            let starts_stage = rows.len() == 1 || block.downsample.is_some();
+            if starts_stage {
+                let name = format!("layer{}", rows.len());
+                rows.push(Stage::new(name, String::new(), 0, Cost::default()));
+            }
+            let row = rows.last_mut().expect("a stage row");
+            row.params += block.num_params();
+            row.cost += cost;
+            (s, channels) = (out, cout);
+            row.output = shape(&[channels, s, s]);
+        }
+        rows.push(Stage::new("pool", shape(&[channels]), 0, Cost::default()));
+        rows
     }
 }
 

@@ -13,6 +13,7 @@ mod block;
 
 pub use block::{Attention, Block, LayerScale, MlpBlock};
 
+use super::cost::{Cost, Stage, shape};
 use super::norm::LayerNorm;
 
 /// How the encoder turns tokens into one feature vector.
@@ -334,6 +335,49 @@ impl Vit {
     }
 
     /// CLS, or the mean of the patch tokens, of a normed token sequence `[b, 1 + r + k, d]`.
+    /// The cost table of one `side`-pixel image whose blocks see `visible` of its patches (all
+    /// of them, or MAE's unmasked ones) after the prefix tokens.
+    pub fn costs(&self, side: usize, visible: impl Fn(usize) -> usize) -> Vec<Stage> {
+        let d = self.embed_dim;
+        let [_, channels, p, _] = self.patch_embed.proj.weight.dims();
+        let patches = (side / p) * (side / p);
+        let tokens = visible(patches) + self.prefix_len();
+        let mut embed_params = self.patch_embed.num_params() + self.cls_token.num_params();
+        embed_params += self.pos_embed.num_params();
+        embed_params += self.reg_token.as_ref().map_or(0, |r| r.num_params());
+        // The projection keeps only the image (counted with the inputs); the position-embedded,
+        // prefixed sequence is the first block's input, counted there.
+        let embed = Cost::new(
+            (d * channels * p * p * patches) as u64,
+            0,
+            (d * patches) as u64,
+        );
+        let mut rows = vec![Stage::new(
+            "patch_embed",
+            shape(&[patches, d]),
+            embed_params,
+            embed,
+        )];
+        let blocks = self.blocks_cost(tokens);
+        let block_params = self.blocks.iter().map(|b| b.num_params()).sum();
+        let name = format!("blocks ×{}", self.blocks.len());
+        rows.push(Stage::new(name, shape(&[tokens, d]), block_params, blocks));
+        // The final norm keeps its input and two statistics per token.
+        let norm = Cost::new(0, ((d + 2) * tokens) as u64, (d * tokens) as u64);
+        rows.push(Stage::new(
+            "norm",
+            shape(&[tokens, d]),
+            self.norm.num_params(),
+            norm,
+        ));
+        rows
+    }
+
+    /// The blocks over `tokens` tokens of one image.
+    pub fn blocks_cost(&self, tokens: usize) -> Cost {
+        blocks_cost(&self.blocks, self.embed_dim, tokens)
+    }
+
     pub fn pool(&self, tokens: Tensor<3>) -> Tensor<2> {
         let [b, _, d] = tokens.dims();
         if self.mean_pool {
@@ -346,3 +390,20 @@ impl Vit {
 
 #[cfg(test)]
 mod tests;
+
+/// Transformer blocks of width `dim` over `tokens` tokens of one image.
+pub fn blocks_cost(blocks: &[Block], dim: usize, tokens: usize) -> Cost {
+    let Some(first) = blocks.first() else {
+        return Cost::default();
+    };
+    let hidden = first.mlp.fc1.weight.dims()[1];
+    let layer_scale = first.ls1.is_some();
+    super::cost::transformer_blocks(
+        dim,
+        hidden,
+        first.attn.heads(),
+        tokens,
+        blocks.len(),
+        layer_scale,
+    )
+}

@@ -17,8 +17,8 @@ pub use config::{Centering, DinoConfig};
 pub use network::Network;
 
 use super::{
-    About, Build, Distributions, LossTerm, Method, MethodName, Needs, Progress, Signal, StepOutput,
-    mim,
+    About, Build, Distributions, LossTerm, Method, MethodName, Needs, Pass, Progress, Signal,
+    StepCost, StepOutput, mim,
 };
 use crate::augment::mask::blockwise;
 use crate::loss::{
@@ -331,6 +331,44 @@ impl Method for Dino {
             progress.step,
             progress.total_steps,
         ))
+    }
+
+    fn step_cost(&self, sides: &[usize], batch: usize) -> StepCost {
+        let global = sides[0];
+        // iBOT / DINOv2: the expected share of a global crop's patches that is masked.
+        let masked = match self.student.encoder.vit() {
+            Some(vit) if self.patch_loss_weight > 0.0 => {
+                let ratio = (self.mask_ratio_min + self.mask_ratio_max) / 2.0;
+                let patches = (global / vit.patch_size()).pow(2);
+                (patches as f64 * ratio * self.mask_probability).round() as usize
+            }
+            _ => 0,
+        };
+        let mut passes = vec![
+            Pass::trained(
+                "student: global crops",
+                2,
+                self.student.stages(global, masked),
+            ),
+            Pass::frozen(
+                "teacher: global crops",
+                2,
+                self.teacher.stages(global, masked),
+            ),
+        ];
+        if let Some(&local) = sides.get(2) {
+            let stages = self.student.stages(local, 0);
+            passes.insert(
+                1,
+                Pass::trained("student: local crops", sides.len() - 2, stages),
+            );
+        }
+        let [_, prototypes] = self.student.head.last_layer.dims();
+        StepCost {
+            passes,
+            // Each crop's log-softmax against the teacher's two targets.
+            loss: 2 * (sides.len() * batch * prototypes) as u64,
+        }
     }
 
     fn encoder(&self) -> &Backbone {

@@ -5,6 +5,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::config::DinoConfig;
 use crate::nn::backbone::ImageShape;
+use crate::nn::cost::{Stage, shape};
 use crate::nn::dino_head::{DinoHead, DinoHeadConfig};
 use crate::nn::{Backbone, ModelConfig};
 
@@ -44,6 +45,27 @@ impl Network {
             mask_token: patch_loss.then(|| Param::from_tensor(Tensor::zeros([1, 1, dim], device))),
             encoder,
         }
+    }
+
+    /// The cost table of one `side`-pixel crop: the backbone, the head on its pooled token, and
+    /// the patch head on `masked` of its patch tokens (iBOT's loss reads the masked ones).
+    pub fn stages(&self, side: usize, masked: usize) -> Vec<Stage> {
+        let mut stages = self.encoder.costs(side);
+        let [_, prototypes] = self.head.last_layer.dims();
+        let head = Stage::new(
+            "head",
+            shape(&[prototypes]),
+            self.head.num_params(),
+            self.head.cost(),
+        );
+        stages.push(head);
+        if masked > 0 {
+            let own = self.patch_head.as_ref().map_or(0, |h| h.num_params());
+            let cost = self.patch_head().cost().times(masked as u64);
+            let [_, k] = self.patch_head().last_layer.dims();
+            stages.push(Stage::new("patch head", shape(&[masked, k]), own, cost));
+        }
+        stages
     }
 
     pub fn patch_head(&self) -> &DinoHead {

@@ -41,6 +41,10 @@ impl Attention {
 
     /// Self-attention over `[b, n, d]` by the fused kernel (same result as
     /// [`Self::forward_with_weights`], without materialising the weights for the caller).
+    pub fn heads(&self) -> usize {
+        self.heads
+    }
+
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let qkv = linear_layer(&self.qkv, x);
         linear_layer(&self.proj, multi_head_attention(qkv, self.heads))

@@ -1,0 +1,3 @@
+//! Tools that answer questions before and about runs: the memory planner.
+
+pub mod plan;

@@ -1,0 +1,153 @@
+//! `selfsup plan`: the counted memory of a step against a real step's peak, measured by the
+//! binary's counting allocator, on four kinds of step.
+
+mod common;
+
+use common::{assert_clean_error, json, run};
+
+/// `selfsup plan … --measure --json`: (planned total, measured total) bytes.
+fn planned_and_measured(args: &[&str]) -> (f64, f64) {
+    let mut all = vec!["plan", "--measure", "--json"];
+    all.extend(args);
+    let out = json(&run(&all));
+    let m = &out["measured"];
+    (
+        m["planned_total_bytes"].as_f64().unwrap(),
+        m["total_bytes"].as_f64().unwrap(),
+    )
+}
+
+#[test]
+fn the_plan_matches_a_measured_step_within_a_quarter() {
+    let cases: &[(&str, &[&str])] = &[
+        // A small ResNet with a projector and the B × B similarities.
+        (
+            "simclr, shipped recipe",
+            &["--method", "simclr", "--batch-size", "64"],
+        ),
+        // Bottlenecks, the ImageNet stem's max-pool, and a target that keeps nothing.
+        (
+            "byol, resnet50 at 96 px",
+            &[
+                "--method",
+                "byol",
+                "--arch",
+                "resnet50",
+                "--image-size",
+                "96",
+                "--batch-size",
+                "2",
+            ],
+        ),
+        // A ViT encoder on a quarter of the patches and a transformer decoder.
+        (
+            "mae, shipped recipe",
+            &["--method", "mae", "--batch-size", "32"],
+        ),
+        // Multi-crop through a ViT student, a teacher and the prototype logits.
+        (
+            "dino, shipped recipe",
+            &["--method", "dino", "--batch-size", "64"],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, args) in cases {
+        let (planned, measured) = planned_and_measured(args);
+        let error = planned / measured - 1.0;
+        eprintln!(
+            "{name}: planned {:.1} MiB, measured {:.1} MiB ({:+.1}%)",
+            planned / 1048576.0,
+            measured / 1048576.0,
+            100.0 * error
+        );
+        if error.abs() > 0.25 {
+            failures.push(format!("{name}: {:+.1}%", 100.0 * error));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "plans off by more than 25%: {failures:?}"
+    );
+}
+
+#[test]
+fn published_networks_have_their_published_size() {
+    // torchvision's ResNet-50 (4.09 GFLOPS as it counts them: multiply-accumulates; 25.56M
+    // parameters, 2.05M of them in the classifier selfsup does not build) and timm's ViT-S/16
+    // (4.6 GMACs, 22.05M parameters with a 0.39M classifier).
+    for (arch, gmacs, backbone_params) in [("resnet50", 4.09, 23.51e6), ("vit-small", 4.6, 21.67e6)]
+    {
+        let out = json(&run(&[
+            "plan",
+            "--method",
+            "simclr",
+            "--arch",
+            arch,
+            "--image-size",
+            "224",
+            "--batch-size",
+            "2",
+            "--json",
+        ]));
+        let plan = &out["plan"];
+        let measured_gmacs = plan["encoder_gmacs"].as_f64().unwrap();
+        assert!(
+            (measured_gmacs - gmacs).abs() < 0.05 * gmacs,
+            "{arch}: {measured_gmacs} GMAC, published {gmacs}"
+        );
+        let stages = plan["passes"][0]["stages"].as_array().unwrap();
+        let params: f64 = stages
+            .iter()
+            .filter(|s| s["name"] != "projector")
+            .map(|s| s["params"].as_f64().unwrap())
+            .sum();
+        assert!(
+            (params - backbone_params).abs() < 0.01 * backbone_params,
+            "{arch}: {params} parameters, published {backbone_params}"
+        );
+    }
+}
+
+#[test]
+fn the_seeds_resnet50_claim_is_checked_by_count() {
+    // The seed: "ResNet-50 at 224 px needs ~2 GB of activations per 32 images". Counted in f32,
+    // one view keeps ~100 MiB per image (3.2 GiB per 32), a two-view method twice that.
+    let out = json(&run(&[
+        "plan",
+        "--method",
+        "simclr",
+        "--arch",
+        "resnet50",
+        "--image-size",
+        "224",
+        "--batch-size",
+        "32",
+        "--memory",
+        "80",
+        "--json",
+    ]));
+    let per_image = out["plan"]["activations_per_image"].as_f64().unwrap() / 1048576.0;
+    assert!(
+        (190.0..220.0).contains(&per_image),
+        "{per_image} MiB per image, two views"
+    );
+    let largest = out["plan"]["fit"]["largest_batch"].as_u64().unwrap();
+    assert!((300..420).contains(&largest), "batch {largest} in 80 GiB");
+}
+
+#[test]
+fn plan_errors_name_what_to_fix() {
+    assert_clean_error(&run(&["plan"]), "--method");
+    assert_clean_error(
+        &run(&["plan", "--method", "mae", "--image-size", "30"]),
+        "patch",
+    );
+    assert_clean_error(
+        &run(&["plan", "--method", "byol", "--memory", "0"]),
+        "--memory",
+    );
+    assert_clean_error(
+        &run(&["plan", "--method", "byol", "--batch-size", "0"]),
+        "batch",
+    );
+}
