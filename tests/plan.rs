@@ -151,3 +151,48 @@ fn plan_errors_name_what_to_fix() {
         "batch",
     );
 }
+
+#[test]
+fn advice_follows_the_needs() {
+    let advise = |args: &[&str]| {
+        let mut all = vec!["advise", "--json", "--runs", "no-such-folder"];
+        all.extend(args);
+        json(&run(&all))
+    };
+    let first = |a: &serde_json::Value| {
+        a["recommendations"][0]["method"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // Fine-tuning a ViT on a budget: the method whose encoder sees a quarter of the patches.
+    let cheap = advise(&["--goal", "finetune", "--backbone", "vit", "--low-compute"]);
+    assert_eq!(first(&cheap), "mae", "{cheap}");
+    // A CNN with small batches: no method that needs a ViT, none that needs large batches.
+    let cnn = advise(&[
+        "--backbone",
+        "cnn",
+        "--batch-size",
+        "64",
+        "--image-size",
+        "28",
+    ]);
+    for r in cnn["recommendations"].as_array().unwrap() {
+        let method = r["method"].as_str().unwrap();
+        assert!(r["backbone"].as_str().unwrap().starts_with("resnet"), "{r}");
+        assert!(
+            !["simclr", "moco-v3"].contains(&method),
+            "{method} at batch 64"
+        );
+        assert!(r["peak_bytes"].as_u64().unwrap() > 0);
+    }
+    assert!(cnn["outside"].is_null());
+    // Text-aligned features are outside selfsup, and it says so.
+    let text = advise(&["--text"]);
+    assert!(text["outside"].as_str().unwrap().contains("CLIP"), "{text}");
+    // A memory too small for the batch is reported with the batch that fits.
+    let tight = advise(&["--memory", "4", "--batch-size", "256"]);
+    let r = &tight["recommendations"][0];
+    assert_eq!(r["fits"], false, "{r}");
+    assert!(r["largest_batch"].as_u64().unwrap() < 256, "{r}");
+}

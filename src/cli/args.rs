@@ -338,3 +338,47 @@ pub struct PlanArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+/// `--goal`: what the features are for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GoalArg {
+    /// Frozen features for many tasks: kNN, linear probes, retrieval.
+    Frozen,
+    /// Fine-tuning the whole encoder with labels.
+    Finetune,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackboneArg {
+    Cnn,
+    Vit,
+    Any,
+}
+
+#[derive(Args, Debug)]
+pub struct AdviseArgs {
+    #[arg(long, value_enum, default_value_t = GoalArg::Frozen)]
+    pub goal: GoalArg,
+    #[arg(long, value_enum, default_value_t = BackboneArg::Any)]
+    pub backbone: BackboneArg,
+    /// Compute is what limits you: prefer the cheapest step per image.
+    #[arg(long)]
+    pub low_compute: bool,
+    /// The batch size you can afford.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// The side of your images in pixels (28 for the bundled Fashion-MNIST).
+    #[arg(long, default_value_t = 224)]
+    pub image_size: usize,
+    /// Memory for training, in GiB (GPU or RAM).
+    #[arg(long)]
+    pub memory: Option<f64>,
+    /// The features must match text (zero-shot labels, search by a sentence).
+    #[arg(long)]
+    pub text: bool,
+    /// A folder of finished runs (`selfsup train --out` folders) to quote results from.
+    #[arg(long, default_value = "runs")]
+    pub runs: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,6 +1,7 @@
 //! The command line: parses arguments, calls the library, draws progress from its events and
 //! prints tables or JSON. The only code that prints.
 
+mod advise;
 mod args;
 mod neighbors;
 mod plan;
@@ -89,6 +90,12 @@ pub enum Command {
         after_help = "Examples:\n  selfsup plan --method simclr --arch resnet50 --image-size 224 --batch-size 32\n  selfsup plan --method moco-v2 --arch resnet50 --image-size 224 --batch-size 256 --queue 65536 --memory 80\n  selfsup plan --recipe recipes/photos/dino-vit-s16.toml --batch-size 64 --json\n  selfsup plan --method byol --batch-size 64 --measure   # the shipped recipe, and a real step measured beside it\n\nCounted in f32: what each operation keeps for the backward pass (a convolution or linear layer\nits input, batch norm its input and fused ReLU output, attention its qkv and probabilities),\nfrom the real networks' layer shapes. --arch builds the published network: a ResNet at width 64\nwith the ImageNet stem, a ViT with 16-px patches (from 64 px up). Targets and teachers (BYOL,\nMoCo, DINO) run without gradients: they cost compute and weights, not activations."
     )]
     Plan(PlanArgs),
+    /// Which method fits your needs: frozen features or fine-tuning, CNN or ViT, batch, memory,
+    /// compute; with the papers' reasons, planned memory and your own runs' results.
+    #[command(
+        after_help = "Examples:\n  selfsup advise\n  selfsup advise --goal finetune --backbone vit --low-compute\n  selfsup advise --backbone cnn --batch-size 64 --memory 24 --image-size 224\n  selfsup advise --image-size 28 --runs runs/results --json\n\nThe ranking weighs what each method's paper reports (frozen-feature and fine-tuning accuracy,\nbatch-size dependence, cost per image); the memory is `selfsup plan` for your batch and image\nsize; finished runs under --runs are quoted beside their random-init baseline."
+    )]
+    Advise(AdviseArgs),
 }
 
 /// Data for a run's encoder: `data` when given (resized to the run's image size), else the run's
@@ -392,6 +399,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Advise(args) => advise::advise_command(args),
         Command::Plan(args) => plan::plan_command(args, &crate::ALLOC),
         Command::Methods(args) => {
             if args.json {

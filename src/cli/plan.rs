@@ -23,13 +23,17 @@ fn arch_sets(arch: &str, side: Option<usize>, sets: &[String]) -> Vec<String> {
         if large && !given("model.stem") {
             out.push("model.stem=\"imagenet\"".into());
         }
-    } else if large && !given("model.patch_size") {
-        out.push("model.patch_size=16".into());
+    } else {
+        // The preset's own sizes, not a recipe's explicit ones.
+        out.extend(["model.embed_dim=0", "model.depth=0", "model.heads=0"].map(String::from));
+        if large && !given("model.patch_size") {
+            out.push("model.patch_size=16".into());
+        }
     }
     out
 }
 
-fn gib(bytes: u64) -> String {
+pub(super) fn gib(bytes: u64) -> String {
     let b = bytes as f64;
     if b >= 1024f64.powi(3) {
         format!("{:.2} GiB", b / 1024f64.powi(3))

@@ -1,3 +1,4 @@
-//! Tools that answer questions before and about runs: the memory planner.
+//! Tools that answer questions before and about runs: the memory planner and the method advisor.
 
+pub mod advise;
 pub mod plan;

@@ -42,7 +42,8 @@ pub struct Memory {
     pub activations: u64,
     /// What the loss keeps (similarity matrices, logits).
     pub loss: u64,
-    /// The backward pass's working set: the gradients of the widest layer's input and output.
+    /// The largest transient: the gradients of a trained pass's widest layer's input and output,
+    /// or the widest tensor of a pass without gradients.
     pub backward: u64,
     /// The most activations and gradients held together during the backward pass.
     pub backward_peak: u64,
@@ -126,11 +127,26 @@ impl Measured {
 /// The recipe a plan is for: `overrides` resolved, with the views set to `side` pixels when the
 /// recipe crops to a fixed size.
 pub fn plan_recipe(overrides: &Overrides, side: Option<usize>) -> Result<Recipe> {
-    let mut overrides = overrides.clone();
-    if let Some(side) = side {
-        overrides.sets.push(format!("augment.size={side}"));
+    let Some(side) = side else {
+        return Recipe::resolve(overrides);
+    };
+    let mut sized = overrides.clone();
+    // Sets given by the caller come last, so they win.
+    let mut sets = vec![format!("augment.size={side}")];
+    let recipe = Recipe::resolve(overrides)?;
+    if recipe.augment.local_crops > 0 && side >= 64 {
+        // DINO's 96-px local crops of 224-px images, on the patch grid.
+        let patch = if recipe.model.is_vit() {
+            recipe.model.patch_size.max(1)
+        } else {
+            1
+        };
+        let local = (side * 96 / 224 / patch).max(1) * patch;
+        sets.push(format!("augment.local_size={local}"));
     }
-    Recipe::resolve(&overrides)
+    sets.append(&mut sized.sets);
+    sized.sets = sets;
+    Recipe::resolve(&sized)
 }
 
 /// The images a recipe trains on when no size is given: its crop size, the size it resizes to,
@@ -155,7 +171,7 @@ pub fn plan(recipe: &Recipe, shape: ImageShape, batch: usize, fit: Option<u64>) 
     // Autodiff, so that parameters say whether they are trained.
     let device = Device::flex().autodiff();
     crate::with_method!(recipe.method.name(), M => {
-        let method = recipe.init_method::<M>(shape, &device, &PlanRuns)?;
+        let method = recipe.init_method::<M>(shape, &device, &PlanRuns::for_recipe(recipe))?;
         let mut planned = plan_method(&method, recipe, shape, batch);
         planned.fit = fit.map(|bytes| Fit {
             memory: bytes,
@@ -188,7 +204,10 @@ fn plan_method<M: Method>(method: &M, recipe: &Recipe, shape: ImageShape, batch:
         } else {
             macs_frozen += cost.macs * views;
         }
-        widest = widest.max(cost.widest * views);
+        // A pass without gradients holds its widest tensor only while it runs; a trained pass
+        // holds the gradients of its widest layer's input and output during the backward pass.
+        let held = if pass.trained { 2 } else { 1 };
+        widest = widest.max(held * cost.widest * views);
     }
     let inputs: u64 = views.iter().map(|s| (shape.channels * s * s) as u64).sum();
     let memory = Memory {
@@ -198,7 +217,7 @@ fn plan_method<M: Method>(method: &M, recipe: &Recipe, shape: ImageShape, batch:
         inputs: inputs * b * F32,
         activations: activations_per_image * b,
         loss: step.loss * F32,
-        backward: 2 * widest * b * F32,
+        backward: widest * b * F32,
         backward_peak: backward_peak(&step.passes, b),
     };
     let encoder = total(&method.encoder().costs(views[0])).macs;
@@ -284,7 +303,7 @@ pub fn measure(
     let device = Device::flex().autodiff();
     let before = meter.live();
     let (persistent, step) = crate::with_method!(recipe.method.name(), M => {
-        let method = recipe.init_method::<M>(shape, &device, &PlanRuns)?;
+        let method = recipe.init_method::<M>(shape, &device, &PlanRuns::for_recipe(recipe))?;
         let mut optimizer = Optimizer::new(recipe.optim.clone());
         let method = train_step(method, &mut optimizer, &plan, &device, 0);
         let held = meter.live();
@@ -347,8 +366,19 @@ fn count_params<M: Module>(module: &M) -> Params {
 }
 
 /// BEiT's tokenizer for a plan: the run the recipe names when it exists, else a fresh one of the
-/// built-in tokenizer recipe (the same shapes, and so the same memory).
-struct PlanRuns;
+/// built-in tokenizer recipe on the encoder's patch grid (the shapes, and so the memory, of the
+/// tokenizer such a run would train).
+struct PlanRuns {
+    patch_size: usize,
+}
+
+impl PlanRuns {
+    fn for_recipe(recipe: &Recipe) -> Self {
+        PlanRuns {
+            patch_size: recipe.model.patch_size,
+        }
+    }
+}
 
 impl RunSource for PlanRuns {
     fn tokenizer(
@@ -362,6 +392,7 @@ impl RunSource for PlanRuns {
         }
         let overrides = Overrides {
             method: Some(MethodName::VqTokenizer),
+            sets: vec![format!("model.patch_size={}", self.patch_size)],
             ..Overrides::default()
         };
         Recipe::resolve(&overrides)?.init_method::<VqTokenizer>(shape, device, &NoRuns)
