@@ -196,3 +196,51 @@ fn advice_follows_the_needs() {
     assert_eq!(r["fits"], false, "{r}");
     assert!(r["largest_batch"].as_u64().unwrap() < 256, "{r}");
 }
+
+#[test]
+fn the_lab_runs_an_experiment_end_to_end() {
+    let out = common::scratch("lab-negatives");
+    let report = json(&run(&[
+        "lab",
+        "negatives",
+        "--smoke",
+        "--json",
+        "--out",
+        common::path(&out),
+    ]));
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4, "four arms, one seed");
+    let ratio = |arm: &str| {
+        let r = runs.iter().find(|r| r["arm"] == arm).unwrap();
+        r["std_ratio"].as_f64().unwrap()
+    };
+    // Ten steps are enough for the positive term alone to pull the embeddings together.
+    assert!(
+        ratio("simclr positives only") < 0.5 * ratio("simclr"),
+        "{} vs {}",
+        ratio("simclr positives only"),
+        ratio("simclr")
+    );
+    let verdict = report["verdict"].as_str().unwrap();
+    assert!(
+        verdict.starts_with("reproduced") || verdict.starts_with("not reproduced"),
+        "{verdict}"
+    );
+    let table = std::fs::read_to_string(out.join("table.md")).unwrap();
+    assert_eq!(
+        table
+            .lines()
+            .filter(|l| l.starts_with("| simclr") || l.starts_with("| simsiam"))
+            .count(),
+        4
+    );
+    // The plot is a picture with the four arms' colours in it.
+    let png = image::open(out.join("std.png")).unwrap().to_rgb8();
+    let colours: std::collections::HashSet<[u8; 3]> = png.pixels().map(|p| p.0).collect();
+    for colour in [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40]] {
+        assert!(
+            colours.contains(&colour),
+            "{colour:?} missing from the plot"
+        );
+    }
+}

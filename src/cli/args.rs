@@ -382,3 +382,28 @@ pub struct AdviseArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+#[derive(Args, Debug)]
+pub struct LabArgs {
+    /// The experiment: negatives (delete the negatives: what collapses) or dimensional
+    /// (spectra of BYOL / SimSiam against Barlow Twins / VICReg).
+    pub experiment: String,
+    /// Seeds, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [0u64, 1, 2])]
+    pub seeds: Vec<u64>,
+    /// Dataset (default: the bundled subset).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Epochs instead of the shipped recipes' own.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// A minute-sized run to check the experiment end to end: 1,280 images, one epoch, one seed
+    /// unless --seeds says otherwise. Its verdict is not the experiment's.
+    #[arg(long)]
+    pub smoke: bool,
+    /// Output folder (default: runs/lab/<experiment>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}

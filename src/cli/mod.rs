@@ -3,6 +3,7 @@
 
 mod advise;
 mod args;
+mod lab;
 mod neighbors;
 mod plan;
 mod progress;
@@ -96,6 +97,11 @@ pub enum Command {
         after_help = "Examples:\n  selfsup advise\n  selfsup advise --goal finetune --backbone vit --low-compute\n  selfsup advise --backbone cnn --batch-size 64 --memory 24 --image-size 224\n  selfsup advise --image-size 28 --runs runs/results --json\n\nThe ranking weighs what each method's paper reports (frozen-feature and fine-tuning accuracy,\nbatch-size dependence, cost per image); the memory is `selfsup plan` for your batch and image\nsize; finished runs under --runs are quoted beside their random-init baseline."
     )]
     Advise(AdviseArgs),
+    /// Claims about self-supervised learning as experiments: runs, a table, a plot, a verdict.
+    #[command(
+        after_help = "Experiments:\n  negatives    a positives-only InfoNCE and SimSiam without stop-gradient, beside the shipped\n               SimCLR and SimSiam: which collapse, and at which step (plot: std per step)\n  dimensional  BYOL and SimSiam against Barlow Twins and VICReg: effective rank and the\n               covariance spectra on one plot\n\nExamples:\n  selfsup lab negatives                      # 4 arms × seeds 0,1,2, shipped recipes\n  selfsup lab dimensional --seeds 0,1,2,3,4\n  selfsup lab negatives --smoke              # a minute: checks the experiment end to end\n\nWrites <out>/table.md, <out>/std.png or spectra.png, <out>/lab.json and every run under <out>/runs/."
+    )]
+    Lab(LabArgs),
 }
 
 /// Data for a run's encoder: `data` when given (resized to the run's image size), else the run's
@@ -399,6 +405,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Lab(args) => lab::lab_command(args),
         Command::Advise(args) => advise::advise_command(args),
         Command::Plan(args) => plan::plan_command(args, &crate::ALLOC),
         Command::Methods(args) => {

@@ -1,5 +1,6 @@
 //! Collapse diagnostics: per-dimension std, singular-value spectrum, effective rank, verdict.
 
+pub mod chart;
 pub mod codebook;
 pub mod distillation;
 pub mod font;

@@ -69,6 +69,13 @@ fn self_mask(n: usize, device: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(data, [n, n]), device)
 }
 
+/// NT-Xent without its negatives: −cos(z1ᵢ, z2ᵢ)/τ averaged over the pairs, the positive term
+/// alone. Nothing pushes different images apart, so the embeddings collapse (the lab's "delete
+/// the negatives" experiment).
+pub fn positives_only(z1: Tensor<2>, z2: Tensor<2>, temperature: f64) -> Tensor<1> {
+    super::mean_cosine(z1, z2).neg().div_scalar(temperature)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +98,14 @@ mod tests {
     fn ce(pos: f64, all: &[f64]) -> f64 {
         let m = all.iter().cloned().fold(f64::MIN, f64::max);
         m + all.iter().map(|v| (v - m).exp()).sum::<f64>().ln() - pos
+    }
+
+    #[test]
+    fn positives_only_is_the_scaled_negative_mean_cosine() {
+        let z1 = rows(&[vec![1.0, 0.0], vec![1.0, 1.0]]);
+        let z2 = rows(&[vec![3.0, 0.0], vec![1.0, -1.0]]);
+        // cos = 1 and 0: mean 0.5, over τ = 0.5 → −1.
+        assert!((scalar(positives_only(z1, z2, 0.5)) + 1.0).abs() < 1e-6);
     }
 
     fn nt_xent_ref(z1: &Rows, z2: &Rows, t: f64) -> f64 {

@@ -10,7 +10,7 @@ pub(crate) mod testing;
 pub mod vicreg;
 
 pub use barlow::{BarlowTerms, barlow_twins, standardize_batch};
-pub use contrastive::{info_nce, info_nce_queue, logsumexp_rows, nt_xent};
+pub use contrastive::{info_nce, info_nce_queue, logsumexp_rows, nt_xent, positives_only};
 pub use cosine::{byol_regression, l2_normalize, mean_cosine, negative_cosine};
 pub use distillation::{
     centered_teacher, dino_loss, ibot_patch_loss, koleo, masked_patch_rows, sinkhorn_knopp,

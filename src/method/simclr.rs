@@ -10,7 +10,7 @@ use super::{
     About, Build, Method, MethodName, Needs, Pass, Progress, Settings, StepCost, StepOutput,
 };
 use crate::augment::AugmentConfig;
-use crate::loss::nt_xent;
+use crate::loss::{nt_xent, positives_only};
 use crate::nn::{Backbone, ModelConfig};
 
 /// `[method]` settings of `simclr`.
@@ -21,6 +21,8 @@ pub struct SimClrConfig {
     pub projector: Vec<usize>,
     /// Softmax temperature τ of NT-Xent.
     pub temperature: f64,
+    /// `false` keeps only the loss's positive term (an experiment: it collapses).
+    pub negatives: bool,
 }
 
 impl Default for SimClrConfig {
@@ -28,6 +30,7 @@ impl Default for SimClrConfig {
         SimClrConfig {
             projector: vec![512, 512, 512],
             temperature: 0.5,
+            negatives: true,
         }
     }
 }
@@ -44,6 +47,7 @@ pub struct SimClr {
     /// Projector Linear-BN-ReLU-…-Linear; the representation is the encoder output before it.
     pub online: Branch,
     temperature: f64,
+    negatives: bool,
 }
 
 impl Method for SimClr {
@@ -60,7 +64,10 @@ impl Method for SimClr {
         }
     }
 
-    fn collapse_hint(_config: &SimClrConfig) -> &'static str {
+    fn collapse_hint(config: &SimClrConfig) -> &'static str {
+        if !config.negatives {
+            return "method.negatives = false removes what keeps the embeddings apart; set it back to true.";
+        }
         "In-batch negatives keep contrastive methods apart; check method.temperature (too high flattens the softmax) and the learning rate."
     }
 
@@ -68,6 +75,7 @@ impl Method for SimClr {
         Ok(SimClr {
             online: Branch::new(build, &config.projector, |h| h),
             temperature: config.temperature,
+            negatives: config.negatives,
         })
     }
 
@@ -75,7 +83,12 @@ impl Method for SimClr {
         let z1 = self.online.forward(views[0].clone());
         let z2 = self.online.forward(views[1].clone());
         let embeddings = z1.clone().detach();
-        StepOutput::plain(nt_xent(z1, z2, self.temperature), embeddings)
+        let loss = if self.negatives {
+            nt_xent(z1, z2, self.temperature)
+        } else {
+            positives_only(z1, z2, self.temperature)
+        };
+        StepOutput::plain(loss, embeddings)
     }
 
     fn step_cost(&self, sides: &[usize], batch: usize) -> StepCost {
