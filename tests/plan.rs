@@ -244,3 +244,19 @@ fn the_lab_runs_an_experiment_end_to_end() {
         );
     }
 }
+
+#[test]
+fn every_photo_recipe_resolves_and_plans() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/photos");
+    let mut planned = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let out = json(&run(&[
+            "plan", "--recipe", common::path(&path), "--batch-size", "8", "--json",
+        ]));
+        assert_eq!(out["plan"]["image_side"], 224, "{}", path.display());
+        assert!(out["plan"]["train_gflops_per_image"].as_f64().unwrap() > 1.0);
+        planned += 1;
+    }
+    assert!(planned >= 5);
+}
