@@ -252,7 +252,12 @@ fn every_photo_recipe_resolves_and_plans() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let out = json(&run(&[
-            "plan", "--recipe", common::path(&path), "--batch-size", "8", "--json",
+            "plan",
+            "--recipe",
+            common::path(&path),
+            "--batch-size",
+            "8",
+            "--json",
         ]));
         assert_eq!(out["plan"]["image_side"], 224, "{}", path.display());
         assert!(out["plan"]["train_gflops_per_image"].as_f64().unwrap() > 1.0);

@@ -388,9 +388,9 @@ pub struct LabArgs {
     /// The experiment: negatives (delete the negatives: what collapses) or dimensional
     /// (spectra of BYOL / SimSiam against Barlow Twins / VICReg).
     pub experiment: String,
-    /// Seeds, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [0u64, 1, 2])]
-    pub seeds: Vec<u64>,
+    /// Seeds, comma-separated (default: 0,1,2; 0 with --smoke).
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Option<Vec<u64>>,
     /// Dataset (default: the bundled subset).
     #[arg(long)]
     pub data: Option<PathBuf>,

@@ -18,18 +18,13 @@ pub fn lab_command(args: LabArgs) -> Result<()> {
             names.join(", ")
         ))
     })?;
-    if args.seeds.is_empty() {
-        return Err(Error::Usage(
-            "--seeds needs at least one seed, e.g. 0,1,2".into(),
-        ));
-    }
-    let seeds_given = std::env::args().any(|a| a.starts_with("--seeds"));
+    let seeds = match &args.seeds {
+        Some(seeds) => seeds.clone(),
+        None if args.smoke => vec![0],
+        None => vec![0, 1, 2],
+    };
     let options = LabOptions {
-        seeds: if args.smoke && !seeds_given {
-            vec![args.seeds[0]]
-        } else {
-            args.seeds.clone()
-        },
+        seeds,
         data: args.data.clone(),
         epochs: if args.smoke { Some(1) } else { args.epochs },
         max_images: if args.smoke { 1280 } else { 0 },

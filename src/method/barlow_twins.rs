@@ -8,8 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::branch::{Branch, check_projector, check_weight};
 use super::{
-    About, Build, LossTerm, Method, MethodName, Needs, Pass, Progress, Settings, StepCost,
-    StepOutput,
+    About, Build, LossTerm, Method, MethodName, Needs, Progress, Settings, StepCost, StepOutput,
 };
 use crate::augment::AugmentConfig;
 use crate::loss::barlow_twins;
@@ -98,16 +97,10 @@ impl Method for BarlowTwins {
 
     fn step_cost(&self, sides: &[usize], batch: usize) -> StepCost {
         let d = self.online.projector.out_dim() as u64;
-        StepCost {
-            passes: vec![Pass::trained(
-                "encoder + projector",
-                2,
-                self.online.stages(sides[0]),
-            )],
-            // The standardised embeddings of both views, and the D × D cross-correlation with
-            // its on- and off-diagonal terms.
-            loss: 4 * batch as u64 * d + 3 * d * d,
-        }
+        // The standardised embeddings of both views, and the D × D cross-correlation with its
+        // on- and off-diagonal terms.
+        self.online
+            .two_view_step(sides, 4 * batch as u64 * d + 3 * d * d)
     }
 
     fn encoder(&self) -> &Backbone {

@@ -4,7 +4,7 @@
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
-use super::Build;
+use super::{Build, Pass, StepCost};
 use crate::nn::cost::Stage;
 use crate::nn::{Backbone, Mlp, MlpConfig};
 
@@ -36,6 +36,18 @@ impl Branch {
         let mut stages = self.encoder.costs(side);
         stages.push(super::head_stage("projector", &self.projector));
         stages
+    }
+
+    /// A step that trains this branch on both views and whose loss keeps `loss` values.
+    pub fn two_view_step(&self, sides: &[usize], loss: u64) -> StepCost {
+        StepCost {
+            passes: vec![Pass::trained(
+                "encoder + projector",
+                2,
+                self.stages(sides[0]),
+            )],
+            loss,
+        }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {

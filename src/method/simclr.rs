@@ -6,9 +6,7 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::branch::{Branch, check_projector, check_temperature};
-use super::{
-    About, Build, Method, MethodName, Needs, Pass, Progress, Settings, StepCost, StepOutput,
-};
+use super::{About, Build, Method, MethodName, Needs, Progress, Settings, StepCost, StepOutput};
 use crate::augment::AugmentConfig;
 use crate::loss::{nt_xent, positives_only};
 use crate::nn::{Backbone, ModelConfig};
@@ -93,15 +91,8 @@ impl Method for SimClr {
 
     fn step_cost(&self, sides: &[usize], batch: usize) -> StepCost {
         let n = (sides.len() * batch) as u64;
-        StepCost {
-            passes: vec![Pass::trained(
-                "encoder + projector",
-                sides.len(),
-                self.online.stages(sides[0]),
-            )],
-            // The 2B × 2B similarities, scaled, and their log-softmax.
-            loss: 3 * n * n,
-        }
+        // The 2B × 2B similarities, scaled, and their log-softmax.
+        self.online.two_view_step(sides, 3 * n * n)
     }
 
     fn encoder(&self) -> &Backbone {

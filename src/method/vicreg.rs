@@ -8,8 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::branch::{Branch, check_projector, check_weight};
 use super::{
-    About, Build, LossTerm, Method, MethodName, Needs, Pass, Progress, Settings, StepCost,
-    StepOutput,
+    About, Build, LossTerm, Method, MethodName, Needs, Progress, Settings, StepCost, StepOutput,
 };
 use crate::augment::AugmentConfig;
 use crate::loss::{VicRegWeights, vicreg};
@@ -114,15 +113,9 @@ impl Method for VicReg {
 
     fn step_cost(&self, sides: &[usize], batch: usize) -> StepCost {
         let d = self.online.projector.out_dim() as u64;
-        StepCost {
-            passes: vec![Pass::trained(
-                "encoder + projector",
-                2,
-                self.online.stages(sides[0]),
-            )],
-            // The centred embeddings of both views, and their D × D covariance matrices.
-            loss: 4 * batch as u64 * d + 4 * d * d,
-        }
+        // The centred embeddings of both views, and their D × D covariance matrices.
+        self.online
+            .two_view_step(sides, 4 * batch as u64 * d + 4 * d * d)
     }
 
     fn encoder(&self) -> &Backbone {
