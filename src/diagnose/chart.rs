@@ -138,7 +138,8 @@ impl Chart {
         if self.log_y {
             (y0, y1) = (y0.floor(), y1.ceil());
         } else {
-            y0 = y0.min(0.0);
+            let pad = 0.1 * (y1 - y0).max(1e-9);
+            (y0, y1) = (y0 - pad, y1 + pad);
         }
         if x1 <= x0 {
             x1 = x0 + 1.0;
@@ -198,8 +199,22 @@ impl Chart {
         // Legend, top right.
         let width = self.series.iter().map(|s| s.label.len()).max().unwrap_or(0) as f64 * 6.0;
         let lx = LEFT + pw - width - 30.0;
-        let labelled = self.series.iter().filter(|s| !s.label.is_empty());
-        for (i, s) in labelled.enumerate() {
+        let labelled: Vec<&Series> = self.series.iter().filter(|s| !s.label.is_empty()).collect();
+        if !labelled.is_empty() {
+            // A white box under the legend keeps it readable over the lines.
+            let (bx, by) = (lx - 6.0, TOP + 2.0);
+            let bh = 11.0 * labelled.len() as f64 + 8.0;
+            for y in by as u32..(by + bh) as u32 {
+                for x in bx as u32..(LEFT + pw) as u32 {
+                    img.put_pixel(x, y, Rgb([255, 255, 255]));
+                }
+            }
+            let edge = Rgb([180, 180, 180]);
+            line(&mut img, (bx, by), (LEFT + pw - 1.0, by), edge);
+            line(&mut img, (bx, by + bh), (LEFT + pw - 1.0, by + bh), edge);
+            line(&mut img, (bx, by), (bx, by + bh), edge);
+        }
+        for (i, s) in labelled.into_iter().enumerate() {
             let y = TOP + 8.0 + 11.0 * i as f64;
             line(&mut img, (lx, y + 3.0), (lx + 18.0, y + 3.0), s.color);
             draw_text(&mut img, lx as i64 + 24, y as i64, &s.label, black);

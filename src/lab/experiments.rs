@@ -21,18 +21,31 @@ pub enum Experiment {
     /// Delete the negatives: a positives-only InfoNCE and SimSiam without stop-gradient collapse;
     /// their healthy twins do not.
     Negatives,
+    /// What prevents collapse: SimSiam without stop-gradient or predictor, BYOL without its
+    /// predictor or without BatchNorm in its heads.
+    Ablations,
     /// Dimensional collapse: the spectra of BYOL and SimSiam against Barlow Twins and VICReg,
     /// which decorrelate the embedding's dimensions by construction.
     Dimensional,
+    /// The negative-sample tax: kNN against batch size at equal epochs for SimCLR (negatives from
+    /// the batch), MoCo v2 (negatives from a queue), BYOL and SimSiam (no negatives).
+    BatchSize,
 }
 
 impl Experiment {
-    pub const ALL: [Experiment; 2] = [Experiment::Negatives, Experiment::Dimensional];
+    pub const ALL: [Experiment; 4] = [
+        Experiment::BatchSize,
+        Experiment::Negatives,
+        Experiment::Ablations,
+        Experiment::Dimensional,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Experiment::Negatives => "negatives",
+            Experiment::Ablations => "ablations",
             Experiment::Dimensional => "dimensional",
+            Experiment::BatchSize => "batch-size",
         }
     }
 
@@ -41,6 +54,12 @@ impl Experiment {
             Experiment::Negatives => {
                 "Without negatives (InfoNCE's positive term alone) or without SimSiam's stop-gradient, the embeddings collapse to a point; the shipped SimCLR and SimSiam do not."
             }
+            Experiment::Ablations => {
+                "SimSiam collapses without its stop-gradient or without its predictor, and BYOL without its predictor; whether BYOL needs BatchNorm in its heads (\"BatchNorm is secretly contrastive\") is put to the test."
+            }
+            Experiment::BatchSize => {
+                "SimCLR keeps improving with the batch (its negatives come from it); MoCo v2's queue decouples the negatives from the batch; BYOL and SimSiam do not need a large batch."
+            }
             Experiment::Dimensional => {
                 "Barlow Twins and VICReg decorrelate the embedding's dimensions, so they keep more of them in use (a higher effective rank) than BYOL and SimSiam."
             }
@@ -48,48 +67,110 @@ impl Experiment {
     }
 
     fn arms(self) -> Vec<Arm> {
-        let arm = |label, method, sets: &[&str], collapses| Arm {
-            label,
+        use Expect::{Collapse, Healthy, Open};
+        let arm = |label: &str, method, sets: &[&str], expect| Arm {
+            label: label.to_string(),
             method,
             sets: sets.iter().map(|s| s.to_string()).collect(),
-            collapses,
+            expect,
         };
         match self {
             Experiment::Negatives => vec![
-                arm("simclr", MethodName::Simclr, &[], false),
+                arm("simclr", MethodName::Simclr, &[], Healthy),
                 arm(
                     "simclr positives only",
                     MethodName::Simclr,
                     &["method.negatives=false"],
-                    true,
+                    Collapse,
                 ),
-                arm("simsiam", MethodName::Simsiam, &[], false),
+                arm("simsiam", MethodName::Simsiam, &[], Healthy),
                 arm(
                     "simsiam no stop-gradient",
                     MethodName::Simsiam,
                     &["method.stop_gradient=false"],
-                    true,
+                    Collapse,
+                ),
+            ],
+            Experiment::Ablations => vec![
+                arm("simsiam", MethodName::Simsiam, &[], Healthy),
+                arm(
+                    "simsiam no stop-gradient",
+                    MethodName::Simsiam,
+                    &["method.stop_gradient=false"],
+                    Collapse,
+                ),
+                arm(
+                    "simsiam no predictor",
+                    MethodName::Simsiam,
+                    &["method.predictor=[]"],
+                    Collapse,
+                ),
+                arm("byol", MethodName::Byol, &[], Healthy),
+                arm(
+                    "byol no predictor",
+                    MethodName::Byol,
+                    &["method.predictor=[]"],
+                    Collapse,
+                ),
+                arm(
+                    "byol no batchnorm",
+                    MethodName::Byol,
+                    &["method.head_bn=false"],
+                    Open,
                 ),
             ],
             Experiment::Dimensional => vec![
-                arm("byol", MethodName::Byol, &[], false),
-                arm("simsiam", MethodName::Simsiam, &[], false),
-                arm("barlow-twins", MethodName::BarlowTwins, &[], false),
-                arm("vicreg", MethodName::Vicreg, &[], false),
+                arm("byol", MethodName::Byol, &[], Healthy),
+                arm("simsiam", MethodName::Simsiam, &[], Healthy),
+                arm("barlow-twins", MethodName::BarlowTwins, &[], Healthy),
+                arm("vicreg", MethodName::Vicreg, &[], Healthy),
             ],
+            Experiment::BatchSize => {
+                let sweep: &[(&'static str, MethodName, &[usize])] = &[
+                    ("simclr", MethodName::Simclr, &[32, 128, 512]),
+                    ("moco-v2", MethodName::MocoV2, &[32, 128]),
+                    ("byol", MethodName::Byol, &[32, 128, 512]),
+                    ("simsiam", MethodName::Simsiam, &[32, 128, 512]),
+                ];
+                sweep
+                    .iter()
+                    .flat_map(|&(name, method, batches)| {
+                        batches.iter().map(move |&b| Arm {
+                            label: format!("{name} b{b}"),
+                            method,
+                            sets: vec![format!("train.batch_size={b}")],
+                            expect: Open,
+                        })
+                    })
+                    .collect()
+            }
         }
     }
+
+    /// Whether its runs are evaluated (kNN, linear probe) after training.
+    fn evaluates(self) -> bool {
+        self == Experiment::BatchSize
+    }
+}
+
+/// What the claim says of an arm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expect {
+    Healthy,
+    Collapse,
+    /// The experiment asks.
+    Open,
 }
 
 /// One variant of a shipped recipe.
 #[derive(Clone, Debug, Serialize)]
 pub struct Arm {
-    pub label: &'static str,
+    pub label: String,
     pub method: MethodName,
     /// Recipe changes, as `--set` would give them.
     pub sets: Vec<String>,
-    /// Whether the claim says it collapses.
-    pub collapses: bool,
+    pub expect: Expect,
 }
 
 /// How an experiment runs.
@@ -123,6 +204,9 @@ pub struct ArmRun {
     pub dim: usize,
     /// Eigenvalues of the embeddings' covariance, largest first, over the largest.
     pub spectrum: Vec<f64>,
+    /// kNN top-1 of the trained and the random-init encoder, when evaluated.
+    pub knn: Option<f64>,
+    pub random_init_knn: Option<f64>,
     pub seconds: f64,
 }
 
@@ -152,16 +236,23 @@ pub fn run_experiment(
     let mut runs = Vec::new();
     for arm in &arms {
         for &seed in &options.seeds {
-            started(runs.len(), total, arm.label, seed);
-            runs.push(run_arm(arm, seed, options, observer)?);
+            started(runs.len(), total, &arm.label, seed);
+            runs.push(run_arm(
+                arm,
+                seed,
+                experiment.evaluates(),
+                options,
+                observer,
+            )?);
         }
     }
     let (reproduced, verdict) = judge(experiment, &arms, &runs);
     let table = options.out.join("table.md");
     write_atomic(&table, table_md(experiment, &runs, &verdict).as_bytes())?;
     let plot = match experiment {
-        Experiment::Negatives => options.out.join("std.png"),
+        Experiment::Negatives | Experiment::Ablations => options.out.join("std.png"),
         Experiment::Dimensional => options.out.join("spectra.png"),
+        Experiment::BatchSize => options.out.join("knn.png"),
     };
     chart(experiment, &arms, &runs).write(&plot)?;
     let report = LabReport {
@@ -181,6 +272,7 @@ pub fn run_experiment(
 fn run_arm(
     arm: &Arm,
     seed: u64,
+    evaluate: bool,
     options: &LabOptions,
     observer: &mut dyn Observer,
 ) -> Result<ArmRun> {
@@ -212,14 +304,14 @@ fn run_arm(
     let report = pretrain(
         &recipe,
         &TrainOptions::new(&dir),
-        false,
+        evaluate,
         &mut record,
         |_| {},
     )?;
     let d = &report.diagnose;
     let top = d.singular_values.first().copied().unwrap_or(0.0).max(1e-30);
     Ok(ArmRun {
-        arm: arm.label.to_string(),
+        arm: arm.label.clone(),
         seed,
         dir,
         steps: report.train.steps,
@@ -233,6 +325,11 @@ fn run_arm(
         effective_rank: d.effective_rank,
         dim: d.dim,
         spectrum: d.singular_values.iter().map(|v| v / top).collect(),
+        knn: report.eval.as_ref().map(|e| e.knn_top1),
+        random_init_knn: report
+            .eval
+            .as_ref()
+            .map(|e| e.baselines.random_init.knn_top1),
         seconds: report.train.seconds,
     })
 }
@@ -250,82 +347,161 @@ fn mean_std(values: &[f64]) -> (f64, f64) {
 
 fn judge(experiment: Experiment, arms: &[Arm], runs: &[ArmRun]) -> (bool, String) {
     match experiment {
-        Experiment::Negatives => {
-            let collapsed = |r: &ArmRun| r.verdict == Verdict::CompleteCollapse;
-            let mut failures = Vec::new();
-            let mut steps = Vec::new();
-            for arm in arms {
-                for r in of(runs, arm.label) {
-                    if arm.collapses != collapsed(r) {
-                        failures.push(format!(
-                            "{} at seed {} ended {} (std ratio {:.3})",
-                            arm.label,
-                            r.seed,
-                            r.verdict.as_str(),
-                            r.std_ratio
-                        ));
-                    }
-                    if arm.collapses {
-                        steps.extend(r.collapse_step);
-                    }
-                }
-            }
-            let seeds = runs
-                .iter()
-                .map(|r| r.seed)
-                .collect::<std::collections::BTreeSet<_>>();
-            if failures.is_empty() {
-                let (lo, hi) = (steps.iter().min(), steps.iter().max());
-                let when = match (lo, hi) {
-                    (Some(lo), Some(hi)) => {
-                        format!(", the batch std below a tenth of healthy by step {lo}–{hi}")
-                    }
-                    _ => String::new(),
-                };
-                (
-                    true,
-                    format!(
-                        "reproduced: without negatives and without stop-gradient every run collapsed completely{when}; the shipped SimCLR and SimSiam stayed healthy (seeds {seeds:?})"
-                    ),
-                )
-            } else {
-                (
-                    false,
-                    format!("not reproduced at this scale: {}", failures.join("; ")),
-                )
-            }
-        }
-        Experiment::Dimensional => {
-            let ranks = |label: &str| -> (f64, f64) {
-                let fractions: Vec<f64> = of(runs, label)
-                    .map(|r| r.effective_rank / r.dim as f64)
-                    .collect();
-                mean_std(&fractions)
-            };
-            let decorrelating = ["barlow-twins", "vicreg"].map(ranks);
-            let others = ["byol", "simsiam"].map(ranks);
-            let worst = decorrelating
-                .iter()
-                .map(|r| r.0)
-                .fold(f64::INFINITY, f64::min);
-            let best = others.iter().map(|r| r.0).fold(0.0, f64::max);
-            let line = format!(
-                "effective rank / dimension: Barlow Twins {:.2} ± {:.2}, VICReg {:.2} ± {:.2}; BYOL {:.2} ± {:.2}, SimSiam {:.2} ± {:.2}",
-                decorrelating[0].0,
-                decorrelating[0].1,
-                decorrelating[1].0,
-                decorrelating[1].1,
-                others[0].0,
-                others[0].1,
-                others[1].0,
-                others[1].1
+        Experiment::Negatives | Experiment::Ablations => judge_collapse(experiment, arms, runs),
+        Experiment::Dimensional => judge_rank(runs),
+        Experiment::BatchSize => judge_batch(runs),
+    }
+}
+
+/// Every arm the claim says collapses did, at every seed, and every healthy one did not: for
+/// `negatives` completely, for the ablations completely or dimensionally.
+fn judge_collapse(experiment: Experiment, arms: &[Arm], runs: &[ArmRun]) -> (bool, String) {
+    let collapsed = |r: &ArmRun| match experiment {
+        Experiment::Negatives => r.verdict == Verdict::CompleteCollapse,
+        _ => r.verdict != Verdict::Healthy,
+    };
+    let mut failures = Vec::new();
+    let mut open = Vec::new();
+    let mut steps = Vec::new();
+    for arm in arms {
+        for r in of(runs, &arm.label) {
+            let ended = format!(
+                "{} at seed {} ended {} (std ratio {:.3}, effective rank {:.1})",
+                arm.label,
+                r.seed,
+                r.verdict.as_str(),
+                r.std_ratio,
+                r.effective_rank
             );
-            if worst > best {
-                (true, format!("reproduced: {line}"))
-            } else {
-                (false, format!("not reproduced at this scale: {line}"))
+            match arm.expect {
+                Expect::Open => open.push(ended),
+                Expect::Collapse if !collapsed(r) => failures.push(ended),
+                Expect::Healthy if collapsed(r) => failures.push(ended),
+                Expect::Collapse => steps.extend(r.collapse_step),
+                Expect::Healthy => {}
             }
         }
+    }
+    let seeds: std::collections::BTreeSet<u64> = runs.iter().map(|r| r.seed).collect();
+    let asked = if open.is_empty() {
+        String::new()
+    } else {
+        format!("; asked: {}", open.join("; "))
+    };
+    if failures.is_empty() {
+        let when = match (steps.iter().min(), steps.iter().max()) {
+            (Some(lo), Some(hi)) => {
+                format!(" (the batch std below a tenth of healthy by step {lo}–{hi})")
+            }
+            _ => String::new(),
+        };
+        (
+            true,
+            format!(
+                "reproduced at seeds {seeds:?}: every arm expected to collapse did{when}, every healthy one stayed healthy{asked}"
+            ),
+        )
+    } else {
+        (
+            false,
+            format!(
+                "not reproduced at this scale: {}{asked}",
+                failures.join("; ")
+            ),
+        )
+    }
+}
+
+fn judge_rank(runs: &[ArmRun]) -> (bool, String) {
+    let ranks = |label: &str| -> (f64, f64) {
+        let fractions: Vec<f64> = of(runs, label)
+            .map(|r| r.effective_rank / r.dim as f64)
+            .collect();
+        mean_std(&fractions)
+    };
+    let decorrelating = ["barlow-twins", "vicreg"].map(ranks);
+    let others = ["byol", "simsiam"].map(ranks);
+    let worst = decorrelating
+        .iter()
+        .map(|r| r.0)
+        .fold(f64::INFINITY, f64::min);
+    let best = others.iter().map(|r| r.0).fold(0.0, f64::max);
+    let line = format!(
+        "effective rank / dimension: Barlow Twins {:.2} ± {:.2}, VICReg {:.2} ± {:.2}; BYOL {:.2} ± {:.2}, SimSiam {:.2} ± {:.2}",
+        decorrelating[0].0,
+        decorrelating[0].1,
+        decorrelating[1].0,
+        decorrelating[1].1,
+        others[0].0,
+        others[0].1,
+        others[1].0,
+        others[1].1
+    );
+    if worst > best {
+        (true, format!("reproduced: {line}"))
+    } else {
+        (false, format!("not reproduced at this scale: {line}"))
+    }
+}
+
+/// Mean kNN (± std over seeds) of each `method b<batch>` arm.
+fn knn_by_batch(runs: &[ArmRun], method: &str) -> Vec<(usize, f64, f64)> {
+    let mut batches: Vec<usize> = runs
+        .iter()
+        .filter_map(|r| {
+            let (m, b) = r.arm.rsplit_once(" b")?;
+            (m == method).then(|| b.parse().ok()).flatten()
+        })
+        .collect();
+    batches.sort_unstable();
+    batches.dedup();
+    batches
+        .into_iter()
+        .map(|b| {
+            let label = format!("{method} b{b}");
+            let knn: Vec<f64> = of(runs, &label).filter_map(|r| r.knn).collect();
+            let (mean, std) = mean_std(&knn);
+            (b, mean, std)
+        })
+        .collect()
+}
+
+fn judge_batch(runs: &[ArmRun]) -> (bool, String) {
+    let describe = |method: &str| {
+        knn_by_batch(runs, method)
+            .iter()
+            .map(|(b, m, s)| format!("b{b} {m:.3} ± {s:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    // The change in kNN from the smallest batch to the largest, and its noise.
+    let gain = |method: &str| {
+        let rows = knn_by_batch(runs, method);
+        match (rows.first(), rows.last()) {
+            (Some(lo), Some(hi)) => (hi.1 - lo.1, (lo.2.powi(2) + hi.2.powi(2)).sqrt()),
+            _ => (0.0, 0.0),
+        }
+    };
+    let (simclr, noise) = gain("simclr");
+    let (byol, _) = gain("byol");
+    let (simsiam, _) = gain("simsiam");
+    let small = |method: &str| knn_by_batch(runs, method).first().map_or(0.0, |r| r.1);
+    let queue_helps = small("moco-v2") > small("simclr");
+    let reproduced = simclr > noise && simclr > byol && simclr > simsiam && queue_helps;
+    let line = format!(
+        "kNN by batch at equal epochs — SimCLR: {}; MoCo v2: {}; BYOL: {}; SimSiam: {} (smallest → largest batch: SimCLR {:+.1}, BYOL {:+.1}, SimSiam {:+.1} points)",
+        describe("simclr"),
+        describe("moco-v2"),
+        describe("byol"),
+        describe("simsiam"),
+        100.0 * simclr,
+        100.0 * byol,
+        100.0 * simsiam
+    );
+    if reproduced {
+        (true, format!("reproduced: {line}"))
+    } else {
+        (false, format!("not reproduced at this scale: {line}"))
     }
 }
 
@@ -335,11 +511,11 @@ fn table_md(experiment: Experiment, runs: &[ArmRun], verdict: &str) -> String {
         experiment.name(),
         experiment.claim()
     );
-    s += "| arm | seed | steps | collapse step | verdict | std / healthy | effective rank | train s |\n";
-    s += "|---|---:|---:|---:|---|---:|---:|---:|\n";
+    s += "| arm | seed | steps | collapse step | verdict | std / healthy | effective rank | kNN (random init) | train s |\n";
+    s += "|---|---:|---:|---:|---|---:|---:|---:|---:|\n";
     for r in runs {
         s += &format!(
-            "| {} | {} | {} | {} | {} | {:.3} | {:.1} / {} | {:.0} |\n",
+            "| {} | {} | {} | {} | {} | {:.3} | {:.1} / {} | {} | {:.0} |\n",
             r.arm,
             r.seed,
             r.steps,
@@ -348,6 +524,10 @@ fn table_md(experiment: Experiment, runs: &[ArmRun], verdict: &str) -> String {
             r.std_ratio,
             r.effective_rank,
             r.dim,
+            match (r.knn, r.random_init_knn) {
+                (Some(k), Some(b)) => format!("{k:.3} ({b:.3})"),
+                _ => "—".into(),
+            },
             r.seconds
         );
     }
@@ -356,22 +536,22 @@ fn table_md(experiment: Experiment, runs: &[ArmRun], verdict: &str) -> String {
 }
 
 fn chart(experiment: Experiment, arms: &[Arm], runs: &[ArmRun]) -> Chart {
+    if experiment == Experiment::BatchSize {
+        return batch_chart(runs);
+    }
     let series = arms
         .iter()
         .enumerate()
         .flat_map(|(i, arm)| {
-            of(runs, arm.label).enumerate().map(move |(k, r)| Series {
+            of(runs, &arm.label).enumerate().map(move |(k, r)| Series {
                 // One legend entry per arm; its seeds share the colour.
                 label: if k == 0 {
-                    arm.label.to_string()
+                    arm.label.clone()
                 } else {
                     String::new()
                 },
                 color: PALETTE[i % PALETTE.len()],
                 points: match experiment {
-                    Experiment::Negatives => {
-                        r.std_curve.iter().map(|(s, v)| (*s as f64, *v)).collect()
-                    }
                     // Index over the dimension, so embeddings of different widths overlay.
                     Experiment::Dimensional => r
                         .spectrum
@@ -379,20 +559,12 @@ fn chart(experiment: Experiment, arms: &[Arm], runs: &[ArmRun]) -> Chart {
                         .enumerate()
                         .map(|(j, v)| ((j + 1) as f64 / r.dim as f64, v.max(1e-12)))
                         .collect(),
+                    _ => r.std_curve.iter().map(|(s, v)| (*s as f64, *v)).collect(),
                 },
             })
         })
         .collect();
     match experiment {
-        Experiment::Negatives => Chart {
-            title: "EMBEDDING STD / HEALTHY 1/SQRT(D) PER STEP".into(),
-            x_label: "STEP".into(),
-            y_label: "STD RATIO".into(),
-            log_y: true,
-            series,
-            threshold: Some((COMPLETE_COLLAPSE_STD_RATIO, "COMPLETE COLLAPSE".into())),
-            note: "EACH LINE ONE SEED".into(),
-        },
         Experiment::Dimensional => Chart {
             title: "COVARIANCE SPECTRUM OF THE EMBEDDINGS (2000 HELD-OUT IMAGES)".into(),
             x_label: "INDEX / DIMENSION".into(),
@@ -402,6 +574,40 @@ fn chart(experiment: Experiment, arms: &[Arm], runs: &[ArmRun]) -> Chart {
             threshold: None,
             note: "EACH LINE ONE SEED".into(),
         },
+        _ => Chart {
+            title: "EMBEDDING STD / HEALTHY 1/SQRT(D) PER STEP".into(),
+            x_label: "STEP".into(),
+            y_label: "STD RATIO".into(),
+            log_y: true,
+            series,
+            threshold: Some((COMPLETE_COLLAPSE_STD_RATIO, "COMPLETE COLLAPSE".into())),
+            note: "EACH LINE ONE SEED".into(),
+        },
+    }
+}
+
+/// Mean kNN against log2 of the batch, a line per method.
+fn batch_chart(runs: &[ArmRun]) -> Chart {
+    let series = ["simclr", "moco-v2", "byol", "simsiam"]
+        .iter()
+        .enumerate()
+        .map(|(i, method)| Series {
+            label: method.to_string(),
+            color: PALETTE[i],
+            points: knn_by_batch(runs, method)
+                .iter()
+                .map(|(b, mean, _)| ((*b as f64).log2(), *mean))
+                .collect(),
+        })
+        .collect();
+    Chart {
+        title: "KNN TOP-1 AGAINST BATCH SIZE AT EQUAL EPOCHS".into(),
+        x_label: "LOG2 BATCH SIZE".into(),
+        y_label: "KNN TOP-1".into(),
+        log_y: false,
+        series,
+        threshold: None,
+        note: "MEAN OVER SEEDS".into(),
     }
 }
 

@@ -55,11 +55,17 @@ impl Branch {
     }
 }
 
-/// A predictor MLP from the projector's output through `predictor` (hidden, output).
-pub fn predictor(projector: &[usize], predictor: &[usize], device: &Device) -> Mlp {
+/// A predictor MLP from the projector's output through `predictor` (hidden, output), shaped by
+/// `head`; an empty `predictor` is no predictor at all (an ablation).
+pub fn predictor(
+    projector: &[usize],
+    predictor: &[usize],
+    head: impl FnOnce(MlpConfig) -> MlpConfig,
+    device: &Device,
+) -> Mlp {
     let mut dims = vec![*projector.last().expect("validated non-empty")];
     dims.extend(predictor);
-    MlpConfig::new(dims).init(device)
+    head(MlpConfig::new(dims)).init(device)
 }
 
 /// `method.projector` needs at least one positive width.
@@ -73,8 +79,14 @@ pub fn check_projector(projector: &[usize]) -> Result<(), String> {
 /// `method.predictor` maps the projector's output back to its width.
 pub fn check_predictor(projector: &[usize], predictor: &[usize]) -> Result<(), String> {
     check_projector(projector)?;
+    if predictor.is_empty() {
+        return Ok(());
+    }
     if predictor.len() < 2 || predictor.contains(&0) {
-        return Err("method.predictor needs [hidden, output] positive widths".into());
+        return Err(
+            "method.predictor needs [hidden, output] positive widths, or [] for none (an ablation)"
+                .into(),
+        );
     }
     if predictor.last() != projector.last() {
         return Err(format!(

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::augment::AugmentConfig;
 use crate::loss::byol_regression;
-use crate::nn::{Backbone, Mlp, ModelConfig};
+use crate::nn::{Backbone, Mlp, MlpConfig, ModelConfig};
 use crate::teacher::{copy_into, cosine_momentum, ema_update};
 
 /// `[method]` settings of `byol`.
@@ -24,6 +24,9 @@ pub struct ByolConfig {
     pub predictor: Vec<usize>,
     /// Base EMA momentum τ_base of the target, raised to 1 with a cosine.
     pub base_momentum: f64,
+    /// BatchNorm in the projector's and predictor's hidden layers (`false`: an ablation of the
+    /// "BatchNorm is secretly contrastive" hypothesis).
+    pub head_bn: bool,
 }
 
 impl Default for ByolConfig {
@@ -32,6 +35,7 @@ impl Default for ByolConfig {
             projector: vec![512, 512, 512],
             predictor: vec![128, 512],
             base_momentum: 0.99,
+            head_bn: true,
         }
     }
 }
@@ -67,16 +71,23 @@ impl Method for Byol {
         }
     }
 
-    fn collapse_hint(_config: &ByolConfig) -> &'static str {
+    fn collapse_hint(config: &ByolConfig) -> &'static str {
+        if config.predictor.is_empty() {
+            return "BYOL without its predictor collapses: give method.predictor its widths back (e.g. [512, 128]).";
+        }
+        if !config.head_bn {
+            return "method.head_bn = false takes BatchNorm out of the heads; set it back to true.";
+        }
         "Check method.base_momentum (too low lets the target chase the online network) and the learning rate."
     }
 
     fn init(config: &ByolConfig, build: &Build) -> crate::error::Result<Self> {
-        let online = Branch::new(build, &config.projector, |h| h);
-        let target = copy_into(Branch::new(build, &config.projector, |h| h), &online);
+        let bn = |h: MlpConfig| h.with_hidden_bn(config.head_bn);
+        let online = Branch::new(build, &config.projector, bn);
+        let target = copy_into(Branch::new(build, &config.projector, bn), &online);
         Ok(Byol {
             online,
-            predictor: predictor(&config.projector, &config.predictor, build.device),
+            predictor: predictor(&config.projector, &config.predictor, bn, build.device),
             target,
             base_momentum: config.base_momentum,
         })
@@ -110,7 +121,9 @@ impl Method for Byol {
 
     fn step_cost(&self, sides: &[usize], _batch: usize) -> StepCost {
         let mut online = self.online.stages(sides[0]);
-        online.push(super::head_stage("predictor", &self.predictor));
+        if self.predictor.out_dim() > 0 {
+            online.push(super::head_stage("predictor", &self.predictor));
+        }
         StepCost {
             passes: vec![
                 Pass::trained("online: encoder + projector + predictor", 2, online),

@@ -91,7 +91,7 @@ impl Method for MocoV3 {
         let key = copy_into(Branch::new(build, &config.projector, head), &online);
         Ok(MocoV3 {
             online,
-            predictor: predictor(&config.projector, &config.predictor, build.device),
+            predictor: predictor(&config.projector, &config.predictor, |h| h, build.device),
             key,
             temperature: config.temperature,
             base_momentum: config.base_momentum,
@@ -126,7 +126,9 @@ impl Method for MocoV3 {
 
     fn step_cost(&self, sides: &[usize], batch: usize) -> StepCost {
         let mut online = self.online.stages(sides[0]);
-        online.push(super::head_stage("predictor", &self.predictor));
+        if self.predictor.out_dim() > 0 {
+            online.push(super::head_stage("predictor", &self.predictor));
+        }
         let b = batch as u64;
         StepCost {
             passes: vec![

@@ -70,7 +70,9 @@ impl Method for SimSiam {
     }
 
     fn collapse_hint(config: &SimSiamConfig) -> &'static str {
-        if config.stop_gradient {
+        if config.predictor.is_empty() {
+            "SimSiam without its predictor collapses: give method.predictor its widths back (e.g. [128, 512])."
+        } else if config.stop_gradient {
             "Check that the predictor is present and the learning rate is not too high."
         } else {
             "SimSiam without stop-gradient collapses by design: set method.stop_gradient=true."
@@ -80,7 +82,7 @@ impl Method for SimSiam {
     fn init(config: &SimSiamConfig, build: &Build) -> crate::error::Result<Self> {
         Ok(SimSiam {
             online: Branch::new(build, &config.projector, |h| h.with_output_bn(true)),
-            predictor: predictor(&config.projector, &config.predictor, build.device),
+            predictor: predictor(&config.projector, &config.predictor, |h| h, build.device),
             stop_gradient: config.stop_gradient,
             fix_predictor_lr: config.fix_predictor_lr,
         })
@@ -111,7 +113,9 @@ impl Method for SimSiam {
 
     fn step_cost(&self, sides: &[usize], _batch: usize) -> StepCost {
         let mut online = self.online.stages(sides[0]);
-        online.push(super::head_stage("predictor", &self.predictor));
+        if self.predictor.out_dim() > 0 {
+            online.push(super::head_stage("predictor", &self.predictor));
+        }
         StepCost {
             passes: vec![Pass::trained("encoder + projector + predictor", 2, online)],
             loss: 0,
