@@ -265,3 +265,35 @@ fn every_photo_recipe_resolves_and_plans() {
     }
     assert!(planned >= 5);
 }
+
+#[test]
+fn ablation_switches_change_the_networks() {
+    let stages = |sets: &[&str]| -> Vec<String> {
+        let mut args = vec!["plan", "--method", "byol", "--json"];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        let out = json(&run(&args));
+        out["plan"]["passes"][0]["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(stages(&[]).contains(&"predictor".to_string()));
+    assert!(!stages(&["method.predictor=[]"]).contains(&"predictor".to_string()));
+    // Without BatchNorm the heads' linear layers carry biases instead: more parameters.
+    let params = |sets: &[&str]| {
+        let mut args = vec!["plan", "--method", "byol", "--json"];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        json(&run(&args))["plan"]["params"]["trained"].as_u64().unwrap()
+    };
+    assert_ne!(params(&["method.head_bn=false"]), params(&[]));
+    assert_clean_error(
+        &run(&["plan", "--method", "byol", "--set", "method.predictor=[7]"]),
+        "method.predictor",
+    );
+}
