@@ -29,7 +29,7 @@ use tables::{diagnose_table, eval_table, finetune_table, methods_table};
     name = "selfsup",
     version,
     about = "Self-supervised pretraining of vision encoders: train, evaluate, diagnose collapse.",
-    after_help = "Quick start (bundled Fashion-MNIST subset):\n  selfsup train --method byol --out runs/byol\n  selfsup eval --run runs/byol\n  selfsup diagnose --run runs/byol"
+    after_help = "Quick start (bundled Fashion-MNIST subset):\n  selfsup train --method simclr --out runs/simclr\n  selfsup eval --run runs/simclr\n  selfsup diagnose --run runs/simclr"
 )]
 pub struct Cli {
     #[command(subcommand)]
