@@ -12,10 +12,7 @@ fn train(method: &str, epochs: &str) -> serde_json::Value {
     train_quick(method, &out_dir, epochs, "5", &[])
 }
 
-/// `epochs` of training must put the method clear of random init. Barlow Twins gets four: its
-/// margin over random init grows slowly and varies with the seed (kNN points, seeds 5 / 1 / 2,
-/// AVX2 EPYC: four epochs +4.8 / +6.0 / +3.7 with this code, six +6.7 at seed 5; an older
-/// version gave two −3.4 / +5.9 / +3.5).
+/// `epochs` of training must put the method clear of random init on kNN.
 fn assert_beats_random_init(method: &str, epochs: &str) {
     let summary = train(method, epochs);
     assert!(knn_margin(&summary) > 0.01, "{method}: {}", summary["eval"]);
@@ -75,9 +72,25 @@ fn moco_v3_learns() {
     assert_beats_random_init("moco-v3", "2");
 }
 
+/// Barlow Twins' kNN margin grows slowly and depends on the CPU as much as on the seed: after four
+/// epochs +4.8 / +6.0 / +3.7 points at seeds 5 / 1 / 2 on an AVX2-only EPYC (six epochs: +6.7 at
+/// seed 5), but +0.5 at seed 5 on an AVX-512 Xeon (kNN 0.691 vs 0.686),
+/// whose kernels round differently; the linear probe is clearly ahead there (0.741 vs 0.699). So
+/// the test asks for a kNN win of any size and a linear-probe win of two points.
 #[test]
 fn barlow_twins_learns() {
-    assert_beats_random_init("barlow-twins", "4");
+    let summary = train("barlow-twins", "4");
+    let eval = &summary["eval"];
+    let linear_margin = eval["linear_top1"].as_f64().unwrap()
+        - eval["baselines"]["random_init"]["linear_top1"]
+            .as_f64()
+            .unwrap();
+    assert!(knn_margin(&summary) > 0.0, "{eval}");
+    assert!(linear_margin > 0.02, "{eval}");
+    assert!(
+        summary["train"]["collapse_warning_step"].is_null(),
+        "{summary}"
+    );
 }
 
 #[test]

@@ -289,7 +289,9 @@ fn ablation_switches_change_the_networks() {
         for s in sets {
             args.extend(["--set", s]);
         }
-        json(&run(&args))["plan"]["params"]["trained"].as_u64().unwrap()
+        json(&run(&args))["plan"]["params"]["trained"]
+            .as_u64()
+            .unwrap()
     };
     assert_ne!(params(&["method.head_bn=false"]), params(&[]));
     assert_clean_error(

@@ -74,51 +74,57 @@ impl Experiment {
             sets: sets.iter().map(|s| s.to_string()).collect(),
             expect,
         };
+        // SimSiam, and SimSiam without the stop-gradient that keeps it from collapsing.
+        let simsiam_pair = || {
+            vec![
+                arm("simsiam", MethodName::Simsiam, &[], Healthy),
+                arm(
+                    "simsiam no stop-gradient",
+                    MethodName::Simsiam,
+                    &["method.stop_gradient=false"],
+                    Collapse,
+                ),
+            ]
+        };
         match self {
-            Experiment::Negatives => vec![
-                arm("simclr", MethodName::Simclr, &[], Healthy),
-                arm(
-                    "simclr positives only",
-                    MethodName::Simclr,
-                    &["method.negatives=false"],
-                    Collapse,
-                ),
-                arm("simsiam", MethodName::Simsiam, &[], Healthy),
-                arm(
-                    "simsiam no stop-gradient",
-                    MethodName::Simsiam,
-                    &["method.stop_gradient=false"],
-                    Collapse,
-                ),
-            ],
-            Experiment::Ablations => vec![
-                arm("simsiam", MethodName::Simsiam, &[], Healthy),
-                arm(
-                    "simsiam no stop-gradient",
-                    MethodName::Simsiam,
-                    &["method.stop_gradient=false"],
-                    Collapse,
-                ),
-                arm(
-                    "simsiam no predictor",
-                    MethodName::Simsiam,
-                    &["method.predictor=[]"],
-                    Collapse,
-                ),
-                arm("byol", MethodName::Byol, &[], Healthy),
-                arm(
-                    "byol no predictor",
-                    MethodName::Byol,
-                    &["method.predictor=[]"],
-                    Collapse,
-                ),
-                arm(
-                    "byol no batchnorm",
-                    MethodName::Byol,
-                    &["method.head_bn=false"],
-                    Open,
-                ),
-            ],
+            Experiment::Negatives => {
+                let mut arms = vec![
+                    arm("simclr", MethodName::Simclr, &[], Healthy),
+                    arm(
+                        "simclr positives only",
+                        MethodName::Simclr,
+                        &["method.negatives=false"],
+                        Collapse,
+                    ),
+                ];
+                arms.extend(simsiam_pair());
+                arms
+            }
+            Experiment::Ablations => {
+                let mut arms = simsiam_pair();
+                arms.extend([
+                    arm(
+                        "simsiam no predictor",
+                        MethodName::Simsiam,
+                        &["method.predictor=[]"],
+                        Collapse,
+                    ),
+                    arm("byol", MethodName::Byol, &[], Healthy),
+                    arm(
+                        "byol no predictor",
+                        MethodName::Byol,
+                        &["method.predictor=[]"],
+                        Collapse,
+                    ),
+                    arm(
+                        "byol no batchnorm",
+                        MethodName::Byol,
+                        &["method.head_bn=false"],
+                        Open,
+                    ),
+                ]);
+                arms
+            }
             Experiment::Dimensional => vec![
                 arm("byol", MethodName::Byol, &[], Healthy),
                 arm("simsiam", MethodName::Simsiam, &[], Healthy),

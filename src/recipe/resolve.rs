@@ -371,7 +371,7 @@ mod tests {
             .to_string();
         assert!(
             err.contains("unknown key 'method.lambda'")
-                && err.contains("base_momentum, name, predictor, projector"),
+                && err.contains("base_momentum, head_bn, name, predictor, projector"),
             "{err}"
         );
     }
