@@ -2,7 +2,9 @@
 
 use selfsup::allocator::MemoryMeter;
 use selfsup::error::{Error, Result};
-use selfsup::lab::plan::{Measured, Plan, default_shape, measure, plan, plan_recipe};
+use selfsup::lab::plan::{
+    Measured, Plan, default_shape, measure, plan, plan_recipe, published_arch,
+};
 use selfsup::method::MethodName;
 use selfsup::nn::backbone::ImageShape;
 use selfsup::nn::cost::total;
@@ -10,28 +12,6 @@ use selfsup::recipe::Overrides;
 
 use super::args::PlanArgs;
 use super::print_json;
-
-/// The recipe's keys a published architecture fixes, unless `--set` gives them.
-fn arch_sets(arch: &str, side: Option<usize>, sets: &[String]) -> Vec<String> {
-    let given = |key: &str| sets.iter().any(|s| s.starts_with(&format!("{key}=")));
-    let mut out = vec![format!("model.arch=\"{arch}\"")];
-    let large = side.is_some_and(|s| s >= 64);
-    if arch.starts_with("resnet") {
-        if !given("model.width") {
-            out.push("model.width=64".into());
-        }
-        if large && !given("model.stem") {
-            out.push("model.stem=\"imagenet\"".into());
-        }
-    } else {
-        // The preset's own sizes, not a recipe's explicit ones.
-        out.extend(["model.embed_dim=0", "model.depth=0", "model.heads=0"].map(String::from));
-        if large && !given("model.patch_size") {
-            out.push("model.patch_size=16".into());
-        }
-    }
-    out
-}
 
 pub(super) fn gib(bytes: u64) -> String {
     let b = bytes as f64;
@@ -69,7 +49,8 @@ pub fn plan_command(args: PlanArgs, meter: &dyn MemoryMeter) -> Result<()> {
     }
     let mut sets = Vec::new();
     if let Some(arch) = &args.arch {
-        sets.extend(arch_sets(arch, args.image_size, &args.sets));
+        let large = args.image_size.is_some_and(|s| s >= 64);
+        sets.extend(published_arch(arch, large));
     }
     if let Some(k) = args.queue {
         sets.push(format!("method.queue_size={k}"));

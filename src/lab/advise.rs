@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::plan::{Plan, default_shape, plan, plan_recipe};
+use super::plan::{Plan, default_shape, plan, plan_recipe, published_arch};
 use crate::error::Result;
 use crate::method::MethodName;
 use crate::nn::backbone::ImageShape;
@@ -323,32 +323,28 @@ fn recommend(p: &Profile, needs: &Needs, runs: &[RunResult]) -> Result<Recommend
         BackboneKind::Cnn => false,
         BackboneKind::Any => p.vit_only || shipped_vit,
     };
-    let sets: &[&str] = match (large, vit, shipped_vit) {
-        (true, true, _) => &[
-            "model.arch=vit-small",
-            "model.patch_size=16",
-            "model.embed_dim=0",
-            "model.depth=0",
-            "model.heads=0",
-        ],
-        (true, false, _) => &[
-            "model.arch=resnet50",
-            "model.width=64",
-            "model.stem=imagenet",
-        ],
-        (false, true, false) => &[
+    // Small images keep the shipped recipes' small networks (swapped to the other kind when the
+    // need asks for it); large ones get the published networks.
+    let sets: Vec<String> = match (large, vit, shipped_vit) {
+        (true, true, _) => published_arch("vit-small", true),
+        (true, false, _) => published_arch("resnet50", true),
+        (false, true, false) => [
             "model.arch=vit-tiny",
             "model.embed_dim=0",
             "model.depth=0",
             "model.heads=0",
             "model.patch_size=4",
             "data.image_size=32",
-        ],
-        (false, false, true) => &["model.arch=resnet18", "model.width=8", "model.stem=small"],
-        (false, _, _) => &[],
+        ]
+        .map(String::from)
+        .to_vec(),
+        (false, false, true) => ["model.arch=resnet18", "model.width=8", "model.stem=small"]
+            .map(String::from)
+            .to_vec(),
+        (false, _, _) => Vec::new(),
     };
     let overrides = Overrides {
-        sets: sets.iter().map(|s| s.to_string()).collect(),
+        sets: sets.clone(),
         ..base
     };
     let mut plan_command = format!(

@@ -149,6 +149,25 @@ pub fn plan_recipe(overrides: &Overrides, side: Option<usize>) -> Result<Recipe>
     Recipe::resolve(&sized)
 }
 
+/// The recipe values that build `arch` as published: a ResNet at width 64 (with the ImageNet
+/// stem for `large` images), a ViT preset at its own sizes (with 16-px patches for `large`
+/// images). Later `--set` values still win.
+pub fn published_arch(arch: &str, large: bool) -> Vec<String> {
+    let mut sets = vec![format!("model.arch={arch}")];
+    if arch.starts_with("resnet") {
+        sets.push("model.width=64".into());
+        if large {
+            sets.push("model.stem=imagenet".into());
+        }
+    } else {
+        sets.extend(["model.embed_dim=0", "model.depth=0", "model.heads=0"].map(String::from));
+        if large {
+            sets.push("model.patch_size=16".into());
+        }
+    }
+    sets
+}
+
 /// The images a recipe trains on when no size is given: its crop size, the size it resizes to,
 /// or the bundled 28-px grayscale Fashion-MNIST.
 pub fn default_shape(recipe: &Recipe) -> ImageShape {
@@ -172,21 +191,27 @@ pub fn plan(recipe: &Recipe, shape: ImageShape, batch: usize, fit: Option<u64>) 
     let device = Device::flex().autodiff();
     crate::with_method!(recipe.method.name(), M => {
         let method = recipe.init_method::<M>(shape, &device, &PlanRuns::for_recipe(recipe))?;
-        let mut planned = plan_method(&method, recipe, shape, batch);
+        let params = count_params(&method);
+        let mut planned = plan_method(&method, params, recipe, shape, batch);
         planned.fit = fit.map(|bytes| Fit {
             memory: bytes,
-            largest_batch: largest_batch(|b| plan_method(&method, recipe, shape, b), bytes),
+            largest_batch: largest_batch(|b| plan_method(&method, params, recipe, shape, b), bytes),
         });
         Ok(planned)
     })
 }
 
-fn plan_method<M: Method>(method: &M, recipe: &Recipe, shape: ImageShape, batch: usize) -> Plan {
+fn plan_method<M: Method>(
+    method: &M,
+    params: Params,
+    recipe: &Recipe,
+    shape: ImageShape,
+    batch: usize,
+) -> Plan {
     let views: Vec<usize> = (0..recipe.augment.num_views())
         .map(|v| recipe.augment.view_side(v, shape.side))
         .collect();
     let step = method.step_cost(&views, batch);
-    let params = count_params(method);
     let states = match recipe.optim.kind {
         OptimizerKind::Adamw => 2,
         OptimizerKind::Sgd | OptimizerKind::Lars if recipe.optim.momentum > 0.0 => 1,

@@ -38,6 +38,15 @@ impl Branch {
         stages
     }
 
+    /// [`Branch::stages`] followed by `predictor` (absent when it has no layers: an ablation).
+    pub fn stages_with_predictor(&self, side: usize, predictor: &Mlp) -> Vec<Stage> {
+        let mut stages = self.stages(side);
+        if predictor.out_dim() > 0 {
+            stages.push(super::head_stage("predictor", predictor));
+        }
+        stages
+    }
+
     /// A step that trains this branch on both views and whose loss keeps `loss` values.
     pub fn two_view_step(&self, sides: &[usize], loss: u64) -> StepCost {
         StepCost {

@@ -120,10 +120,7 @@ impl Method for Byol {
     }
 
     fn step_cost(&self, sides: &[usize], _batch: usize) -> StepCost {
-        let mut online = self.online.stages(sides[0]);
-        if self.predictor.out_dim() > 0 {
-            online.push(super::head_stage("predictor", &self.predictor));
-        }
+        let online = self.online.stages_with_predictor(sides[0], &self.predictor);
         StepCost {
             passes: vec![
                 Pass::trained("online: encoder + projector + predictor", 2, online),

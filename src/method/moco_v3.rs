@@ -125,10 +125,7 @@ impl Method for MocoV3 {
     }
 
     fn step_cost(&self, sides: &[usize], batch: usize) -> StepCost {
-        let mut online = self.online.stages(sides[0]);
-        if self.predictor.out_dim() > 0 {
-            online.push(super::head_stage("predictor", &self.predictor));
-        }
+        let online = self.online.stages_with_predictor(sides[0], &self.predictor);
         let b = batch as u64;
         StepCost {
             passes: vec![
