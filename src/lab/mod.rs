@@ -1,5 +1,7 @@
-//! Tools that answer questions before and about runs: the memory planner and the method advisor.
+//! Tools that answer questions before and about runs: the memory planner, the method advisor and
+//! the lab's experiments.
 
 pub mod advise;
 pub mod experiments;
+mod findings;
 pub mod plan;
