@@ -243,6 +243,35 @@ fn the_lab_runs_an_experiment_end_to_end() {
             "{colour:?} missing from the plot"
         );
     }
+
+    // An invocation interrupted during SimSiam's run: --resume keeps the three finished runs
+    // (their results are the stored ones, to the bit) and trains only SimSiam again.
+    let interrupted = out.join("runs/simsiam-s0");
+    std::fs::remove_file(interrupted.join("lab-run.json")).unwrap();
+    let resumed = json(&run(&[
+        "lab",
+        "negatives",
+        "--smoke",
+        "--resume",
+        "--json",
+        "--out",
+        common::path(&out),
+    ]));
+    let resumed_runs = resumed["runs"].as_array().unwrap();
+    assert_eq!(resumed_runs.len(), 4);
+    for (before, after) in runs.iter().zip(resumed_runs) {
+        assert_eq!(before["arm"], after["arm"]);
+        let retrained = before["arm"] == "simsiam";
+        assert_eq!(
+            before["seconds"] != after["seconds"],
+            retrained,
+            "{} {} -> {}",
+            before["arm"],
+            before["seconds"],
+            after["seconds"]
+        );
+    }
+    assert!(interrupted.join("lab-run.json").exists());
 }
 
 #[test]

@@ -90,6 +90,7 @@ pub struct EvalArgs {
     pub data: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
+    /// Print one JSON object on stdout instead of tables.
     #[arg(long)]
     pub json: bool,
 }
@@ -108,6 +109,7 @@ pub struct DiagnoseArgs {
     pub encoder: bool,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
+    /// Print one JSON object on stdout instead of tables.
     #[arg(long)]
     pub json: bool,
 }
@@ -136,6 +138,7 @@ pub struct FinetuneArgs {
     pub epochs: Option<usize>,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
+    /// Print one JSON object on stdout instead of tables.
     #[arg(long)]
     pub json: bool,
 }
@@ -156,6 +159,7 @@ pub struct ReconstructArgs {
     pub out: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
+    /// Print one JSON object on stdout instead of tables.
     #[arg(long)]
     pub json: bool,
 }
@@ -176,12 +180,14 @@ pub struct AttentionArgs {
     pub out: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
+    /// Print one JSON object on stdout instead of tables.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Args, Debug)]
 pub struct MethodsArgs {
+    /// Print one JSON object on stdout instead of tables.
     #[arg(long)]
     pub json: bool,
 }
@@ -335,6 +341,7 @@ pub struct PlanArgs {
     /// peak memory beside the plan (needs that much memory and some seconds).
     #[arg(long)]
     pub measure: bool,
+    /// Print one JSON object on stdout instead of tables.
     #[arg(long)]
     pub json: bool,
 }
@@ -379,6 +386,7 @@ pub struct AdviseArgs {
     /// A folder of finished runs (`selfsup train --out` folders) to quote results from.
     #[arg(long, default_value = "runs")]
     pub runs: PathBuf,
+    /// Print one JSON object on stdout instead of tables.
     #[arg(long)]
     pub json: bool,
 }
@@ -404,6 +412,11 @@ pub struct LabArgs {
     /// Output folder (default: runs/lab/<experiment>).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Keep the runs an interrupted invocation finished (same experiment, seed and resolved
+    /// recipe) and train only the rest. Without it every run starts over.
+    #[arg(long)]
+    pub resume: bool,
+    /// Print one JSON object on stdout instead of tables.
     #[arg(long)]
     pub json: bool,
 }

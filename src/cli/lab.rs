@@ -29,14 +29,26 @@ pub fn lab_command(args: LabArgs) -> Result<()> {
         epochs: if args.smoke { Some(1) } else { args.epochs },
         max_images: if args.smoke { 1280 } else { 0 },
         out: args.out.clone().unwrap_or_else(|| default_out(experiment)),
+        resume: args.resume,
     };
     if !args.json {
         eprintln!("{}: {}", experiment.name(), experiment.claim());
     }
     let mut progress = TrainProgress::new(!args.json);
-    let report = run_experiment(experiment, &options, &mut progress, |i, n, label, seed| {
+    let report = run_experiment(experiment, &options, &mut progress, |start| {
         if !args.json {
-            eprintln!("run {}/{n}: {label}, seed {seed}", i + 1);
+            let reused = if start.reused {
+                " (finished earlier with this recipe; reused)"
+            } else {
+                ""
+            };
+            eprintln!(
+                "run {}/{}: {}, seed {}{reused}",
+                start.index + 1,
+                start.total,
+                start.label,
+                start.seed
+            );
         }
     })?;
     progress.clear();

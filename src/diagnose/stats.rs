@@ -1,6 +1,6 @@
 //! Collapse statistics of a set of embeddings and the verdict drawn from them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::spectrum::{effective_rank, symmetric_eigenvalues};
 
@@ -16,7 +16,7 @@ pub const CENTRED_COLLAPSE_SPREAD: f64 = 1e-4;
 /// Below this fraction of the dimension, the effective rank says variation lives in few directions.
 pub const DIMENSIONAL_COLLAPSE_RANK_FRACTION: f64 = 0.05;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Healthy,

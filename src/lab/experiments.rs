@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::findings::{chart, judge, table_md};
 use crate::diagnose::stats::{COMPLETE_COLLAPSE_STD_RATIO, Verdict};
@@ -190,10 +190,12 @@ pub struct LabOptions {
     /// Only this many training images (0: all): the CI-sized smoke run.
     pub max_images: usize,
     pub out: PathBuf,
+    /// Reuse every run an earlier, interrupted invocation finished with the same resolved recipe.
+    pub resume: bool,
 }
 
 /// One arm at one seed.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ArmRun {
     pub arm: String,
     pub seed: u64,
@@ -229,27 +231,36 @@ pub struct LabReport {
 }
 
 /// Runs `experiment`: every arm at every seed into `options.out/runs/`, then the table
-/// (`table.md`), the plot and the verdict (`lab.json`). `started(i, n, label, seed)` is called
-/// before each run; training events go to `observer`.
+/// (`table.md`), the plot and the verdict (`lab.json`). `started` is called before each run;
+/// training events go to `observer`.
 pub fn run_experiment(
     experiment: Experiment,
     options: &LabOptions,
     observer: &mut dyn Observer,
-    mut started: impl FnMut(usize, usize, &str, u64),
+    mut started: impl FnMut(&RunStart),
 ) -> Result<LabReport> {
     let arms = experiment.arms();
     let total = arms.len() * options.seeds.len();
     let mut runs = Vec::new();
     for arm in &arms {
         for &seed in &options.seeds {
-            started(runs.len(), total, &arm.label, seed);
-            runs.push(run_arm(
-                arm,
+            let planned = plan_arm(arm, seed, options)?;
+            let reused = if options.resume {
+                planned.finished()
+            } else {
+                None
+            };
+            started(&RunStart {
+                index: runs.len(),
+                total,
+                label: &arm.label,
                 seed,
-                experiment.evaluates(),
-                options,
-                observer,
-            )?);
+                reused: reused.is_some(),
+            });
+            runs.push(match reused {
+                Some(run) => run,
+                None => run_arm(arm, planned, experiment.evaluates(), observer)?,
+            });
         }
     }
     let (reproduced, verdict) = judge(experiment, &arms, &runs);
@@ -275,13 +286,47 @@ pub fn run_experiment(
     Ok(report)
 }
 
-fn run_arm(
-    arm: &Arm,
+/// What `run_experiment` tells its caller before each run.
+pub struct RunStart<'a> {
+    pub index: usize,
+    pub total: usize,
+    pub label: &'a str,
+    pub seed: u64,
+    /// An earlier invocation finished this run with the same recipe (`resume`).
+    pub reused: bool,
+}
+
+/// An arm at a seed, resolved: where it runs and with what recipe.
+struct PlannedRun {
     seed: u64,
-    evaluate: bool,
-    options: &LabOptions,
-    observer: &mut dyn Observer,
-) -> Result<ArmRun> {
+    dir: PathBuf,
+    recipe: Recipe,
+}
+
+/// What a finished run leaves for `resume`: its result and the recipe that produced it.
+#[derive(Serialize, Deserialize)]
+struct FinishedRun {
+    recipe: String,
+    run: ArmRun,
+}
+
+impl PlannedRun {
+    fn finished_path(&self) -> PathBuf {
+        self.dir.join("lab-run.json")
+    }
+
+    /// The result an earlier invocation left here, if its recipe is this one.
+    fn finished(&self) -> Option<ArmRun> {
+        let text = std::fs::read_to_string(self.finished_path()).ok()?;
+        let done: FinishedRun = serde_json::from_str(&text).ok()?;
+        (done.recipe == self.recipe.to_toml()).then(|| ArmRun {
+            dir: self.dir.clone(),
+            ..done.run
+        })
+    }
+}
+
+fn plan_arm(arm: &Arm, seed: u64, options: &LabOptions) -> Result<PlannedRun> {
     let slug = arm.label.replace(' ', "-");
     let dir = options.out.join("runs").join(format!("{slug}-s{seed}"));
     let mut sets = arm.sets.clone();
@@ -297,6 +342,17 @@ fn run_arm(
         sets,
         ..Overrides::default()
     })?;
+    Ok(PlannedRun { seed, dir, recipe })
+}
+
+fn run_arm(
+    arm: &Arm,
+    planned: PlannedRun,
+    evaluate: bool,
+    observer: &mut dyn Observer,
+) -> Result<ArmRun> {
+    let finished_path = planned.finished_path();
+    let PlannedRun { seed, dir, recipe } = planned;
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| crate::error::Error::io(&dir, e))?;
     }
@@ -316,7 +372,7 @@ fn run_arm(
     )?;
     let d = &report.diagnose;
     let top = d.singular_values.first().copied().unwrap_or(0.0).max(1e-30);
-    Ok(ArmRun {
+    let run = ArmRun {
         arm: arm.label.clone(),
         seed,
         dir,
@@ -337,7 +393,13 @@ fn run_arm(
             .as_ref()
             .map(|e| e.baselines.random_init.knn_top1),
         seconds: report.train.seconds,
-    })
+    };
+    let finished = FinishedRun {
+        recipe: recipe.to_toml(),
+        run,
+    };
+    crate::run::write_json(&finished_path, &finished)?;
+    Ok(finished.run)
 }
 
 /// Parses an experiment's name.
