@@ -105,6 +105,8 @@ pub fn attention_run(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| run.root().join("attention.png"));
     draw(&set, &maps, vit.grid(), &picture)?;
+    let image = crate::run::tensorboard::Value::png_file(&picture)?;
+    crate::run::tensorboard::add_to_run(&run.dir, vec![("attention".into(), image)])?;
     Ok(AttentionReport {
         picture,
         images: n,

@@ -2,7 +2,7 @@
 //! 130 / 143, SIGKILL loses only what came after the last (timed) checkpoint, a failed checkpoint
 //! write keeps the previous one, and the resumed run ends with the same metrics and weights as an
 //! uninterrupted one with the same seed (BYOL: EMA target and momentum schedule too; MoCo: its key
-//! encoder and its queue of past keys).
+//! encoder and its queue of past keys), TensorBoard's curves included.
 
 mod common;
 use common::*;
@@ -11,6 +11,7 @@ use selfsup::host::named_values;
 use selfsup::method::{Byol, Method, Moco, NoRuns};
 use selfsup::nn::backbone::ImageShape;
 use selfsup::run::load_module;
+use selfsup::run::tensorboard::{Value, event_files, read_events};
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -150,7 +151,24 @@ fn interrupt(args: &[String], out: &Path, signal: i32) -> (Output, u64) {
     (output, at)
 }
 
-/// Same metrics, eval history, whole method (online, heads, EMA target / key encoder, queue,
+/// The scalars of a run's one event file as (step, tag, value), throughput left out.
+fn tensorboard_scalars(dir: &Path) -> Vec<(i64, String, f32)> {
+    let files = event_files(&dir.join("tb")).unwrap();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mut scalars = Vec::new();
+    for event in read_events(&files[0]).unwrap() {
+        for (tag, value) in event.values {
+            if let Value::Scalar(v) = value
+                && tag != "images_per_s"
+            {
+                scalars.push((event.step, tag, v));
+            }
+        }
+    }
+    scalars
+}
+
+/// Same metrics, TensorBoard scalars, eval history, whole method (online, heads, EMA target / key encoder, queue,
 /// BatchNorm statistics) and final encoder as the uninterrupted run, value by value (parameter
 /// ids differ between processes by design).
 fn assert_same_run<M: Method>(straight: &Path, resumed: &Path, state: &str) {
@@ -158,6 +176,20 @@ fn assert_same_run<M: Method>(straight: &Path, resumed: &Path, state: &str) {
         metrics_without_timing(straight),
         metrics_without_timing(resumed)
     );
+    // Every step once, in order: a resumed run's curves continue without repeats.
+    let curves = tensorboard_scalars(straight);
+    let mut seen = std::collections::HashSet::new();
+    assert!(
+        curves
+            .iter()
+            .all(|(s, tag, _)| seen.insert((*s, tag.clone())))
+    );
+    assert!(
+        curves
+            .iter()
+            .any(|(s, tag, _)| *s == STEPS as i64 && tag == "online_knn_top1")
+    );
+    assert_eq!(curves, tensorboard_scalars(resumed));
     let history = |dir: &Path| std::fs::read_to_string(dir.join("eval_history.jsonl")).unwrap();
     assert_eq!(history(straight).lines().count(), 2);
     assert_eq!(history(straight), history(resumed));

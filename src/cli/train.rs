@@ -186,15 +186,29 @@ pub fn train_command(args: TrainArgs) -> Result<()> {
         return Ok(());
     }
     let summary = &r.train;
-    println!(
-        "Trained {} for {} epochs ({} steps) in {:.0} s ({:.0} img/s); final loss {:.4}",
-        summary.method,
-        summary.epochs,
-        summary.steps,
-        summary.seconds,
-        summary.images_per_s,
-        summary.final_loss
-    );
+    if summary.resumed_from_step == Some(summary.steps) {
+        println!(
+            "The {} run had finished all {} epochs ({} steps) before; nothing left to train. Its encoder was diagnosed{} again.",
+            summary.method,
+            summary.epochs,
+            summary.steps,
+            if r.eval.is_some() {
+                " and evaluated"
+            } else {
+                ""
+            }
+        );
+    } else {
+        println!(
+            "Trained {} for {} epochs ({} steps) in {:.0} s ({:.0} img/s); final loss {:.4}",
+            summary.method,
+            summary.epochs,
+            summary.steps,
+            summary.seconds,
+            summary.images_per_s,
+            summary.final_loss
+        );
+    }
     println!(
         "Waited for data {:.1}% of the time. Run directory: {}\n",
         100.0 * summary.data_wait_fraction,

@@ -13,7 +13,7 @@ use crate::diagnose::{self, CollapseStats};
 use crate::error::{Error, Result};
 use crate::eval::features;
 use crate::method::Method;
-use crate::run::{Run, write_json};
+use crate::run::{Run, tensorboard, write_json};
 
 /// Which features `diagnose` looks at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +84,11 @@ pub fn diagnose_method<M: Method>(
         ),
         &png,
     )?;
+    let tag = match which {
+        Features::Projector => "spectrum",
+        Features::Encoder => "spectrum_encoder",
+    };
+    tensorboard::add_to_run(dir, vec![(tag.into(), tensorboard::Value::png_file(&png)?)])?;
     Ok(stats)
 }
 

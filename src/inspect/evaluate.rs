@@ -8,7 +8,7 @@ use crate::device::{DeviceChoice, device};
 use crate::error::Result;
 use crate::eval::{self, EvalReport};
 use crate::nn::Backbone;
-use crate::run::{Run, write_json};
+use crate::run::{Run, tensorboard, write_json};
 
 /// Evaluates the run's final encoder on `splits` (its own data, or other labelled data of the
 /// same image shape).
@@ -43,6 +43,15 @@ pub fn evaluate_encoder(
         progress,
     )?;
     write_json(&run.dir.eval_path(), &report)?;
+    let random = &report.baselines.random_init;
+    let scalars = [
+        ("eval/knn_top1", report.knn_top1),
+        ("eval/linear_top1", report.linear_top1),
+        ("eval/random_init_knn_top1", random.knn_top1),
+        ("eval/random_init_linear_top1", random.linear_top1),
+    ]
+    .map(|(tag, v)| (tag.to_string(), tensorboard::Value::Scalar(v as f32)));
+    tensorboard::add_to_run(&run.dir, scalars.into())?;
     Ok(report)
 }
 

@@ -136,6 +136,8 @@ pub fn reconstruct_run(
         .map(|p| p.to_path_buf())
         .unwrap_or_else(|| run.root().join("reconstruction.png"));
     write_grid(&columns, c, side, patch, &picture)?;
+    let image = crate::run::tensorboard::Value::png_file(&picture)?;
+    crate::run::tensorboard::add_to_run(&run.dir, vec![("reconstruction".into(), image)])?;
     Ok(ReconstructionReport {
         picture,
         images: set.len(),

@@ -69,6 +69,11 @@ impl Optimizer {
         }
     }
 
+    /// The weight decay of the coming steps.
+    pub fn weight_decay(&self) -> f64 {
+        self.weight_decay
+    }
+
     /// The weight decay for the coming steps (the train loop follows `final_weight_decay`).
     pub fn set_weight_decay(&mut self, weight_decay: f64) {
         self.weight_decay = weight_decay;

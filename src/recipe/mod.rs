@@ -86,6 +86,9 @@ pub struct TrainConfig {
     /// Pretrained encoder weights every encoder of the method starts from (.safetensors / .pth
     /// with timm or torchvision names; empty: random init).
     pub init: String,
+    /// Write TensorBoard event files to `<run>/tb/`: every logged scalar, the pictures drawn
+    /// for the run, the recipe.
+    pub tensorboard: bool,
 }
 
 impl Default for TrainConfig {
@@ -100,6 +103,7 @@ impl Default for TrainConfig {
             checkpoint_every_minutes: 15.0,
             eval_every: 0,
             init: String::new(),
+            tensorboard: true,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 mod lock;
+pub mod tensorboard;
 
 use std::path::{Path, PathBuf};
 
@@ -145,6 +146,10 @@ impl RunDir {
     }
     pub fn report_path(&self) -> PathBuf {
         self.root.join("report.md")
+    }
+    /// TensorBoard event files (`train.tensorboard`).
+    pub fn tensorboard_dir(&self) -> PathBuf {
+        self.root.join("tb")
     }
 
     /// The newest complete checkpoint directory, if any.

@@ -13,6 +13,9 @@ pub struct MetricsLine {
     pub epoch: usize,
     pub loss: f64,
     pub lr: f64,
+    /// Absent from logs written before it was recorded.
+    #[serde(default)]
+    pub weight_decay: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub momentum: Option<f64>,
     /// Mean per-dimension std of the L2-normalised batch embeddings.
@@ -31,6 +34,37 @@ pub struct MetricsLine {
     /// self-distillation teacher's entropies and the teacher–student KL).
     #[serde(flatten)]
     pub readings: crate::diagnose::monitor::Readings,
+}
+
+impl MetricsLine {
+    /// Every number of the line but its step, tagged with its JSON key (nested ones joined by
+    /// `/`: `terms/invariance`, `distillation/teacher_entropy`): TensorBoard's scalars.
+    pub fn scalars(&self) -> Vec<(String, f64)> {
+        fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, f64)>) {
+            match value {
+                serde_json::Value::Number(n) => out.extend(n.as_f64().map(|v| (prefix.into(), v))),
+                serde_json::Value::Object(map) => {
+                    for (key, v) in map {
+                        let tag = if prefix.is_empty() {
+                            key.clone()
+                        } else {
+                            format!("{prefix}/{key}")
+                        };
+                        walk(&tag, v, out);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(
+            "",
+            &serde_json::to_value(self).expect("serialisable"),
+            &mut out,
+        );
+        out.retain(|(tag, _)| tag != "step");
+        out
+    }
 }
 
 /// Drops the lines of a JSON-lines log whose `step` is past `limit` (written by a run that was

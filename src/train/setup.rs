@@ -160,6 +160,10 @@ pub(super) fn prepare_run(
                 std::fs::remove_file(&stale).map_err(|e| Error::io(&stale, e))?;
             }
         }
+        let tb = run.tensorboard_dir();
+        if tb.exists() {
+            std::fs::remove_dir_all(&tb).map_err(|e| Error::io(&tb, e))?;
+        }
     }
     crate::error::write_atomic(&run.recipe_path(), recipe.to_toml().as_bytes())?;
     Ok(PreparedRun {

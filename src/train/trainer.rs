@@ -29,6 +29,7 @@ use crate::optim::schedule::cosine_between;
 use crate::optim::{Optimizer, WarmupCosine};
 use crate::recipe::Recipe;
 use crate::run::checkpoint::{self, Position};
+use crate::run::tensorboard::EventWriter;
 use crate::run::{Run, RunDir, RunInfo, RunLock, Runs, save_module, write_json};
 
 /// A run being trained: everything the loop needs besides the method itself, which
@@ -55,6 +56,8 @@ pub struct Trainer {
     interrupt: Interrupt,
     last_checkpoint: Instant,
     log: MetricsLog,
+    /// `<run>/tb/` event files (`train.tensorboard`).
+    tensorboard: Option<EventWriter>,
     first_warnings: FirstWarnings,
     /// Unreadable images found while loading (reported when the run starts) and while training.
     corrupt: CorruptImages,
@@ -65,6 +68,7 @@ pub struct Trainer {
 struct Stepped {
     loss: f64,
     lr: f64,
+    weight_decay: f64,
     progress: Progress,
     embeddings: Tensor<2>,
     terms: Vec<LossTerm>,
@@ -133,6 +137,11 @@ impl Trainer {
             resumed_from_step = Some(pos.step);
         }
         let log = open_logs(&run, resumed_from_step, online_eval.is_some())?;
+        let tensorboard = recipe
+            .train
+            .tensorboard
+            .then(|| open_tensorboard(&run, recipe, resumed_from_step))
+            .transpose()?;
 
         let steps_per_epoch = loader.batches_per_epoch();
         let total_steps = recipe.train.epochs * steps_per_epoch;
@@ -162,6 +171,7 @@ impl Trainer {
             interrupt: options.interrupt.clone(),
             last_checkpoint: Instant::now(),
             log,
+            tensorboard,
             first_warnings: FirstWarnings::default(),
             corrupt: CorruptImages::new(splits.corrupt.clone()),
             clock: Clock::start(),
@@ -332,6 +342,7 @@ impl Trainer {
             Stepped {
                 loss,
                 lr,
+                weight_decay: self.optimizer.weight_decay(),
                 progress,
                 embeddings: out.embeddings,
                 terms: out.terms,
@@ -352,6 +363,7 @@ impl Trainer {
         let Stepped {
             loss,
             lr,
+            weight_decay,
             progress,
             embeddings,
             terms,
@@ -376,6 +388,7 @@ impl Trainer {
             epoch,
             loss,
             lr,
+            weight_decay,
             momentum: method.momentum(progress),
             embedding_std: stats.embedding_std,
             healthy_std: stats.healthy_std,
@@ -386,6 +399,9 @@ impl Trainer {
             readings: look.readings,
         };
         self.log.write(&line)?;
+        if let Some(tb) = &mut self.tensorboard {
+            tb.scalars(step, &line.scalars())?;
+        }
         observer.observe(&Event::Logged(line));
         for warning in warnings {
             observer.observe(&Event::Warning(warning));
@@ -396,7 +412,7 @@ impl Trainer {
     /// kNN top-1 of the current encoder (BatchNorm in eval mode) into `eval_history.jsonl` —
     /// solo-learn-style online monitoring.
     fn evaluate_online<M: Method>(
-        &self,
+        &mut self,
         method: &M,
         epoch: usize,
         observer: &mut dyn Observer,
@@ -412,6 +428,9 @@ impl Trainer {
         let knn_top1 = knn_score(&tr, fit, &te, held_out, &self.recipe.eval, &plain);
         let step = self.position.step;
         metrics::append_eval_history(&self.run.eval_history_path(), epoch + 1, step, knn_top1)?;
+        if let Some(tb) = &mut self.tensorboard {
+            tb.scalars(step, &[("online_knn_top1".into(), knn_top1)])?;
+        }
         observer.observe(&Event::EpochEvaluated {
             epoch: epoch + 1,
             step,
@@ -444,5 +463,28 @@ impl Trainer {
             dir: self.run.checkpoint_dir(),
         });
         Ok(())
+    }
+}
+
+/// Opens the run's event file: a new one with the recipe as text, or on resume the old one cut
+/// back to the checkpoint's step.
+fn open_tensorboard(
+    run: &RunDir,
+    recipe: &Recipe,
+    resumed_from_step: Option<usize>,
+) -> Result<EventWriter> {
+    let mut tb = EventWriter::open(&run.tensorboard_dir(), resumed_from_step)?;
+    match resumed_from_step {
+        Some(_) => Ok(tb),
+        None => {
+            // Indented: a Markdown code block, so the TOML keeps its lines.
+            let toml: String = recipe
+                .to_toml()
+                .lines()
+                .map(|l| format!("    {l}\n"))
+                .collect();
+            tb.text(0, "recipe", &toml)?;
+            Ok(tb)
+        }
     }
 }
