@@ -272,6 +272,67 @@ fn the_lab_runs_an_experiment_end_to_end() {
         );
     }
     assert!(interrupted.join("lab-run.json").exists());
+
+    // The four runs side by side: one row each, their logged losses, one picture.
+    let compared = json(&run(&[
+        "compare",
+        common::path(&out.join("runs")),
+        "--json",
+    ]));
+    let rows = compared["runs"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "simclr-positives-only-s0",
+            "simclr-s0",
+            "simsiam-no-stop-gradient-s0",
+            "simsiam-s0"
+        ]
+    );
+    for row in rows {
+        let dir = std::path::PathBuf::from(row["dir"].as_str().unwrap());
+        let logged = common::metrics(&dir);
+        let curve = row["loss_curve"].as_array().unwrap();
+        assert_eq!(curve.len(), logged.len());
+        assert_eq!(curve.last().unwrap()[1], logged.last().unwrap()["loss"]);
+        assert!(row["train_seconds"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["eval"].is_null() && row["knn_curve"].as_array().unwrap().is_empty());
+        let diagnosed: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("diagnose.json")).unwrap())
+                .unwrap();
+        assert_eq!(row["diagnose"]["verdict"], diagnosed["verdict"]);
+        assert_eq!(
+            row["diagnose"]["effective_rank"],
+            diagnosed["effective_rank"]
+        );
+        // TensorBoard's copy of the curve, read back by selfsup's own reader.
+        let tb = selfsup::run::tensorboard::event_files(&dir.join("tb")).unwrap();
+        let events = selfsup::run::tensorboard::read_events(&tb[0]).unwrap();
+        let losses: Vec<(i64, f32)> = events
+            .iter()
+            .flat_map(|e| e.values.iter().map(move |v| (e.step, v)))
+            .filter_map(|(step, (tag, value))| match value {
+                selfsup::run::tensorboard::Value::Scalar(v) if tag == "loss" => Some((step, *v)),
+                _ => None,
+            })
+            .collect();
+        let expected: Vec<(i64, f32)> = logged
+            .iter()
+            .map(|l| {
+                (
+                    l["step"].as_i64().unwrap(),
+                    l["loss"].as_f64().unwrap() as f32,
+                )
+            })
+            .collect();
+        assert_eq!(losses, expected, "{}", dir.display());
+    }
+    let plot = image::open(compared["plot"].as_str().unwrap())
+        .unwrap()
+        .to_rgb8();
+    let colours: std::collections::HashSet<[u8; 3]> = plot.pixels().map(|p| p.0).collect();
+    assert!(colours.contains(&[214, 39, 40]), "the fourth run's colour");
 }
 
 #[test]

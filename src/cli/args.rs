@@ -393,8 +393,7 @@ pub struct AdviseArgs {
 
 #[derive(Args, Debug)]
 pub struct LabArgs {
-    /// The experiment: negatives (delete the negatives: what collapses) or dimensional
-    /// (spectra of BYOL / SimSiam against Barlow Twins / VICReg).
+    /// The experiment: batch-size, negatives, ablations or dimensional (see below).
     pub experiment: String,
     /// Seeds, comma-separated (default: 0,1,2; 0 with --smoke).
     #[arg(long, value_delimiter = ',')]
@@ -416,6 +415,19 @@ pub struct LabArgs {
     /// recipe) and train only the rest. Without it every run starts over.
     #[arg(long)]
     pub resume: bool,
+    /// Print one JSON object on stdout instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Run directories, or folders holding runs.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// The curves' PNG (default: compare.png beside the first run).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Print one JSON object on stdout instead of tables.
     #[arg(long)]
     pub json: bool,

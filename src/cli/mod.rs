@@ -3,6 +3,7 @@
 
 mod advise;
 mod args;
+mod compare;
 mod lab;
 mod neighbors;
 mod plan;
@@ -102,6 +103,11 @@ pub enum Command {
         after_help = "Experiments:\n  batch-size   the negative-sample tax: kNN against batch size (32 / 128 / 512) at equal epochs\n               for SimCLR, MoCo v2 (its queue), BYOL and SimSiam (plot: kNN per batch size)\n  negatives    a positives-only InfoNCE and SimSiam without stop-gradient, beside the shipped\n               SimCLR and SimSiam: which collapse, and at which step (plot: std per step)\n  ablations    SimSiam without stop-gradient or predictor, BYOL without predictor or without\n               BatchNorm in its heads: which collapse, completely or dimensionally\n  dimensional  BYOL and SimSiam against Barlow Twins and VICReg: effective rank and the\n               covariance spectra on one plot\n\nExamples:\n  selfsup lab negatives                      # 4 arms × seeds 0,1,2, shipped recipes\n  selfsup lab dimensional --seeds 0,1,2,3,4\n  selfsup lab negatives --smoke              # a minute: checks the experiment end to end\n  selfsup lab batch-size --resume            # after Ctrl-C: keeps the runs already finished\n\nWrites <out>/table.md, <out>/std.png, spectra.png or knn.png, <out>/lab.json and every run\nunder <out>/runs/ (each finished run also as runs/<arm>-s<seed>/lab-run.json, which --resume reads)."
     )]
     Lab(LabArgs),
+    /// Several runs side by side: accuracy beside random init, effective rank, verdict, time; their loss and kNN curves.
+    #[command(
+        after_help = "Examples:\n  selfsup compare runs/simclr runs/byol runs/vicreg\n  selfsup compare runs/results            # every run in the folder\n  selfsup compare runs/a runs/b --out a-vs-b.png --json\n\nA folder that is not a run stands for the runs inside it. Runs not yet evaluated show \"-\"\n(`selfsup eval --run DIR` fills them in). The picture: loss per step (scaled per run when the\nmethods differ) and kNN per epoch (the online monitor, `train.eval_every`, where it ran; else the\nfinal evaluation)."
+    )]
+    Compare(CompareArgs),
 }
 
 /// Data for a run's encoder: `data` when given (resized to the run's image size), else the run's
@@ -406,6 +412,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Lab(args) => lab::lab_command(args),
+        Command::Compare(args) => compare::compare_command(args),
         Command::Advise(args) => advise::advise_command(args),
         Command::Plan(args) => plan::plan_command(args, &crate::ALLOC),
         Command::Methods(args) => {

@@ -16,6 +16,9 @@ const RIGHT: f64 = 20.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 56.0;
 
+/// Series with at most this many points are drawn with a dot at each.
+const MARKED_POINTS: usize = 40;
+
 /// Distinct colours (matplotlib's tab10).
 pub const PALETTE: [Rgb<u8>; 8] = [
     Rgb([31, 119, 180]),
@@ -194,6 +197,18 @@ impl Chart {
                 let a = (px(w[0].0), py(self.y_value(w[0].1, floor)));
                 let b = (px(w[1].0), py(self.y_value(w[1].1, floor)));
                 line(&mut img, a, b, s.color);
+            }
+            // Sparse series get a dot at each point (a single point has no line to show it).
+            if s.points.len() <= MARKED_POINTS {
+                for &(x, y) in &s.points {
+                    let (cx, cy) = (px(x) as i64, py(self.y_value(y, floor)) as i64);
+                    for (dx, dy) in (-2..=2).flat_map(|dx| (-2..=2).map(move |dy| (dx, dy))) {
+                        let (x, y) = (cx + dx, cy + dy);
+                        if x >= 0 && y >= 0 && (x as u32) < W && (y as u32) < H {
+                            img.put_pixel(x as u32, y as u32, s.color);
+                        }
+                    }
+                }
             }
         }
         // Legend, top right.

@@ -46,7 +46,7 @@ impl Verdict {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CollapseStats {
     pub samples: usize,
     pub dim: usize,

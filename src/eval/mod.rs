@@ -8,7 +8,7 @@ pub mod linear;
 
 use burn::module::Module;
 use burn::tensor::Device;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::data::loader::Normalize;
 use crate::data::{ImageSet, Images, Splits};
@@ -18,19 +18,19 @@ use crate::nn::backbone::ImageShape;
 use crate::recipe::{EvalConfig, Recipe};
 pub use features::Features;
 
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct Scores {
     pub knn_top1: f64,
     pub linear_top1: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Baselines {
     pub random_init: Scores,
     pub pixels: Scores,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EvalReport {
     pub knn_top1: f64,
     pub linear_top1: f64,

@@ -2,6 +2,7 @@
 //! baselines, reconstructions, fine-tuning. Each works on an opened [`Run`] and data loaded once,
 //! and on a method already in memory as well as on one loaded from the run's checkpoint.
 
+pub mod compare;
 pub mod diagnose;
 pub mod embed;
 pub mod evaluate;

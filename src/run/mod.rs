@@ -141,6 +141,10 @@ impl RunDir {
     pub fn diagnose_path(&self) -> PathBuf {
         self.root.join("diagnose.json")
     }
+    /// The training summary (time, steps, warnings) of the run's last `train` invocation.
+    pub fn train_path(&self) -> PathBuf {
+        self.root.join("train.json")
+    }
     pub fn eval_path(&self) -> PathBuf {
         self.root.join("eval.json")
     }

@@ -231,6 +231,7 @@ impl Trainer {
             corrupt_images: self.corrupt.count(),
             corrupt_examples: self.corrupt.named.clone(),
         };
+        write_json(&self.run.train_path(), &summary)?;
         Ok((method, summary))
     }
 
