@@ -432,3 +432,36 @@ pub struct CompareArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ProjectionArg {
+    Tsne,
+    Pca,
+}
+
+#[derive(Args, Debug)]
+pub struct MapArgs {
+    /// Run directory written by `selfsup train`.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Images to map instead of the run's own held-out split (resized to the run's image size).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// The PNG (default: <run>/map.png).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Held-out images to place on the map.
+    #[arg(long, default_value_t = 2000)]
+    pub images: usize,
+    /// t-SNE (Barnes-Hut, from the PCA map) or PCA alone (fast, linear).
+    #[arg(long, value_enum, default_value_t = ProjectionArg::Tsne)]
+    pub projection: ProjectionArg,
+    /// t-SNE's perplexity: about how many neighbours each point keeps close.
+    #[arg(long, default_value_t = 30.0)]
+    pub perplexity: f64,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
+    /// Print one JSON object on stdout instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -108,6 +108,11 @@ pub enum Command {
         after_help = "Examples:\n  selfsup compare runs/simclr runs/byol runs/vicreg\n  selfsup compare runs/results            # every run in the folder\n  selfsup compare runs/a runs/b --out a-vs-b.png --json\n\nA folder that is not a run stands for the runs inside it. Runs not yet evaluated show \"-\"\n(`selfsup eval --run DIR` fills them in). The picture: loss per step (scaled per run when the\nmethods differ) and kNN per epoch (the online monitor, `train.eval_every`, where it ran; else the\nfinal evaluation)."
     )]
     Compare(CompareArgs),
+    /// A 2-D map (t-SNE or PCA) of a run's held-out embeddings beside its random-init twin, coloured by label.
+    #[command(
+        after_help = "Examples:\n  selfsup map --run runs/simclr\n  selfsup map --run runs/simclr --projection pca --images 5000\n  selfsup map --run runs/dino --data ~/photos --out photos-map.png --json\n\nBoth maps use the same images; the random-init encoder is the one `selfsup eval` scores. The\nsilhouette score (-1 to 1, higher: classes further apart) is given for each map and for the\nfeatures themselves (cosine distance), since a 2-D map can exaggerate or hide separation.\nt-SNE starts from the PCA map, so the same run always gives the same picture."
+    )]
+    Map(MapArgs),
 }
 
 /// Data for a run's encoder: `data` when given (resized to the run's image size), else the run's
@@ -413,6 +418,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Lab(args) => lab::lab_command(args),
         Command::Compare(args) => compare::compare_command(args),
+        Command::Map(args) => map_command(args),
         Command::Advise(args) => advise::advise_command(args),
         Command::Plan(args) => plan::plan_command(args, &crate::ALLOC),
         Command::Methods(args) => {
@@ -435,4 +441,48 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn map_command(args: MapArgs) -> Result<()> {
+    use selfsup::inspect::map::{MapOptions, Projection, map_run};
+    let run = Run::open(&args.run)?;
+    let splits = labelled_data(&run, args.data.as_deref())?;
+    let options = MapOptions {
+        projection: match args.projection {
+            ProjectionArg::Tsne => Projection::Tsne,
+            ProjectionArg::Pca => Projection::Pca,
+        },
+        images: args.images,
+        perplexity: args.perplexity,
+        out: args.out.clone(),
+        device: args.device.into(),
+    };
+    let report = map_run(&run, &splits, &options, |msg| {
+        if !args.json {
+            eprintln!("{msg}…");
+        }
+    })?;
+    if args.json {
+        print_json(&report);
+        return Ok(());
+    }
+    let show = |s: Option<f64>| s.map_or_else(|| "-".to_string(), |v| format!("{v:+.3}"));
+    println!(
+        "Map of {} held-out images ({:?}, {:.0} s)\n",
+        report.images, report.projection, report.seconds
+    );
+    println!("  {:<22} {:>16} {:>20}", "encoder", "map silhouette", "feature silhouette");
+    for (name, s) in [("trained", &report.trained), ("random init", &report.random_init)] {
+        println!(
+            "  {:<22} {:>16} {:>20}",
+            name,
+            show(s.map_silhouette),
+            show(s.feature_silhouette)
+        );
+    }
+    if !report.labelled {
+        println!("\n  The images have no labels: the maps are drawn in one colour and scored by none.");
+    }
+    println!("\n  picture  {}", report.picture.display());
+    Ok(())
 }

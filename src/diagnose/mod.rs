@@ -7,6 +7,7 @@ pub mod font;
 pub mod grid;
 pub mod monitor;
 pub mod plot;
+pub mod scatter;
 pub mod spectrum;
 pub mod stats;
 

@@ -174,6 +174,13 @@ pub fn encoder_features(
     features::extract(set, normalize, device, batch, |x| encoder.forward(x))
 }
 
+/// The baseline every trained encoder is held against: the recipe's architecture, initialised
+/// from the run's seed (+1, so it is not the trained encoder's own starting point).
+pub fn random_init_encoder(recipe: &Recipe, shape: ImageShape, device: &Device) -> Backbone {
+    device.seed(recipe.train.seed.wrapping_add(1));
+    recipe.model.init(shape, device)
+}
+
 /// Evaluates `encoder` and both baselines on the labelled splits of `splits`.
 pub fn evaluate(
     encoder: &Backbone,
@@ -193,12 +200,11 @@ pub fn evaluate(
     let trained = score(&tr, &train_set, &te, &test_set, &recipe.eval, seed, device);
 
     progress("scoring a randomly initialised encoder");
-    device.seed(seed.wrapping_add(1));
     let shape = ImageShape {
         channels: train_set.channels,
         side: train_set.height,
     };
-    let random = recipe.model.init(shape, device);
+    let random = random_init_encoder(recipe, shape, device);
     let rtr = encoder_features(&random, &train_set, normalize, device);
     let rte = encoder_features(&random, &test_set, normalize, device);
     let random_init = score(

@@ -4,6 +4,7 @@
 
 pub mod compare;
 pub mod diagnose;
+pub mod map;
 pub mod embed;
 pub mod evaluate;
 pub mod finetune;
