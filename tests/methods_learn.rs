@@ -1,6 +1,7 @@
 //! Each contrastive / decorrelation method trains on real Fashion-MNIST images (the bundled subset)
 //! and its frozen encoder beats a random-init encoder of the same architecture on held-out kNN;
-//! a ViT trains with MoCo v3 and `diagnose --encoder` reads its CLS features.
+//! a ViT trains with MoCo v3 and `diagnose --encoder` reads its CLS features; `map` shows the
+//! trained SimCLR encoder's classes further apart than its random-init twin's.
 
 mod common;
 use common::*;
@@ -55,6 +56,32 @@ fn simclr_learns_and_finetunes() {
     );
     assert_eq!(f["beats_random_init"], true, "{f}");
     assert!(dir.join("finetune.json").is_file());
+
+    // The map: classes further apart than with the random-init twin, in the features and on
+    // the picture. After this epoch the silhouettes measured +0.11 / +0.08 (features) and
+    // +0.04 / −0.01 (PCA map) against −0.03 / −0.05 and −0.13 / −0.14 at seeds 5 / 1; after
+    // four epochs, +0.149 and a t-SNE map's +0.185 (scikit-learn on the same features: 0.1495
+    // and 0.187).
+    let m = json(&run(&[
+        "map",
+        "--run",
+        path(&dir),
+        "--projection",
+        "pca",
+        "--images",
+        "1000",
+        "--json",
+    ]));
+    let silhouette = |which: &str, of: &str| m[which][of].as_f64().unwrap();
+    for of in ["feature_silhouette", "map_silhouette"] {
+        assert!(
+            silhouette("trained", of) > silhouette("random_init", of) + 0.05,
+            "{m}"
+        );
+    }
+    let png = image::open(dir.join("map.png")).unwrap().to_rgb8();
+    let colours: std::collections::HashSet<[u8; 3]> = png.pixels().map(|p| p.0).collect();
+    assert!(colours.contains(&[31, 119, 180]) && colours.contains(&[23, 190, 207]));
 }
 
 #[test]

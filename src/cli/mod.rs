@@ -471,8 +471,14 @@ fn map_command(args: MapArgs) -> Result<()> {
         "Map of {} held-out images ({:?}, {:.0} s)\n",
         report.images, report.projection, report.seconds
     );
-    println!("  {:<22} {:>16} {:>20}", "encoder", "map silhouette", "feature silhouette");
-    for (name, s) in [("trained", &report.trained), ("random init", &report.random_init)] {
+    println!(
+        "  {:<22} {:>16} {:>20}",
+        "encoder", "map silhouette", "feature silhouette"
+    );
+    for (name, s) in [
+        ("trained", &report.trained),
+        ("random init", &report.random_init),
+    ] {
         println!(
             "  {:<22} {:>16} {:>20}",
             name,
@@ -481,7 +487,9 @@ fn map_command(args: MapArgs) -> Result<()> {
         );
     }
     if !report.labelled {
-        println!("\n  The images have no labels: the maps are drawn in one colour and scored by none.");
+        println!(
+            "\n  The images have no labels: the maps are drawn in one colour and scored by none."
+        );
     }
     println!("\n  picture  {}", report.picture.display());
     Ok(())

@@ -73,7 +73,12 @@ impl Scatter<'_> {
         let span = SIDE as f64 - 2.0 * MARGIN;
         let frame = Rgb([200, 200, 200]);
         for t in 0..SIDE {
-            for (x, y) in [(t, TOP), (t, TOP + SIDE - 1), (0, TOP + t), (SIDE - 1, TOP + t)] {
+            for (x, y) in [
+                (t, TOP),
+                (t, TOP + SIDE - 1),
+                (0, TOP + t),
+                (SIDE - 1, TOP + t),
+            ] {
                 img.put_pixel(x, y, frame);
             }
         }
@@ -101,7 +106,11 @@ impl Scatter<'_> {
 pub fn panels_with_legend(panels: &[RgbImage], class_names: &[String]) -> RgbImage {
     let width: u32 = panels.iter().map(|p| p.width()).sum::<u32>()
         + if class_names.is_empty() { 0 } else { LEGEND };
-    let height = panels.iter().map(|p| p.height()).max().unwrap_or(SIDE + TOP);
+    let height = panels
+        .iter()
+        .map(|p| p.height())
+        .max()
+        .unwrap_or(SIDE + TOP);
     let mut img = RgbImage::from_pixel(width, height, Rgb([255, 255, 255]));
     let mut x = 0;
     for p in panels {

@@ -197,7 +197,9 @@ fn pca_2d(rows: &[f32], dim: usize) -> Vec<(f32, f32)> {
     // v ← Xᵀ(X v), orthogonal to the components found before.
     let mut components: Vec<Vec<f64>> = Vec::new();
     for k in 0..2 {
-        let mut v: Vec<f64> = (0..dim).map(|i| 1.0 + ((i * 7 + k * 3) % 11) as f64).collect();
+        let mut v: Vec<f64> = (0..dim)
+            .map(|i| 1.0 + ((i * 7 + k * 3) % 11) as f64)
+            .collect();
         for _ in 0..300 {
             let xv: Vec<f64> = centred
                 .chunks(dim)

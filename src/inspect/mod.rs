@@ -4,10 +4,10 @@
 
 pub mod compare;
 pub mod diagnose;
-pub mod map;
 pub mod embed;
 pub mod evaluate;
 pub mod finetune;
+pub mod map;
 pub mod neighbors;
 pub mod reconstruct;
 
