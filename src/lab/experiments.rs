@@ -303,25 +303,20 @@ struct PlannedRun {
     recipe: Recipe,
 }
 
-/// What a finished run leaves for `resume`: its result and the recipe that produced it.
-#[derive(Serialize, Deserialize)]
-struct FinishedRun {
-    recipe: String,
-    run: ArmRun,
-}
-
 impl PlannedRun {
     fn finished_path(&self) -> PathBuf {
         self.dir.join("lab-run.json")
     }
 
-    /// The result an earlier invocation left here, if its recipe is this one.
+    /// The result an earlier invocation left here, if the run's recipe (`recipe.toml`, read as
+    /// `train --resume` reads it) is this one.
     fn finished(&self) -> Option<ArmRun> {
         let text = std::fs::read_to_string(self.finished_path()).ok()?;
-        let done: FinishedRun = serde_json::from_str(&text).ok()?;
-        (done.recipe == self.recipe.to_toml()).then(|| ArmRun {
+        let run: ArmRun = serde_json::from_str(&text).ok()?;
+        let recipe = Recipe::load(&self.dir.join("recipe.toml")).ok()?;
+        recipe.differences(&self.recipe).is_empty().then(|| ArmRun {
             dir: self.dir.clone(),
-            ..done.run
+            ..run
         })
     }
 }
@@ -394,12 +389,8 @@ fn run_arm(
             .map(|e| e.baselines.random_init.knn_top1),
         seconds: report.train.seconds,
     };
-    let finished = FinishedRun {
-        recipe: recipe.to_toml(),
-        run,
-    };
-    crate::run::write_json(&finished_path, &finished)?;
-    Ok(finished.run)
+    crate::run::write_json(&finished_path, &run)?;
+    Ok(run)
 }
 
 /// Parses an experiment's name.

@@ -24,62 +24,66 @@ pub(super) fn judge(experiment: Experiment, arms: &[Arm], runs: &[ArmRun]) -> (b
 }
 
 /// Every arm the claim says collapses did, at every seed, and every healthy one did not: for
-/// `negatives` completely, for the ablations completely or dimensionally.
+/// `negatives` completely, for the ablations completely or dimensionally. The verdict counts,
+/// arm by arm, the seeds that collapsed, and names the seeds that went against the claim.
 fn judge_collapse(experiment: Experiment, arms: &[Arm], runs: &[ArmRun]) -> (bool, String) {
     let collapsed = |r: &ArmRun| match experiment {
         Experiment::Negatives => r.verdict == Verdict::CompleteCollapse,
         _ => r.verdict != Verdict::Healthy,
     };
-    let mut failures = Vec::new();
-    let mut open = Vec::new();
-    let mut steps = Vec::new();
+    let mut reproduced = true;
+    let mut parts = Vec::new();
     for arm in arms {
-        for r in of(runs, &arm.label) {
-            let ended = format!(
-                "{} at seed {} ended {} (std ratio {:.3}, effective rank {:.1})",
-                arm.label,
-                r.seed,
-                r.verdict.as_str(),
-                r.std_ratio,
-                r.effective_rank
-            );
-            match arm.expect {
-                Expect::Open => open.push(ended),
-                Expect::Collapse if !collapsed(r) => failures.push(ended),
-                Expect::Healthy if collapsed(r) => failures.push(ended),
-                Expect::Collapse => steps.extend(r.collapse_step),
-                Expect::Healthy => {}
-            }
-        }
-    }
-    let seeds: std::collections::BTreeSet<u64> = runs.iter().map(|r| r.seed).collect();
-    let asked = if open.is_empty() {
-        String::new()
-    } else {
-        format!("; asked: {}", open.join("; "))
-    };
-    if failures.is_empty() {
+        let arm_runs: Vec<&ArmRun> = of(runs, &arm.label).collect();
+        let fell: Vec<&&ArmRun> = arm_runs.iter().filter(|r| collapsed(r)).collect();
+        let against: Vec<String> = arm_runs
+            .iter()
+            .filter(|r| match arm.expect {
+                Expect::Collapse => !collapsed(r),
+                Expect::Healthy => collapsed(r),
+                Expect::Open => false,
+            })
+            .map(|r| {
+                format!(
+                    "seed {} {} (std ratio {:.3}, effective rank {:.1} of {})",
+                    r.seed,
+                    r.verdict.as_str().replace('_', " "),
+                    r.std_ratio,
+                    r.effective_rank,
+                    r.dim
+                )
+            })
+            .collect();
+        reproduced &= against.is_empty();
+        let steps: Vec<usize> = fell.iter().filter_map(|r| r.collapse_step).collect();
         let when = match (steps.iter().min(), steps.iter().max()) {
-            (Some(lo), Some(hi)) => {
-                format!(" (the batch std below a tenth of healthy by step {lo}–{hi})")
-            }
+            (Some(lo), Some(hi)) if lo == hi => format!(", batch std below a tenth by step {lo}"),
+            (Some(lo), Some(hi)) => format!(", batch std below a tenth by step {lo}–{hi}"),
             _ => String::new(),
         };
-        (
-            true,
-            format!(
-                "reproduced at seeds {seeds:?}: every arm expected to collapse did{when}, every healthy one stayed healthy{asked}"
-            ),
-        )
-    } else {
-        (
-            false,
-            format!(
-                "not reproduced at this scale: {}{asked}",
-                failures.join("; ")
-            ),
-        )
+        let expected = match arm.expect {
+            Expect::Collapse => "expected to collapse",
+            Expect::Healthy => "expected healthy",
+            Expect::Open => "asked",
+        };
+        let mut part = format!(
+            "{} ({expected}): {}/{} collapsed{when}",
+            arm.label,
+            fell.len(),
+            arm_runs.len()
+        );
+        if !against.is_empty() {
+            part += &format!(" — against the claim: {}", against.join(", "));
+        }
+        parts.push(part);
     }
+    let seeds: std::collections::BTreeSet<u64> = runs.iter().map(|r| r.seed).collect();
+    let head = if reproduced {
+        format!("reproduced at seeds {seeds:?}")
+    } else {
+        "not reproduced at this scale".to_string()
+    };
+    (reproduced, format!("{head}: {}", parts.join("; ")))
 }
 
 fn judge_rank(runs: &[ArmRun]) -> (bool, String) {
