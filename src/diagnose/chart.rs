@@ -20,7 +20,7 @@ const BOTTOM: f64 = 56.0;
 const MARKED_POINTS: usize = 40;
 
 /// Distinct colours (matplotlib's tab10).
-pub const PALETTE: [Rgb<u8>; 8] = [
+pub const PALETTE: [Rgb<u8>; 10] = [
     Rgb([31, 119, 180]),
     Rgb([255, 127, 14]),
     Rgb([44, 160, 44]),
@@ -29,6 +29,8 @@ pub const PALETTE: [Rgb<u8>; 8] = [
     Rgb([140, 86, 75]),
     Rgb([227, 119, 194]),
     Rgb([127, 127, 127]),
+    Rgb([188, 189, 34]),
+    Rgb([23, 190, 207]),
 ];
 
 #[derive(Clone, Debug)]

@@ -3,6 +3,7 @@
 
 use image::{Rgb, RgbImage};
 
+use super::chart::PALETTE;
 use super::font::draw_text;
 
 const SIDE: u32 = 560;
@@ -12,20 +13,8 @@ const LEGEND: u32 = 150;
 
 /// matplotlib's tab10, then further hues for more classes.
 pub fn class_color(class: usize) -> Rgb<u8> {
-    const TAB10: [[u8; 3]; 10] = [
-        [31, 119, 180],
-        [255, 127, 14],
-        [44, 160, 44],
-        [214, 39, 40],
-        [148, 103, 189],
-        [140, 86, 75],
-        [227, 119, 194],
-        [127, 127, 127],
-        [188, 189, 34],
-        [23, 190, 207],
-    ];
-    if let Some(c) = TAB10.get(class) {
-        return Rgb(*c);
+    if let Some(c) = PALETTE.get(class) {
+        return *c;
     }
     // Golden-angle hues, darker than tab10 so they read on white.
     let hue = (class as f64 * 137.508) % 360.0;

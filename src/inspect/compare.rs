@@ -218,28 +218,24 @@ pub fn curves(rows: &[RunRow]) -> RgbImage {
         styles.push((PALETTE[i % PALETTE.len()], label));
     }
     let one_method = rows.iter().all(|r| r.method == rows[0].method);
-    let loss_series = rows
-        .iter()
-        .zip(&styles)
-        .map(|(r, (color, label))| Series {
-            label: label.clone(),
-            color: *color,
-            points: if one_method {
-                r.loss_curve.iter().map(|(s, l)| (*s as f64, *l)).collect()
-            } else {
-                scaled(&r.loss_curve)
-            },
-        })
-        .collect();
-    let knn_series = rows
-        .iter()
-        .zip(&styles)
-        .map(|(r, (color, label))| Series {
-            label: label.clone(),
-            color: *color,
-            points: r.knn_curve.iter().map(|(e, k)| (*e as f64, *k)).collect(),
-        })
-        .collect();
+    let series = |points: &dyn Fn(&RunRow) -> Vec<(f64, f64)>| -> Vec<Series> {
+        rows.iter()
+            .zip(&styles)
+            .map(|(r, (color, label))| Series {
+                label: label.clone(),
+                color: *color,
+                points: points(r),
+            })
+            .collect()
+    };
+    let loss_series = series(&|r| {
+        if one_method {
+            r.loss_curve.iter().map(|(s, l)| (*s as f64, *l)).collect()
+        } else {
+            scaled(&r.loss_curve)
+        }
+    });
+    let knn_series = series(&|r| r.knn_curve.iter().map(|(e, k)| (*e as f64, *k)).collect());
     let loss = Chart {
         title: "TRAINING LOSS PER STEP".into(),
         x_label: "STEP".into(),
