@@ -17,7 +17,7 @@ const TOP: f64 = 40.0;
 const BOTTOM: f64 = 56.0;
 
 /// Series with at most this many points are drawn with a dot at each.
-const MARKED_POINTS: usize = 40;
+const MARKED_POINTS: usize = 12;
 
 /// Distinct colours (matplotlib's tab10).
 pub const PALETTE: [Rgb<u8>; 10] = [

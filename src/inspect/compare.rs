@@ -235,7 +235,35 @@ pub fn curves(rows: &[RunRow]) -> RgbImage {
             scaled(&r.loss_curve)
         }
     });
-    let knn_series = series(&|r| r.knn_curve.iter().map(|(e, k)| (*e as f64, *k)).collect());
+    // Without an online monitor every run has one kNN point: then each run gets its own column
+    // (the table's order), its random-init twin as a black point in the same column.
+    let final_only = rows.iter().all(|r| r.knn_curve.len() <= 1);
+    let knn_series = if final_only {
+        let black = image::Rgb([0, 0, 0]);
+        let mut out = Vec::new();
+        for (i, (r, (color, label))) in rows.iter().zip(&styles).enumerate() {
+            let x = (i + 1) as f64;
+            if let Some(e) = &r.eval {
+                out.push(Series {
+                    label: label.clone(),
+                    color: *color,
+                    points: vec![(x, e.knn_top1)],
+                });
+                out.push(Series {
+                    label: if i == 0 {
+                        "random init".into()
+                    } else {
+                        String::new()
+                    },
+                    color: black,
+                    points: vec![(x, e.random_init.knn_top1)],
+                });
+            }
+        }
+        out
+    } else {
+        series(&|r| r.knn_curve.iter().map(|(e, k)| (*e as f64, *k)).collect())
+    };
     let loss = Chart {
         title: "TRAINING LOSS PER STEP".into(),
         x_label: "STEP".into(),
@@ -256,12 +284,18 @@ pub fn curves(rows: &[RunRow]) -> RgbImage {
     let evaluated = rows.iter().any(|r| !r.knn_curve.is_empty());
     let knn = Chart {
         title: "KNN TOP-1 ON HELD-OUT IMAGES".into(),
-        x_label: "EPOCH".into(),
+        x_label: if final_only {
+            "RUN (TABLE ORDER)".into()
+        } else {
+            "EPOCH".into()
+        },
         y_label: "KNN TOP-1".into(),
         log_y: false,
         series: knn_series,
         threshold: None,
-        note: if evaluated {
+        note: if evaluated && final_only {
+            "FINAL EVALUATION. TRAIN.EVAL_EVERY = 1 DRAWS KNN PER EPOCH".into()
+        } else if evaluated {
             "ONLINE MONITOR WHERE TRAIN.EVAL_EVERY WAS SET AND ELSE THE FINAL EVALUATION".into()
         } else {
             "NO RUN EVALUATED YET: SELFSUP EVAL --RUN DIR".into()
