@@ -59,12 +59,6 @@ struct TrainRecord {
     resumed_from_step: Option<usize>,
 }
 
-#[derive(Deserialize)]
-struct EvalHistoryLine {
-    epoch: usize,
-    knn_top1: f64,
-}
-
 /// The runs named by `paths`: each a run directory, or a folder whose sub-folders are runs
 /// (taken in name order). A path that is neither is an error naming it.
 pub fn find_runs(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
@@ -128,16 +122,8 @@ fn row(dir: &Path) -> Result<RunRow> {
         Vec::new()
     };
     let history = run.dir.eval_history_path();
-    let mut knn_curve: Vec<(usize, f64)> = if history.is_file() {
-        let text = std::fs::read_to_string(&history).map_err(|e| Error::io(&history, e))?;
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                serde_json::from_str::<EvalHistoryLine>(l)
-                    .map(|h| (h.epoch, h.knn_top1))
-                    .map_err(|e| Error::data(&history, format!("bad line ({e}): {l}")))
-            })
-            .collect::<Result<_>>()?
+    let mut knn_curve = if history.is_file() {
+        crate::train::metrics::read_eval_history(&history)?
     } else {
         Vec::new()
     };

@@ -98,6 +98,24 @@ pub fn append_eval_history(path: &Path, epoch: usize, step: usize, knn_top1: f64
     writeln!(file, "{line}").map_err(|e| Error::io(path, e))
 }
 
+/// `eval_history.jsonl` as (epoch, kNN top-1) pairs.
+pub fn read_eval_history(path: &Path) -> Result<Vec<(usize, f64)>> {
+    #[derive(Deserialize)]
+    struct Line {
+        epoch: usize,
+        knn_top1: f64,
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str::<Line>(l)
+                .map(|h| (h.epoch, h.knn_top1))
+                .map_err(|e| Error::data(path, format!("bad line ({e}): {l}")))
+        })
+        .collect()
+}
+
 pub struct MetricsLog {
     path: PathBuf,
     file: std::fs::File,
