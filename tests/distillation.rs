@@ -17,10 +17,13 @@ fn train(method: &str, name: &str, epochs: &str, extra: &[&str]) -> (serde_json:
     (train_quick(method, &out_dir, epochs, "3", &args), out_dir)
 }
 
+/// Two epochs (62 steps): kNN over random init +5.9 / +4.4 / +1.7 points and linear +4.0 / +3.7 /
+/// +2.7 at seeds 3 / 1 / 2 (AVX-512 Xeon), the teacher healthy at every seed.
 #[test]
 fn dino_learns_stays_healthy_and_draws_attention_maps() {
-    let (summary, run_dir) = train("dino", "dino", "4", &[]);
-    assert!(knn_margin(&summary) > 0.01, "{}", summary["eval"]);
+    let (summary, run_dir) = train("dino", "dino", "2", &[]);
+    assert!(knn_margin(&summary) > 0.005, "{}", summary["eval"]);
+    assert!(linear_margin(&summary) > 0.01, "{}", summary["eval"]);
     let teacher = &summary["diagnose"]["distillation"];
     assert_eq!(teacher["verdict"], "healthy", "{teacher}");
     assert!(summary["train"]["distillation_collapse_warning_step"].is_null());
@@ -69,6 +72,7 @@ fn dino_learns_stays_healthy_and_draws_attention_maps() {
     assert!(change > 0.01, "{change}");
 }
 
+/// Four epochs: after two the teacher had collapsed at seed 1 but not yet at seed 3.
 #[test]
 fn dino_without_centering_collapses_onto_one_prototype() {
     let (summary, run_dir) = train(
@@ -98,6 +102,8 @@ fn dino_without_centering_collapses_onto_one_prototype() {
     assert!(table.contains("dominant prototype collapse"), "{table}");
 }
 
+/// Four epochs: after two, kNN +4.3 / +4.3 / +1.1 points at seeds 3 / 1 / 2 (AVX-512 Xeon), too
+/// close at seed 2.
 #[test]
 fn ibot_learns_with_masked_patch_distillation() {
     let (summary, run_dir) = train("ibot", "ibot", "4", &[]);

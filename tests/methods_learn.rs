@@ -15,8 +15,19 @@ fn train(method: &str, epochs: &str) -> serde_json::Value {
 
 /// `epochs` of training must put the method clear of random init on kNN.
 fn assert_beats_random_init(method: &str, epochs: &str) {
+    assert_learns(method, epochs, 0.01, 0.0);
+}
+
+/// `epochs` of training must beat random init by more than `knn_over` on kNN and `linear_over`
+/// on the linear probe, without a collapse warning.
+fn assert_learns(method: &str, epochs: &str, knn_over: f64, linear_over: f64) {
     let summary = train(method, epochs);
-    assert!(knn_margin(&summary) > 0.01, "{method}: {}", summary["eval"]);
+    assert!(knn_margin(&summary) > knn_over, "{method}: {}", summary["eval"]);
+    assert!(
+        linear_margin(&summary) > linear_over,
+        "{method}: {}",
+        summary["eval"]
+    );
     assert!(
         summary["train"]["collapse_warning_step"].is_null(),
         "{summary}"
@@ -84,19 +95,26 @@ fn simclr_learns_and_finetunes() {
     assert!(colours.contains(&[31, 119, 180]) && colours.contains(&[23, 190, 207]));
 }
 
+/// One epoch (78 steps, the queue full after 32): the linear probe is ahead of random init at every
+/// seed tried, kNN not yet (AVX-512 Xeon, seeds 5 / 1 / 2: linear +4.0 / +10.6 / +6.0 points,
+/// kNN +1.1 / +5.8 / +5.5), so the probe carries the assertion and kNN must not trail.
 #[test]
 fn moco_v1_learns() {
-    assert_beats_random_init("moco-v1", "2");
+    assert_learns("moco-v1", "1", -0.02, 0.02);
 }
 
+/// One epoch: linear +3.9 / +10.5 / +4.3 points, kNN −0.3 / +6.3 / +2.5 at seeds 5 / 1 / 2
+/// (AVX-512 Xeon); four epochs give kNN +6.1 ± 3.5 (the README's table).
 #[test]
 fn moco_v2_learns() {
-    assert_beats_random_init("moco-v2", "2");
+    assert_learns("moco-v2", "1", -0.02, 0.02);
 }
 
+/// One epoch: kNN +4.1 / +3.9 / +2.1 points, linear +4.4 / +9.7 / +4.2 at seeds 5 / 1 / 2
+/// (AVX-512 Xeon).
 #[test]
 fn moco_v3_learns() {
-    assert_beats_random_init("moco-v3", "2");
+    assert_learns("moco-v3", "1", 0.01, 0.02);
 }
 
 /// Barlow Twins' kNN margin grows slowly and depends on the CPU as much as on the seed: after four
@@ -108,12 +126,8 @@ fn moco_v3_learns() {
 fn barlow_twins_learns() {
     let summary = train("barlow-twins", "4");
     let eval = &summary["eval"];
-    let linear_margin = eval["linear_top1"].as_f64().unwrap()
-        - eval["baselines"]["random_init"]["linear_top1"]
-            .as_f64()
-            .unwrap();
     assert!(knn_margin(&summary) > 0.0, "{eval}");
-    assert!(linear_margin > 0.02, "{eval}");
+    assert!(linear_margin(&summary) > 0.02, "{eval}");
     assert!(
         summary["train"]["collapse_warning_step"].is_null(),
         "{summary}"

@@ -126,3 +126,12 @@ pub fn knn_margin(summary: &serde_json::Value) -> f64 {
             .as_f64()
             .unwrap()
 }
+
+/// Linear-probe top-1 of the trained encoder minus that of the random-init one.
+pub fn linear_margin(summary: &serde_json::Value) -> f64 {
+    let eval = &summary["eval"];
+    eval["linear_top1"].as_f64().unwrap()
+        - eval["baselines"]["random_init"]["linear_top1"]
+            .as_f64()
+            .unwrap()
+}
