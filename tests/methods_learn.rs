@@ -22,7 +22,11 @@ fn assert_beats_random_init(method: &str, epochs: &str) {
 /// on the linear probe, without a collapse warning.
 fn assert_learns(method: &str, epochs: &str, knn_over: f64, linear_over: f64) {
     let summary = train(method, epochs);
-    assert!(knn_margin(&summary) > knn_over, "{method}: {}", summary["eval"]);
+    assert!(
+        knn_margin(&summary) > knn_over,
+        "{method}: {}",
+        summary["eval"]
+    );
     assert!(
         linear_margin(&summary) > linear_over,
         "{method}: {}",
