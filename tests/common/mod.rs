@@ -120,18 +120,15 @@ pub fn train_quick(
 
 /// kNN top-1 of the trained encoder minus that of the random-init one, from a train summary.
 pub fn knn_margin(summary: &serde_json::Value) -> f64 {
-    let eval = &summary["eval"];
-    eval["knn_top1"].as_f64().unwrap()
-        - eval["baselines"]["random_init"]["knn_top1"]
-            .as_f64()
-            .unwrap()
+    margin_over_random_init(summary, "knn_top1")
 }
 
 /// Linear-probe top-1 of the trained encoder minus that of the random-init one.
 pub fn linear_margin(summary: &serde_json::Value) -> f64 {
+    margin_over_random_init(summary, "linear_top1")
+}
+
+fn margin_over_random_init(summary: &serde_json::Value, metric: &str) -> f64 {
     let eval = &summary["eval"];
-    eval["linear_top1"].as_f64().unwrap()
-        - eval["baselines"]["random_init"]["linear_top1"]
-            .as_f64()
-            .unwrap()
+    eval[metric].as_f64().unwrap() - eval["baselines"]["random_init"][metric].as_f64().unwrap()
 }
