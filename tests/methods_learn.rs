@@ -15,23 +15,25 @@ fn train(method: &str, epochs: &str) -> serde_json::Value {
 
 /// `epochs` of training must put the method clear of random init on kNN.
 fn assert_beats_random_init(method: &str, epochs: &str) {
-    assert_learns(method, epochs, 0.01, 0.0);
+    assert_learns(method, epochs, 0.01, None);
 }
 
-/// `epochs` of training must beat random init by more than `knn_over` on kNN and `linear_over`
-/// on the linear probe, without a collapse warning.
-fn assert_learns(method: &str, epochs: &str, knn_over: f64, linear_over: f64) {
+/// `epochs` of training must beat random init by more than `knn_over` on kNN and, when given,
+/// `linear_over` on the linear probe, without a collapse warning.
+fn assert_learns(method: &str, epochs: &str, knn_over: f64, linear_over: Option<f64>) {
     let summary = train(method, epochs);
     assert!(
         knn_margin(&summary) > knn_over,
         "{method}: {}",
         summary["eval"]
     );
-    assert!(
-        linear_margin(&summary) > linear_over,
-        "{method}: {}",
-        summary["eval"]
-    );
+    if let Some(linear_over) = linear_over {
+        assert!(
+            linear_margin(&summary) > linear_over,
+            "{method}: {}",
+            summary["eval"]
+        );
+    }
     assert!(
         summary["train"]["collapse_warning_step"].is_null(),
         "{summary}"
@@ -104,21 +106,21 @@ fn simclr_learns_and_finetunes() {
 /// kNN +1.1 / +5.8 / +5.5), so the probe carries the assertion and kNN must not trail.
 #[test]
 fn moco_v1_learns() {
-    assert_learns("moco-v1", "1", -0.02, 0.02);
+    assert_learns("moco-v1", "1", -0.02, Some(0.02));
 }
 
 /// One epoch: linear +3.9 / +10.5 / +4.3 points, kNN −0.3 / +6.3 / +2.5 at seeds 5 / 1 / 2
 /// (AVX-512 Xeon); four epochs give kNN +6.1 ± 3.5 (the README's table).
 #[test]
 fn moco_v2_learns() {
-    assert_learns("moco-v2", "1", -0.02, 0.02);
+    assert_learns("moco-v2", "1", -0.02, Some(0.02));
 }
 
 /// One epoch: kNN +4.1 / +3.9 / +2.1 points, linear +4.4 / +9.7 / +4.2 at seeds 5 / 1 / 2
 /// (AVX-512 Xeon).
 #[test]
 fn moco_v3_learns() {
-    assert_learns("moco-v3", "1", 0.01, 0.02);
+    assert_learns("moco-v3", "1", 0.01, Some(0.02));
 }
 
 /// Barlow Twins' kNN margin grows slowly and depends on the CPU as much as on the seed: after four
@@ -128,14 +130,7 @@ fn moco_v3_learns() {
 /// the test asks for a kNN win of any size and a linear-probe win of two points.
 #[test]
 fn barlow_twins_learns() {
-    let summary = train("barlow-twins", "4");
-    let eval = &summary["eval"];
-    assert!(knn_margin(&summary) > 0.0, "{eval}");
-    assert!(linear_margin(&summary) > 0.02, "{eval}");
-    assert!(
-        summary["train"]["collapse_warning_step"].is_null(),
-        "{summary}"
-    );
+    assert_learns("barlow-twins", "4", 0.0, Some(0.02));
 }
 
 #[test]
