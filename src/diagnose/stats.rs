@@ -213,8 +213,8 @@ mod tests {
         (0..n)
             .flat_map(|_| {
                 let mut row = vec![0f32; d];
-                for k in 0..rank {
-                    row[k] = normal();
+                for v in &mut row[..rank] {
+                    *v = normal();
                 }
                 row
             })

@@ -101,7 +101,7 @@ impl ConvGeometry {
             return None;
         }
         let mut pad = [0; 2];
-        for axis in 0..2 {
+        for (axis, mirrored) in pad.iter_mut().enumerate() {
             let (k, size, out) = if axis == 0 {
                 (self.kh, self.h, self.oh)
             } else {
@@ -112,7 +112,7 @@ impl ConvGeometry {
             if self.pad[axis] > begin || size + self.pad[axis] < out {
                 return None;
             }
-            pad[axis] = begin - self.pad[axis];
+            *mirrored = begin - self.pad[axis];
         }
         Some(ConvGeometry {
             c_in: self.c_out,

@@ -56,6 +56,7 @@ mod tests {
         out
     }
 
+    #[allow(clippy::needless_range_loop)] // the cross-correlation's definition, index by index
     fn reference(z1: &Rows, z2: &Rows, lambda: f64) -> (f64, f64, f64) {
         let (a, b) = (standardize(z1), standardize(z2));
         let (n, d) = (a.len(), a[0].len());

@@ -352,7 +352,7 @@ mod tests {
             }
             let seq = Tensor::<3>::from_data(TensorData::new(seq, [1, 17, dd]), &device);
             let want = to_f32(mae.decoder.forward(seq));
-            let got = to_f32(pred.clone().slice([i..i + 1]));
+            let got = to_f32(pred.clone().slice(i..i + 1));
             for (g, w) in got.iter().zip(&want) {
                 assert!((g - w).abs() < 1e-5);
             }

@@ -55,19 +55,19 @@ pub struct VitConfig {
 
 impl VitConfig {
     pub fn validate(&self) -> Result<(), String> {
-        if self.patch_size == 0 || self.image_size % self.patch_size != 0 {
+        if self.patch_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
             return Err(format!(
                 "model.patch_size = {} must divide the image side {} (set data.image_size to resize)",
                 self.patch_size, self.image_size
             ));
         }
-        if self.heads == 0 || self.embed_dim % self.heads != 0 {
+        if self.heads == 0 || !self.embed_dim.is_multiple_of(self.heads) {
             return Err(format!(
                 "model.embed_dim = {} must be a multiple of model.heads = {}",
                 self.embed_dim, self.heads
             ));
         }
-        if self.pos_embed == PosEmbedKind::SinCos && self.embed_dim % 4 != 0 {
+        if self.pos_embed == PosEmbedKind::SinCos && !self.embed_dim.is_multiple_of(4) {
             return Err(format!(
                 "model.embed_dim = {} must be a multiple of 4 for sin-cos position embeddings",
                 self.embed_dim
@@ -82,7 +82,7 @@ impl VitConfig {
                 self.drop_path
             ));
         }
-        if !(self.mlp_ratio > 0.0) {
+        if self.mlp_ratio.is_nan() || self.mlp_ratio <= 0.0 {
             return Err(format!("model.mlp_ratio = {} must be > 0", self.mlp_ratio));
         }
         Ok(())

@@ -93,7 +93,7 @@ impl OptimizerConfig {
                 self.clip_grad
             ));
         }
-        if !(self.trust_coefficient > 0.0) {
+        if self.trust_coefficient.is_nan() || self.trust_coefficient <= 0.0 {
             return Err(format!(
                 "optim.trust_coefficient = {} must be > 0",
                 self.trust_coefficient
@@ -105,10 +105,10 @@ impl OptimizerConfig {
                 self.betas
             ));
         }
-        if !(self.eps > 0.0) {
+        if self.eps.is_nan() || self.eps <= 0.0 {
             return Err(format!("optim.eps = {} must be > 0", self.eps));
         }
-        if !(self.warmup_epochs >= 0.0) {
+        if self.warmup_epochs.is_nan() || self.warmup_epochs < 0.0 {
             return Err(format!(
                 "optim.warmup_epochs = {} must be ≥ 0",
                 self.warmup_epochs

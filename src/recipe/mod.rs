@@ -205,12 +205,16 @@ impl Recipe {
                 e.finetune_fraction
             )));
         }
-        if e.finetune_epochs == 0 || e.finetune_batch_size < 2 || !(e.finetune_lr > 0.0) {
+        if e.finetune_epochs == 0
+            || e.finetune_batch_size < 2
+            || e.finetune_lr.is_nan()
+            || e.finetune_lr <= 0.0
+        {
             return Err(Error::Recipe(
                 "eval.finetune_epochs must be ≥ 1, eval.finetune_batch_size ≥ 2 and eval.finetune_lr > 0".into(),
             ));
         }
-        if e.knn_k == 0 || !(e.knn_temperature > 0.0) {
+        if e.knn_k == 0 || e.knn_temperature.is_nan() || e.knn_temperature <= 0.0 {
             return Err(Error::Recipe(
                 "eval.knn_k must be ≥ 1 and eval.knn_temperature > 0".into(),
             ));

@@ -244,7 +244,7 @@ impl Method for Dino {
         let mask = masks.as_ref().map(|m| mim::mask_tensor(m, &device));
         let student = self.student.features(globals, mask, with_patches);
         let z = self.student.head.bottleneck(student.cls.clone());
-        let embeddings = z.clone().slice([0..b]).detach();
+        let embeddings = z.clone().slice(0..b).detach();
         let mut student_crops = self.student.head.logits(z, frozen).chunk(2, 0);
         if views.len() > 2 {
             let locals = Tensor::cat(views[2..].to_vec(), 0);
@@ -257,7 +257,7 @@ impl Method for Dino {
         }
         let distributions = Distributions {
             teacher: self.monitored_targets(
-                t_logits.clone().slice([0..b]),
+                t_logits.clone().slice(0..b),
                 center.clone(),
                 temperature,
             ),

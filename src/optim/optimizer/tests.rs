@@ -11,7 +11,6 @@ fn layer(device: &Device) -> Linear {
             layer.bias.unwrap().id,
             bias.require_grad(),
         )),
-        ..layer
     }
 }
 
