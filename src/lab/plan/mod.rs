@@ -3,18 +3,19 @@
 //! request, one real step measured beside the count.
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::GradientsParams;
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 
-use crate::allocator::MemoryMeter;
 use crate::error::{Error, Result};
 use crate::method::vq_tokenizer::VqTokenizer;
-use crate::method::{Method, MethodName, NoRuns, Pass, Progress, RunSource};
+use crate::method::{Method, MethodName, NoRuns, Pass, RunSource};
 use crate::nn::backbone::ImageShape;
 use crate::nn::cost::total;
-use crate::optim::{Optimizer, OptimizerKind};
+use crate::optim::OptimizerKind;
 use crate::recipe::{Overrides, Recipe};
+
+mod measure;
+pub use measure::{Measured, measure};
 
 const F32: u64 = 4;
 
@@ -95,33 +96,6 @@ pub struct Plan {
 pub struct Fit {
     pub memory: u64,
     pub largest_batch: Option<usize>,
-}
-
-/// One real step measured beside the plan.
-#[derive(Clone, Copy, Debug, Serialize)]
-pub struct Measured {
-    pub batch: usize,
-    /// Held after a step: weights, optimizer state (and whatever the kernels cache).
-    pub persistent: u64,
-    /// The most a step allocated on top of that.
-    pub step: u64,
-    pub planned_persistent: u64,
-    pub planned_step: u64,
-}
-
-impl Measured {
-    pub fn total(&self) -> u64 {
-        self.persistent + self.step
-    }
-
-    pub fn planned_total(&self) -> u64 {
-        self.planned_persistent + self.planned_step
-    }
-
-    /// Planned over measured peak, minus one.
-    pub fn error(&self) -> f64 {
-        self.planned_total() as f64 / self.total() as f64 - 1.0
-    }
 }
 
 /// The recipe a plan is for: `overrides` resolved, with the views set to `side` pixels when the
@@ -314,63 +288,6 @@ fn largest_batch(plan_at: impl Fn(usize) -> Plan, bytes: u64) -> Option<usize> {
         if fits(mid) { lo = mid } else { hi = mid }
     }
     Some(lo)
-}
-
-/// Runs two real training steps of `recipe` on random `batch`-image views on the CPU and
-/// measures the second with `meter` (the process's allocator must be counting).
-pub fn measure(
-    recipe: &Recipe,
-    shape: ImageShape,
-    batch: usize,
-    meter: &dyn MemoryMeter,
-) -> Result<Measured> {
-    let plan = plan(recipe, shape, batch, None)?;
-    let device = Device::flex().autodiff();
-    let before = meter.live();
-    let (persistent, step) = crate::with_method!(recipe.method.name(), M => {
-        let method = recipe.init_method::<M>(shape, &device, &PlanRuns::for_recipe(recipe))?;
-        let mut optimizer = Optimizer::new(recipe.optim.clone());
-        let method = train_step(method, &mut optimizer, &plan, &device, 0);
-        let held = meter.live();
-        meter.reset_peak();
-        let method = train_step(method, &mut optimizer, &plan, &device, 1);
-        let step = meter.peak().saturating_sub(held);
-        drop(method);
-        (held.saturating_sub(before), step)
-    });
-    Ok(Measured {
-        batch,
-        persistent: persistent as u64,
-        step: step as u64,
-        planned_persistent: plan.memory.persistent(),
-        planned_step: plan.memory.step(),
-    })
-}
-
-fn train_step<M: Method>(
-    method: M,
-    optimizer: &mut Optimizer,
-    plan: &Plan,
-    device: &Device,
-    step: usize,
-) -> M {
-    let views: Vec<Tensor<4>> = plan
-        .views
-        .iter()
-        .map(|&s| {
-            let shape = [plan.batch, plan.channels, s, s];
-            Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
-        })
-        .collect();
-    let progress = Progress {
-        step,
-        total_steps: 10,
-    };
-    let out = method.step(&views, progress);
-    let grads = GradientsParams::from_grads(out.loss.backward(), &method);
-    let constant_lr = method.constant_lr();
-    let method = optimizer.step(1e-3, 1e-3, method, grads, &constant_lr);
-    method.after_step(out.carry, progress)
 }
 
 fn count_params<M: Module>(module: &M) -> Params {
