@@ -4,40 +4,79 @@
 #
 # Each benchmark runs ROUNDS times (default 3), alternating selfsup and PyTorch so that both
 # see the same machine; the table shows the median of the rounds and their ratio.
-# Needs `pip install torch torchvision` (benchmark tools, not dependencies of the crate).
+# Needs `pip install torch torchvision lightly` (benchmark tools, not dependencies of the crate).
+#
+# ROWS picks the groups (default all): `steps` (train steps on random tensors), `augment`,
+# `loader` (a JPEG folder), `pretrain` (one epoch of the shipped BYOL, SimCLR and MoCo v2
+# recipes end to end on the bundled subset: data, augmentation, step, EMA, monitoring; against
+# `benches/torch_pretrain.py`, the same recipe in PyTorch + lightly). PyTorch's pretrain rows run
+# at 1 and THREADS threads and keep the faster (on a 2-core VM one thread can win).
 #
 #   benches/compare.sh              # all rows
 #   ROUNDS=5 THREADS=2 benches/compare.sh
+#   ROWS=pretrain ROUNDS=1 benches/compare.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${THREADS:-$(nproc)}
 rounds=${ROUNDS:-3}
+rows=${ROWS:-steps augment loader pretrain}
+want() { [[ " $rows " == *" $1 "* ]]; }
 export RAYON_NUM_THREADS=$threads
-if ! python3 -c 'import torch, torchvision' 2>/dev/null; then
-    echo "compare.sh: PyTorch is not installed; run: pip install torch torchvision" >&2
+if ! python3 -c 'import torch, torchvision, lightly' 2>/dev/null; then
+    echo "compare.sh: PyTorch or lightly is not installed; run: pip install torch torchvision lightly" >&2
     exit 1
 fi
-cargo build -q --release --bench train_step --bench augment --bench loader
+cargo build -q --release --bin selfsup --bench train_step --bench augment --bench loader
 # 2,048 camera-sized (500×375) JPEGs cut from the sample photographs in data/photos/.
 photos=target/bench-photos-500x375
 if [ ! -d "$photos" ]; then
     cargo run -q --release --example photo_folder -- "$photos" photos --train 2048 --val 0 --size 500x375 --jpeg-only
 fi
 results=$(mktemp)
-trap 'rm -f "$results"' EXIT
+runs=$(mktemp -d)
+trap 'rm -rf "$results" "$runs"' EXIT
+# One epoch of selfsup's own `train` as a user runs it; images/s over the training loop, as
+# train.json reports it, and the process's peak resident memory.
+selfsup_pretrain() {
+    python3 - "$1" "$runs/$1" <<'PY'
+import json, resource, subprocess, sys
+method, out = sys.argv[1], sys.argv[2]
+subprocess.run(["target/release/selfsup", "train", "--method", method, "--epochs", "1", "--no-eval",
+                "--out", out, "--json"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+train = json.load(open(f"{out}/train.json"))
+print(json.dumps({"bench": f"pretrain_{method}_epoch", "framework": "selfsup",
+                  "images_per_s": train["images_per_s"],
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+PY
+    rm -rf "${runs:?}/$1"
+}
 for round in $(seq "$rounds"); do
     echo "round $round of $rounds" >&2
-    for model in resnet18 vit-tiny; do
-        cargo bench -q --bench train_step -- "$model" 10 2>/dev/null | tail -1 >>"$results"
-        python3 benches/torch_train_step.py "$model" 10 "$threads" | tail -1 >>"$results"
-    done
-    for args in "8192 32" "2048 224"; do
-        set -- $args
-        cargo bench -q --bench augment -- "$1" "$2" 2>/dev/null | tail -1 >>"$results"
-        python3 benches/torch_augment.py "$1" "$threads" "$2" | tail -1 >>"$results"
-    done
-    cargo bench -q --bench loader -- "$photos" 2048 224 2>/dev/null | tail -1 >>"$results"
-    python3 benches/torch_loader.py "$photos" 2048 "$threads" 224 | tail -1 >>"$results"
+    if want steps; then
+        for model in resnet18 vit-tiny; do
+            cargo bench -q --bench train_step -- "$model" 10 2>/dev/null | tail -1 >>"$results"
+            python3 benches/torch_train_step.py "$model" 10 "$threads" | tail -1 >>"$results"
+        done
+    fi
+    if want augment; then
+        for args in "8192 32" "2048 224"; do
+            set -- $args
+            cargo bench -q --bench augment -- "$1" "$2" 2>/dev/null | tail -1 >>"$results"
+            python3 benches/torch_augment.py "$1" "$threads" "$2" | tail -1 >>"$results"
+        done
+    fi
+    if want loader; then
+        cargo bench -q --bench loader -- "$photos" 2048 224 2>/dev/null | tail -1 >>"$results"
+        python3 benches/torch_loader.py "$photos" 2048 "$threads" 224 | tail -1 >>"$results"
+    fi
+    if want pretrain; then
+        for method in byol simclr moco-v2; do
+            selfsup_pretrain "$method" >>"$results"
+            for t in $(printf '%s\n' 1 "$threads" | sort -un); do
+                python3 benches/torch_pretrain.py "$method" "$t" 0 | tail -1 >>"$results"
+            done
+        done
+    fi
 done
 python3 - "$results" "$threads" "$rounds" <<'PY'
 import json, statistics, sys
@@ -49,21 +88,30 @@ names = {
     "augment_two_simclr_views_32px": "two SimCLR views per image, 32x32",
     "augment_two_simclr_views_224px": "two SimCLR views per image, 224x224",
     "loader_two_simclr_views_224px_jpeg": "500x375 JPEG folder: decode + 2 views 224",
+    "pretrain_byol_epoch": "BYOL recipe, 1 epoch end to end (lightly)",
+    "pretrain_simclr_epoch": "SimCLR recipe, 1 epoch end to end (lightly)",
+    "pretrain_moco-v2_epoch": "MoCo v2 recipe, 1 epoch end to end (lightly)",
 }
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
 simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
 print(f"{cpu} ({simd}), {threads} threads, median of {rounds} alternating rounds")
-print(f"{'benchmark':<42} {'selfsup img/s':>13} {'pytorch img/s':>13} {'ratio':>6} {'peak MB selfsup / pytorch':>26}")
+print(f"{'benchmark':<58} {'selfsup img/s':>13} {'pytorch img/s':>13} {'ratio':>6} {'peak MB selfsup / pytorch':>26}")
 for bench, label in names.items():
     ours = [r for r in rows if r["bench"] == bench and r["framework"] == "selfsup"]
     theirs = [r for r in rows if r["bench"] == bench and r["framework"] != "selfsup"]
     if not ours or not theirs:
         continue
     a = statistics.median(r["images_per_s"] for r in ours)
+    # PyTorch's best thread setting: the median per setting, then the fastest.
+    settings = {r.get("threads") for r in theirs}
+    best = max(settings, key=lambda t: statistics.median(r["images_per_s"] for r in theirs if r.get("threads") == t))
+    theirs = [r for r in theirs if r.get("threads") == best]
     b = statistics.median(r["images_per_s"] for r in theirs)
+    if len(settings) > 1:
+        label = f"{label} [pytorch {best} thr]"
     memory = ""
     if "peak_rss_mb" in ours[0] and "peak_rss_mb" in theirs[0]:
         memory = f"{max(r['peak_rss_mb'] for r in ours):.0f} / {max(r['peak_rss_mb'] for r in theirs):.0f}"
-    print(f"{label:<42} {a:>13.1f} {b:>13.1f} {a / b:>5.2f}x {memory:>26}")
+    print(f"{label:<58} {a:>13.1f} {b:>13.1f} {a / b:>5.2f}x {memory:>26}")
 PY

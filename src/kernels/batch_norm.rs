@@ -1,15 +1,22 @@
 //! Training-mode batch normalisation over NCHW, optionally fused with a ReLU, forward and
 //! backward in two passes each (burn's composed version makes a dozen, with transposes).
 //!
-//! Statistics are the biased batch mean and variance per channel, accumulated in f64.
+//! Statistics are the biased batch mean and variance per channel: f32 lanes within each
+//! `[b, c]` plane, planes merged in f64 in batch order (so results do not depend on threads).
+//! Outputs are written once, never zero-filled first.
+
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::simd::lane_sums;
+use super::simd::vectorized;
 
-/// Partial sums per statistic: batch norm's summation order, which every training trajectory
-/// depends on.
-const BN_LANES: usize = 8;
+/// Partial sums per statistic within a plane: batch norm's summation order, which every
+/// training trajectory depends on.
+const BN_LANES: usize = 16;
+
+/// Planes per parallel task: enough work per task that scheduling does not show.
+const TASK_ELEMENTS: usize = 1 << 14;
 
 /// `[batch, channels, spatial]` of an NCHW tensor with `spatial = h·w`.
 #[derive(Clone, Copy, Debug)]
@@ -24,26 +31,101 @@ impl Planes {
         (self.batch * self.spatial) as f64
     }
 
-    /// Per channel, `f(plane)` summed over the batch, channels in parallel.
-    fn per_channel<F>(&self, f: F) -> Vec<(f64, f64)>
-    where
-        F: Fn(usize, usize) -> (f64, f64) + Sync,
-    {
-        (0..self.channels)
-            .into_par_iter()
-            .map(|c| {
-                (0..self.batch).fold((0.0, 0.0), |acc, b| {
-                    let (s, t) = f(b, c);
-                    (acc.0 + s, acc.1 + t)
-                })
-            })
-            .collect()
+    fn planes_per_task(&self) -> usize {
+        TASK_ELEMENTS.div_ceil(self.spatial.max(1))
     }
 
-    fn plane(&self, b: usize, c: usize) -> std::ops::Range<usize> {
-        let start = (b * self.channels + c) * self.spatial;
-        start..start + self.spatial
+    /// `f(plane index, plane)` for every `[b, c]` plane, in parallel tasks of whole planes.
+    /// `f` should be `#[inline(always)]`, to be compiled for the CPU's SIMD level.
+    #[inline(always)]
+    fn map_planes<T: Send + Copy + Default>(
+        &self,
+        x: &[f32],
+        f: impl Fn(usize, &[f32]) -> T + Sync,
+    ) -> Vec<T> {
+        let (spatial, per_task) = (self.spatial.max(1), self.planes_per_task());
+        let mut out = vec![T::default(); self.batch * self.channels];
+        out.par_chunks_mut(per_task)
+            .zip(x.par_chunks(spatial * per_task))
+            .enumerate()
+            .for_each(|(task, (out, chunk))| {
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for (i, (o, plane)) in
+                            out.iter_mut().zip(chunk.chunks_exact(spatial)).enumerate()
+                        {
+                            *o = f(task * per_task + i, plane);
+                        }
+                    },
+                )
+            });
+        out
     }
+
+    /// A new tensor of `x`'s size whose plane `i` is written by `fill(i, out)`, planes in
+    /// parallel. `fill` must write every element of `out`.
+    #[inline(always)]
+    fn fill_planes(&self, fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync) -> Vec<f32> {
+        let (spatial, per_task) = (self.spatial.max(1), self.planes_per_task());
+        let len = self.batch * self.channels * self.spatial;
+        let mut out: Vec<f32> = Vec::with_capacity(len);
+        out.spare_capacity_mut()[..len]
+            .par_chunks_mut(spatial * per_task)
+            .enumerate()
+            .for_each(|(task, chunk)| {
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for (i, plane) in chunk.chunks_exact_mut(spatial).enumerate() {
+                            fill(task * per_task + i, plane);
+                        }
+                    },
+                )
+            });
+        // SAFETY: the chunks cover all `len` elements and `fill` writes each of its plane's.
+        unsafe { out.set_len(len) };
+        out
+    }
+}
+
+/// `(Σ f(a[i], b[i], c[i]).0, Σ f(a[i], b[i], c[i]).1)` in [`BN_LANES`] partial sums each, as
+/// f64; the chunked loop is what the compiler vectorises.
+#[inline(always)]
+fn lanes(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> (f32, f32)) -> (f64, f64) {
+    let (mut s, mut t) = ([0.0f32; BN_LANES], [0.0f32; BN_LANES]);
+    for ((ac, bc), cc) in a
+        .chunks_exact(BN_LANES)
+        .zip(b.chunks_exact(BN_LANES))
+        .zip(c.chunks_exact(BN_LANES))
+    {
+        for l in 0..BN_LANES {
+            let (u, v) = f(ac[l], bc[l], cc[l]);
+            s[l] += u;
+            t[l] += v;
+        }
+    }
+    let tail = a.len() / BN_LANES * BN_LANES;
+    for ((&u, &v), &w) in a[tail..].iter().zip(&b[tail..]).zip(&c[tail..]) {
+        let (u, v) = f(u, v, w);
+        s[0] += u;
+        t[0] += v;
+    }
+    (total(s), total(t))
+}
+
+/// The lanes added pairwise (a tree the compiler turns into a few shuffles: small planes have
+/// as many totals as elements).
+#[inline(always)]
+fn total(mut lanes: [f32; BN_LANES]) -> f64 {
+    let mut width = BN_LANES / 2;
+    while width > 0 {
+        for l in 0..width {
+            lanes[l] += lanes[l + width];
+        }
+        width /= 2;
+    }
+    lanes[0] as f64
 }
 
 fn inv_std(var: f32, epsilon: f64) -> f32 {
@@ -51,6 +133,10 @@ fn inv_std(var: f32, epsilon: f64) -> f32 {
 }
 
 /// Returns `(y, mean, var)`.
+///
+/// One read of `x` for the statistics: each plane's mean and centred sum of squares (the plane
+/// is still in L1 for its second pass, and centring avoids catastrophic cancellation), merged
+/// per channel in batch order by Chan et al.'s formula, then one pass that normalises.
 pub fn forward(
     p: Planes,
     x: &[f32],
@@ -60,42 +146,47 @@ pub fn forward(
     relu: bool,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), p.batch * p.channels * p.spatial);
-    let n = p.count();
-    let mean: Vec<f32> = p
-        .per_channel(|b, c| {
-            let plane = &x[p.plane(b, c)];
-            lane_sums::<BN_LANES>(plane.len(), |i| (plane[i], 0.0))
-        })
-        .iter()
-        .map(|(s, _)| (s / n) as f32)
-        .collect();
-    // Two passes: the centred sum of squares does not cancel catastrophically.
-    let var: Vec<f32> = p
-        .per_channel(|b, c| {
-            let (plane, m) = (&x[p.plane(b, c)], mean[c]);
-            lane_sums::<BN_LANES>(plane.len(), |i| ((plane[i] - m) * (plane[i] - m), 0.0))
-        })
-        .iter()
-        .map(|(q, _)| (q / n) as f32)
-        .collect();
-    let mut y = vec![0.0f32; x.len()];
-    y.par_chunks_mut(p.spatial.max(1))
-        .zip(x.par_chunks(p.spatial.max(1)))
-        .enumerate()
-        .for_each(|(i, (out, inp))| {
-            let c = i % p.channels;
+    let plane_stats = p.map_planes(
+        x,
+        #[inline(always)]
+        |_, plane| {
+            let m = (lanes(plane, plane, plane, |v, _, _| (v, 0.0)).0 / plane.len() as f64) as f32;
+            let q = lanes(plane, plane, plane, |v, _, _| ((v - m) * (v - m), 0.0)).0;
+            (m as f64, q)
+        },
+    );
+    let (mut mean, mut var) = (vec![0.0f32; p.channels], vec![0.0f32; p.channels]);
+    for c in 0..p.channels {
+        let stats = || (0..p.batch).map(|b| plane_stats[b * p.channels + c]);
+        let m = stats().map(|(m, _)| m).sum::<f64>() / p.batch as f64;
+        let q: f64 = stats()
+            .map(|(pm, pq)| pq + p.spatial as f64 * (pm - m) * (pm - m))
+            .sum();
+        mean[c] = m as f32;
+        var[c] = (q / p.count()) as f32;
+    }
+    let scales: Vec<(f32, f32)> = (0..p.channels)
+        .map(|c| {
             let scale = gamma[c] * inv_std(var[c], epsilon);
-            let shift = beta[c] - mean[c] * scale;
+            (scale, beta[c] - mean[c] * scale)
+        })
+        .collect();
+    let y = p.fill_planes(
+        #[inline(always)]
+        |i, out| {
+            let inp = &x[i * p.spatial..][..p.spatial];
+            let (scale, shift) = scales[i % p.channels];
             if relu {
                 for (o, &v) in out.iter_mut().zip(inp) {
-                    *o = (v * scale + shift).max(0.0);
+                    o.write((v * scale + shift).max(0.0));
                 }
             } else {
                 for (o, &v) in out.iter_mut().zip(inp) {
-                    *o = v * scale + shift;
+                    o.write(v * scale + shift);
                 }
             }
-        });
+        },
+    );
     (y, mean, var)
 }
 
@@ -111,42 +202,75 @@ pub fn backward(
     epsilon: f64,
     dy: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    // With a ReLU, the upstream gradient passes only where the output was positive.
-    let masked: Vec<f32>;
-    let dy = match y {
-        Some(y) => {
-            masked = dy
-                .par_iter()
-                .zip(y.par_iter())
-                .map(|(&g, &out)| if out > 0.0 { g } else { 0.0 })
-                .collect();
-            &masked[..]
-        }
-        None => dy,
-    };
-    let sums = p.per_channel(|b, c| {
-        let (m, s) = (mean[c], inv_std(var[c], epsilon));
-        let range = p.plane(b, c);
-        let (xs, gs) = (&x[range.clone()], &dy[range]);
-        lane_sums::<BN_LANES>(xs.len(), |i| (gs[i], gs[i] * (xs[i] - m) * s))
-    });
+    match y {
+        Some(y) => backward_masked::<true>(p, x, y, gamma, mean, var, epsilon, dy),
+        None => backward_masked::<false>(p, x, dy, gamma, mean, var, epsilon, dy),
+    }
+}
+
+/// [`backward`] where, with `RELU`, the upstream gradient passes only where `y` was positive.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn backward_masked<const RELU: bool>(
+    p: Planes,
+    x: &[f32],
+    y: &[f32],
+    gamma: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    epsilon: f64,
+    dy: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let passed = |g: f32, out: f32| if RELU && out <= 0.0 { 0.0 } else { g };
+    let plane_sums = p.map_planes(
+        x,
+        #[inline(always)]
+        |i, xs| {
+            let c = i % p.channels;
+            let m = mean[c];
+            let (gs, ys) = (
+                &dy[i * p.spatial..][..p.spatial],
+                &y[i * p.spatial..][..p.spatial],
+            );
+            lanes(xs, gs, ys, |xv, g, out| {
+                let g = passed(g, out);
+                (g, g * (xv - m))
+            })
+        },
+    );
+    let sums: Vec<(f64, f64)> = (0..p.channels)
+        .map(|c| {
+            (0..p.batch)
+                .map(|b| plane_sums[b * p.channels + c])
+                .fold((0.0, 0.0), |acc, (s, t)| (acc.0 + s, acc.1 + t))
+        })
+        .collect();
     let n = p.count();
     let dbeta: Vec<f32> = sums.iter().map(|(sd, _)| *sd as f32).collect();
-    let dgamma: Vec<f32> = sums.iter().map(|(_, sdx)| *sdx as f32).collect();
-    let mut dx = vec![0.0f32; x.len()];
-    dx.par_chunks_mut(p.spatial.max(1))
-        .enumerate()
-        .for_each(|(plane, out)| {
-            let c = plane % p.channels;
+    let dgamma: Vec<f32> = sums
+        .iter()
+        .zip(var)
+        .map(|((_, sdx), &v)| (sdx * inv_std(v, epsilon) as f64) as f32)
+        .collect();
+    // Per channel: (γ·s, mean(dy), mean(dy·x̂), s, mean).
+    let coefficients: Vec<[f32; 5]> = (0..p.channels)
+        .map(|c| {
             let s = inv_std(var[c], epsilon);
-            let (mean_dy, mean_dy_xhat) = ((sums[c].0 / n) as f32, (sums[c].1 / n) as f32);
-            let scale = gamma[c] * s;
-            let range = plane * p.spatial..(plane + 1) * p.spatial;
-            let (xs, gs) = (&x[range.clone()], &dy[range]);
-            for ((o, &xv), &g) in out.iter_mut().zip(xs).zip(gs) {
-                let xhat = (xv - mean[c]) * s;
-                *o = scale * (g - mean_dy - xhat * mean_dy_xhat);
+            let (mean_dy, mean_dy_xhat) = ((sums[c].0 / n) as f32, (sums[c].1 / n) as f32 * s);
+            [gamma[c] * s, mean_dy, mean_dy_xhat, s, mean[c]]
+        })
+        .collect();
+    let dx = p.fill_planes(
+        #[inline(always)]
+        |i, out| {
+            let [scale, mean_dy, mean_dy_xhat, s, m] = coefficients[i % p.channels];
+            let range = i * p.spatial..(i + 1) * p.spatial;
+            let (xs, gs, ys) = (&x[range.clone()], &dy[range.clone()], &y[range]);
+            for (((o, &xv), &g), &out) in out.iter_mut().zip(xs).zip(gs).zip(ys) {
+                let xhat = (xv - m) * s;
+                o.write(scale * (passed(g, out) - mean_dy - xhat * mean_dy_xhat));
             }
-        });
+        },
+    );
     (dx, dgamma, dbeta)
 }

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use super::gemm::{MatMut, MatRef, gemm, transpose};
 pub use super::geometry::ConvGeometry;
 use super::geometry::sized;
-use super::winograd;
+use super::{direct, winograd};
 
 /// Fills the column matrix `col` (K rows, `row_stride` apart; image `i` in columns
 /// `[i·P, (i+1)·P)`) for one group from the images of `x_chunk` (each `[c_in, h, w]`).
@@ -162,6 +162,9 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     assert_eq!(weight.len(), g.c_out * g.k());
     if winograd::eligible(g) {
         return winograd::forward(g, x, weight);
+    }
+    if direct::eligible(g) {
+        return direct::forward(g, x, weight);
     }
     let (k, p, cog) = (g.k(), g.p(), g.cog());
     let nb = images_per_chunk(g, FORWARD_COLUMNS);

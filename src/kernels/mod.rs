@@ -8,6 +8,7 @@
 pub mod attention;
 pub mod batch_norm;
 pub mod conv;
+mod direct;
 mod flex;
 pub mod gelu;
 mod gemm;

@@ -1,0 +1,114 @@
+//! Where a shipped recipe's train step spends its time: the median over steps of each phase —
+//! the method's forward (online views, predictor, EMA target), the backward pass, the optimizer
+//! update and the after-step work (EMA blend, queue) — for BYOL, SimCLR or MoCo v2 with their
+//! built-in recipes (ResNet-18 small stem, width 8, batch 128, 28×28×1: the bundled subset's
+//! shape). Random images: the step's cost does not depend on their values.
+//!
+//! cargo bench --bench pretrain_step -- [byol|simclr|moco-v2] [steps]
+
+use std::time::Instant;
+
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Distribution, Tensor};
+use selfsup::method::{Byol, Method, MethodName, Moco, Progress, SimClr};
+use selfsup::nn::backbone::ImageShape;
+use selfsup::optim::Optimizer;
+use selfsup::recipe::{Overrides, Recipe};
+
+const WARMUP_STEPS: usize = 2;
+const PHASES: [&str; 4] = ["forward", "backward", "optimizer", "after_step"];
+
+fn phases<M: Method>(recipe: &Recipe, steps: usize) -> Vec<f64> {
+    let device = Device::flex().autodiff();
+    device.seed(0);
+    let shape = ImageShape {
+        channels: 1,
+        side: 28,
+    };
+    let batch = recipe.train.batch_size;
+    let mut method: M = recipe
+        .init_method(shape, &device, &selfsup::method::NoRuns)
+        .expect("valid recipe");
+    let mut optimizer = Optimizer::new(recipe.optim.clone());
+    let views: Vec<Tensor<4>> = (0..recipe.augment.num_views())
+        .map(|_| Tensor::random([batch, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device))
+        .collect();
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); PHASES.len()];
+    for step in 0..steps + WARMUP_STEPS {
+        let progress = Progress {
+            step,
+            total_steps: steps + WARMUP_STEPS,
+        };
+        let mut marks = [Instant::now(); PHASES.len() + 1];
+        let out = method.step(&views, progress);
+        // Reading the loss back forces the forward pass to finish.
+        let _ = selfsup::host::to_f32(out.loss.clone());
+        marks[1] = Instant::now();
+        let grads = GradientsParams::from_grads(out.loss.backward(), &method);
+        marks[2] = Instant::now();
+        method = optimizer.step(
+            0.1,
+            0.1,
+            method,
+            grads,
+            &selfsup::optim::ConstantLr::default(),
+        );
+        marks[3] = Instant::now();
+        method = method.after_step(out.carry, progress);
+        marks[4] = Instant::now();
+        if step >= WARMUP_STEPS {
+            for (phase, pair) in times.iter_mut().zip(marks.windows(2)) {
+                phase.push((pair[1] - pair[0]).as_secs_f64());
+            }
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect()
+}
+
+fn main() {
+    selfsup::allocator::keep_freed_memory();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let steps: usize = args
+        .iter()
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(10)
+        .max(1);
+    let name = args
+        .iter()
+        .find_map(|a| a.parse::<MethodName>().ok())
+        .unwrap_or(MethodName::Byol);
+    let recipe = Recipe::resolve(&Overrides {
+        method: Some(name),
+        ..Default::default()
+    })
+    .expect("built-in recipe");
+    let run = || match name {
+        MethodName::Simclr => phases::<SimClr>(&recipe, steps),
+        MethodName::MocoV2 => phases::<Moco>(&recipe, steps),
+        MethodName::Byol => phases::<Byol>(&recipe, steps),
+        other => panic!("pretrain_step measures byol, simclr and moco-v2, not {other}"),
+    };
+    let times = if std::env::var("ON_POOL").is_ok() {
+        rayon::scope(|_| run())
+    } else {
+        run()
+    };
+    let total: f64 = times.iter().sum();
+    let breakdown: Vec<String> = PHASES
+        .iter()
+        .zip(&times)
+        .map(|(phase, t)| format!("\"{phase}_ms\": {:.1}", t * 1e3))
+        .collect();
+    println!(
+        "{{\"bench\": \"pretrain_step_{name}\", \"framework\": \"selfsup\", \"images_per_s\": {:.1}, {}, \"threads\": {}}}",
+        recipe.train.batch_size as f64 / total,
+        breakdown.join(", "),
+        rayon::current_num_threads()
+    );
+}

@@ -1,0 +1,228 @@
+//! 3×3 stride-1 "same" convolutions on narrow images (≤ 32 px wide) with few channels, computed
+//! straight from zero-padded input rows: no column matrix, no packing.
+//!
+//! Below Winograd's channel count, im2col + gemm spends more time copying (a column matrix nine
+//! times the input, then the gemm's own packing of it) than multiplying. Here one output row of
+//! [`CO_BLOCK`] channels lives in registers while every input row it needs streams past once,
+//! each shifted row feeding [`CO_BLOCK`] fused multiply-adds.
+
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+use super::geometry::ConvGeometry;
+use super::winograd;
+use pulp::{Simd, WithSimd};
+
+const TAPS: usize = 9;
+
+/// Whether [`forward`] computes this convolution (and is the faster route for it).
+pub fn eligible(g: &ConvGeometry) -> bool {
+    g.groups == 1
+        && (g.kh, g.kw) == (3, 3)
+        && g.stride == [1, 1]
+        && g.dilation == [1, 1]
+        && g.pad == [1, 1]
+        && (g.oh, g.ow) == (g.h, g.w)
+        && g.w <= 32
+        && !winograd::eligible(g)
+}
+
+/// `y = conv2d(x, weight)` (no bias) for an [`eligible`] geometry; NCHW in and out.
+pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
+    assert!(eligible(g));
+    assert_eq!(x.len(), g.batch * g.x_image());
+    assert_eq!(weight.len(), g.c_out * g.c_in * TAPS);
+    let len = g.batch * g.y_image();
+    let mut y: Vec<f32> = Vec::with_capacity(len);
+    y.spare_capacity_mut()[..len]
+        .par_chunks_mut(g.y_image())
+        .zip(x.par_chunks(g.x_image()))
+        .for_each_init(Scratch::default, |scratch, (y_image, x_image)| {
+            pulp::Arch::new().dispatch(Image {
+                g,
+                x: x_image,
+                weight,
+                scratch,
+                y: y_image,
+            })
+        });
+    // SAFETY: `Image` writes every element of each image's output.
+    unsafe { y.set_len(len) };
+    y
+}
+
+/// Buffers one thread reuses across images.
+#[derive(Default)]
+struct Scratch {
+    /// The image's planes with a zero border, rows a whole number of vectors (+ 2) wide.
+    padded: Vec<f32>,
+    /// The weight as `[co block][c_in][tap][CO]`, the last block's missing channels zero.
+    packed: Vec<f32>,
+}
+
+/// One image's convolution, for whichever SIMD width the CPU has.
+struct Image<'a> {
+    g: &'a ConvGeometry,
+    x: &'a [f32],
+    weight: &'a [f32],
+    scratch: &'a mut Scratch,
+    y: &'a mut [MaybeUninit<f32>],
+}
+
+impl WithSimd for Image<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        // Output channels per block × vectors per row ≤ the accumulator registers.
+        let lanes = std::mem::size_of::<S::f32s>() / 4;
+        match (self.g.w.div_ceil(lanes), lanes >= 16) {
+            (1, _) => self.rows::<S, 1, 8>(simd),
+            (2, true) => self.rows::<S, 2, 8>(simd),
+            (2, false) => self.rows::<S, 2, 6>(simd),
+            _ => self.rows::<S, 4, 3>(simd),
+        }
+    }
+}
+
+impl Image<'_> {
+    /// Output rows of `NV` vectors: each block of `CO` output channels stays in registers
+    /// while the input rows stream past.
+    #[inline(always)]
+    fn rows<S: Simd, const NV: usize, const CO: usize>(self, simd: S) {
+        let Image {
+            g,
+            x,
+            weight,
+            scratch,
+            y,
+        } = self;
+        let lanes = std::mem::size_of::<S::f32s>() / 4;
+        let (h, w, ph) = (g.h, g.w, g.h + 2);
+        // One zero on the left, enough on the right for NV whole vectors read at offsets 0–2.
+        let pw = NV * lanes + 2;
+        let padded = &mut scratch.padded;
+        padded.clear();
+        padded.resize(g.c_in * ph * pw, 0.0);
+        for (plane, rows) in x.chunks_exact(h * w).zip(padded.chunks_exact_mut(ph * pw)) {
+            for (src, dst) in plane.chunks_exact(w).zip(rows[pw..].chunks_exact_mut(pw)) {
+                dst[1..=w].copy_from_slice(src);
+            }
+        }
+        let blocks = g.c_out.div_ceil(CO);
+        let packed = &mut scratch.packed;
+        packed.clear();
+        packed.resize(blocks * g.c_in * TAPS * CO, 0.0);
+        for co in 0..g.c_out {
+            for (k, &v) in weight[co * g.c_in * TAPS..][..g.c_in * TAPS]
+                .iter()
+                .enumerate()
+            {
+                packed[((co / CO) * g.c_in * TAPS + k) * CO + co % CO] = v;
+            }
+        }
+        let (padded, packed) = (&scratch.padded[..], &scratch.packed[..]);
+        let load = |at: usize| -> S::f32s {
+            pulp::bytemuck::pod_read_unaligned(pulp::bytemuck::cast_slice(&padded[at..at + lanes]))
+        };
+        for block in 0..blocks {
+            let weights = &packed[block * g.c_in * TAPS * CO..][..g.c_in * TAPS * CO];
+            let channels = CO.min(g.c_out - block * CO);
+            for oy in 0..h {
+                let mut acc = [[simd.splat_f32s(0.0); NV]; CO];
+                for (ci, w_ci) in weights.chunks_exact(TAPS * CO).enumerate() {
+                    for ky in 0..3 {
+                        let row = (ci * ph + oy + ky) * pw;
+                        for kx in 0..3 {
+                            let src: [S::f32s; NV] =
+                                std::array::from_fn(|v| load(row + kx + v * lanes));
+                            let w_tap: &[f32; CO] = w_ci[(ky * 3 + kx) * CO..][..CO]
+                                .try_into()
+                                .expect("packed taps");
+                            for (a, &wv) in acc.iter_mut().zip(w_tap) {
+                                let wv = simd.splat_f32s(wv);
+                                for (a, &s) in a.iter_mut().zip(&src) {
+                                    *a = simd.mul_add_f32s(wv, s, *a);
+                                }
+                            }
+                        }
+                    }
+                }
+                for (co, a) in acc.iter().enumerate().take(channels) {
+                    let flat: &[f32] = pulp::bytemuck::cast_slice(a.as_slice());
+                    let out = &mut y[((block * CO + co) * h + oy) * w..][..w];
+                    for (o, &v) in out.iter_mut().zip(flat) {
+                        o.write(v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::ops::ConvOptions;
+
+    /// The convolution's definition, zero outside the image.
+    fn definition(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+        let mut y = vec![0.0f32; g.batch * g.y_image()];
+        for b in 0..g.batch {
+            for co in 0..g.c_out {
+                for oy in 0..g.h {
+                    for ox in 0..g.w {
+                        let mut acc = 0.0f64;
+                        for ci in 0..g.c_in {
+                            for ky in 0..3 {
+                                for kx in 0..3 {
+                                    let (iy, ix) = (oy + ky, ox + kx);
+                                    if iy == 0 || ix == 0 || iy > g.h || ix > g.w {
+                                        continue;
+                                    }
+                                    let xv = x[((b * g.c_in + ci) * g.h + iy - 1) * g.w + ix - 1];
+                                    acc +=
+                                        xv as f64 * w[(co * g.c_in + ci) * 9 + ky * 3 + kx] as f64;
+                                }
+                            }
+                        }
+                        y[((b * g.c_out + co) * g.h + oy) * g.w + ox] = acc as f32;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn matches_the_definition_on_both_row_widths_and_partial_channel_blocks() {
+        // (batch, c_in, c_out, h, w): partial output blocks, both row widths, odd sizes.
+        for (batch, c_in, c_out, h, w) in [
+            (2, 1, 8, 28, 28),
+            (3, 8, 8, 7, 9),
+            (2, 8, 16, 14, 14),
+            (1, 5, 11, 17, 32),
+            (2, 16, 3, 4, 1),
+        ] {
+            let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+            let g = ConvGeometry::new([batch, c_in, h, w], [c_out, c_in, 3, 3], &options);
+            assert!(eligible(&g));
+            let x: Vec<f32> = (0..batch * c_in * h * w)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+                .collect();
+            let wt: Vec<f32> = (0..c_out * c_in * 9)
+                .map(|i| ((i * 53 % 89) as f32 - 44.0) / 44.0)
+                .collect();
+            let want = definition(&g, &x, &wt);
+            let got = forward(&g, &x, &wt);
+            assert_eq!(got.len(), want.len());
+            for (a, b) in got.iter().zip(&want) {
+                assert!(
+                    (a - b).abs() < 1e-4,
+                    "{batch}x{c_in}->{c_out} {h}x{w}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}
