@@ -6,11 +6,12 @@
 # see the same machine; the table shows the median of the rounds and their ratio.
 # Needs `pip install torch torchvision lightly` (benchmark tools, not dependencies of the crate).
 #
-# ROWS picks the groups (default all): `steps` (train steps on random tensors), `augment`,
-# `loader` (a JPEG folder), `pretrain` (one epoch of the shipped BYOL, SimCLR and MoCo v2
-# recipes end to end on the bundled subset: data, augmentation, step, EMA, monitoring; against
-# `benches/torch_pretrain.py`, the same recipe in PyTorch + lightly). PyTorch's pretrain rows run
-# at 1 and THREADS threads and keep the faster (on a 2-core VM one thread can win).
+# ROWS picks the groups (default all): `steps` (train steps on random tensors: small networks
+# at 32 px, ResNet-50 and ViT-S/16 at 224 px), `augment`, `loader` (a JPEG folder), `pretrain`
+# (one epoch of the shipped BYOL, SimCLR and MoCo v2 recipes end to end on the bundled subset:
+# data, augmentation, step, EMA, monitoring; against `benches/torch_pretrain.py`, the same recipe
+# in PyTorch + lightly). PyTorch's pretrain rows run at 1 and THREADS threads and keep the faster
+# (on a 2-core VM one thread can win).
 #
 #   benches/compare.sh              # all rows
 #   ROUNDS=5 THREADS=2 benches/compare.sh
@@ -29,7 +30,7 @@ fi
 cargo build -q --release --bin selfsup --bench train_step --bench augment --bench loader
 # 2,048 camera-sized (500×375) JPEGs cut from the sample photographs in data/photos/.
 photos=target/bench-photos-500x375
-if [ ! -d "$photos" ]; then
+if want loader && [ ! -d "$photos" ]; then
     cargo run -q --release --example photo_folder -- "$photos" photos --train 2048 --val 0 --size 500x375 --jpeg-only
 fi
 results=$(mktemp)
@@ -53,7 +54,7 @@ PY
 for round in $(seq "$rounds"); do
     echo "round $round of $rounds" >&2
     if want steps; then
-        for model in resnet18 vit-tiny; do
+        for model in resnet18 vit-tiny resnet50-224 vit-s16-224; do
             cargo bench -q --bench train_step -- "$model" 10 2>/dev/null | tail -1 >>"$results"
             python3 benches/torch_train_step.py "$model" 10 "$threads" | tail -1 >>"$results"
         done
@@ -85,6 +86,8 @@ threads, rounds = sys.argv[2], sys.argv[3]
 names = {
     "train_step_resnet18_b64_32px": "ResNet-18 train step, batch 64, 32x32x3",
     "train_step_vit_tiny_p4_b64_32px": "ViT-Tiny/4 train step, batch 64, 32x32x3",
+    "train_step_resnet50_b32_224px": "ResNet-50 train step, batch 32, 224x224x3",
+    "train_step_vit_s16_b32_224px": "ViT-S/16 train step, batch 32, 224x224x3",
     "augment_two_simclr_views_32px": "two SimCLR views per image, 32x32",
     "augment_two_simclr_views_224px": "two SimCLR views per image, 224x224",
     "loader_two_simclr_views_224px_jpeg": "500x375 JPEG folder: decode + 2 views 224",

@@ -5,6 +5,8 @@
 //!
 //! cargo bench --bench mae_step -- [recipe|vit-tiny] [steps]
 
+mod common;
+
 use std::time::Instant;
 
 use burn::optim::GradientsParams;
@@ -55,11 +57,7 @@ fn median_step(recipe: &Recipe, images: &Tensor<4>, steps: usize) -> f64 {
 fn main() {
     selfsup::allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let steps: usize = args
-        .iter()
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(10)
-        .max(1);
+    let steps = common::steps_arg(&args);
     let tiny = args.iter().any(|a| a == "vit-tiny");
     let mut recipe = Recipe::resolve(&Overrides {
         method: Some(MethodName::Mae),

@@ -6,6 +6,8 @@
 //!
 //! cargo bench --bench pretrain_step -- [byol|simclr|moco-v2] [steps]
 
+mod common;
+
 use std::time::Instant;
 
 use burn::optim::GradientsParams;
@@ -74,11 +76,7 @@ fn phases<M: Method>(recipe: &Recipe, steps: usize) -> Vec<f64> {
 fn main() {
     selfsup::allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let steps: usize = args
-        .iter()
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(10)
-        .max(1);
+    let steps = common::steps_arg(&args);
     let name = args
         .iter()
         .find_map(|a| a.parse::<MethodName>().ok())

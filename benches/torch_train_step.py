@@ -2,9 +2,11 @@
 (images/s from the median step time; peak resident memory of the process):
 `resnet18` = torchvision ResNet-18 with the small-image stem (3x3 conv, stride 1, no max-pool);
 `vit-tiny` = a timm-style ViT-Tiny, patch 4 (fused qkv, pre-norm, GELU MLP, fixed position
-embedding, CLS output), attention through F.scaled_dot_product_attention as timm does.
+embedding, CLS output), attention through F.scaled_dot_product_attention as timm does;
+`resnet50-224` / `vit-s16-224`: torchvision's ResNet-50 and the same ViT at 384-d, 6 heads,
+patch 16, batch 32 of 224x224x3.
 
-python3 benches/torch_train_step.py [resnet18|vit-tiny] [steps] [threads]"""
+python3 benches/torch_train_step.py [resnet18|vit-tiny|resnet50-224|vit-s16-224] [steps] [threads]"""
 import json, resource, sys, time
 
 import torch
@@ -67,9 +69,19 @@ class VitTiny(nn.Module):
         return self.norm(x)[:, 0]
 
 
+batch, side = (32, 224) if model_name.endswith("-224") else (64, 32)
 if model_name == "vit-tiny":
     model = VitTiny()
     bench = "train_step_vit_tiny_p4_b64_32px"
+elif model_name == "vit-s16-224":
+    model = VitTiny(side=224, patch=16, d=384, depth=12, heads=6)
+    bench = "train_step_vit_s16_b32_224px"
+elif model_name == "resnet50-224":
+    import torchvision
+
+    model = torchvision.models.resnet50()
+    model.fc = torch.nn.Identity()
+    bench = "train_step_resnet50_b32_224px"
 else:
     import torchvision
 
@@ -79,7 +91,7 @@ else:
     model.fc = torch.nn.Identity()
     bench = "train_step_resnet18_b64_32px"
 opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-x = torch.randn(64, 3, 32, 32)
+x = torch.randn(batch, 3, side, side)
 times = []
 for step in range(steps + 2):
     start = time.perf_counter()
@@ -92,6 +104,6 @@ for step in range(steps + 2):
         times.append(time.perf_counter() - start)
 median = sorted(times)[len(times) // 2]
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"bench": bench, "framework": "pytorch", "images_per_s": round(64 / median, 2),
+print(json.dumps({"bench": bench, "framework": "pytorch", "images_per_s": round(batch / median, 2),
                   "peak_rss_mb": round(peak_mb), "import_rss_mb": round(import_rss_mb),
                   "threads": threads}))

@@ -1,10 +1,11 @@
-//! Train-step throughput, batch 64, 32×32×3, forward + backward + SGD update, of ResNet-18
-//! (small-image stem, width 64) or ViT-Tiny (patch 4: 64 tokens + CLS, 192-d, 12 blocks).
+//! Train-step throughput, forward + backward + SGD update: batch 64 of 32×32×3 through ResNet-18
+//! (small-image stem, width 64) or ViT-Tiny (patch 4: 64 tokens + CLS, 192-d, 12 blocks); batch 32
+//! of 224×224×3 through ResNet-50 (ImageNet stem) or ViT-S/16 (196 tokens + CLS, 384-d).
 //! Prints images/s from the median step time (the machine's noise skews a mean) and the
 //! process's peak resident memory. Compare with `benches/torch_train_step.py` via
 //! `benches/compare.sh`.
 //!
-//! cargo bench --bench train_step -- [resnet18|vit-tiny] [steps]
+//! cargo bench --bench train_step -- [resnet18|vit-tiny|resnet50-224|vit-s16-224] [steps]
 
 mod common;
 
@@ -14,6 +15,7 @@ use std::time::Instant;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Tensor};
 use selfsup::nn::backbone::ImageShape;
+use selfsup::nn::resnet::Stem;
 use selfsup::nn::{Arch, ModelConfig};
 use selfsup::optim::{Optimizer, OptimizerConfig};
 
@@ -22,26 +24,51 @@ const WARMUP_STEPS: usize = 2;
 fn main() {
     selfsup::allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let steps: usize = args
+    let steps = common::steps_arg(&args);
+    let model_name = args
         .iter()
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(10)
-        .max(1);
-    let vit = args.iter().any(|a| a == "vit-tiny");
-    let (batch, side) = (64, 32);
+        .find(|a| a.parse::<usize>().is_err())
+        .map_or("resnet18", String::as_str);
+    let base = ModelConfig::default();
+    let (config, batch, side, name) = match model_name {
+        "vit-tiny" => (
+            ModelConfig {
+                arch: Arch::VitTiny,
+                ..base
+            },
+            64,
+            32,
+            "train_step_vit_tiny_p4_b64_32px",
+        ),
+        "resnet50-224" => (
+            ModelConfig {
+                arch: Arch::Resnet50,
+                stem: Stem::Imagenet,
+                ..base
+            },
+            32,
+            224,
+            "train_step_resnet50_b32_224px",
+        ),
+        "vit-s16-224" => (
+            ModelConfig {
+                arch: Arch::VitSmall,
+                patch_size: 16,
+                ..base
+            },
+            32,
+            224,
+            "train_step_vit_s16_b32_224px",
+        ),
+        "resnet18" => (base, 64, 32, "train_step_resnet18_b64_32px"),
+        other => panic!(
+            "train_step: unknown model {other} (resnet18, vit-tiny, resnet50-224, vit-s16-224)"
+        ),
+    };
     let device = Device::flex().autodiff();
     device.seed(0);
-    let config = ModelConfig {
-        arch: if vit { Arch::VitTiny } else { Arch::Resnet18 },
-        ..ModelConfig::default()
-    };
     let shape = ImageShape { channels: 3, side };
     let mut model = config.init(shape, &device);
-    let name = if vit {
-        "train_step_vit_tiny_p4_b64_32px"
-    } else {
-        "train_step_resnet18_b64_32px"
-    };
     let mut optimizer = Optimizer::new(OptimizerConfig::default());
     let x = Tensor::<4>::random(
         [batch, 3, side, side],

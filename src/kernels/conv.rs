@@ -333,6 +333,7 @@ fn untranspose_groups(g: &ConvGeometry, transposed: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::geometry::test_values;
     use burn::tensor::ops::ConvOptions;
 
     /// Direct seven-loop convolution, the definition.
@@ -391,12 +392,8 @@ mod tests {
                 [c_out, c_in / groups, k[0], k[1]],
                 &options,
             );
-            let x: Vec<f32> = (0..batch * c_in * h * w)
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
-                .collect();
-            let wt: Vec<f32> = (0..c_out * g.k())
-                .map(|i| ((i * 53 % 89) as f32 - 44.0) / 44.0)
-                .collect();
+            let x = test_values(batch * c_in * h * w, 37, 101);
+            let wt = test_values(c_out * g.k(), 53, 89);
             let want = reference(&g, &x, &wt);
             let got = forward(&g, &x, &wt);
             for (a, b) in got.iter().zip(&want) {

@@ -30,6 +30,16 @@ pub fn eligible(g: &ConvGeometry) -> bool {
 
 /// `y = conv2d(x, weight)` (no bias) for an [`eligible`] geometry; NCHW in and out.
 pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
+    forward_on(g, x, weight, |image| pulp::Arch::new().dispatch(image))
+}
+
+/// [`forward`] with each image run by `dispatch` (tests pick the instruction set).
+fn forward_on(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    dispatch: impl Fn(Image<'_>) + Sync,
+) -> Vec<f32> {
     assert!(eligible(g));
     assert_eq!(x.len(), g.batch * g.x_image());
     assert_eq!(weight.len(), g.c_out * g.c_in * TAPS);
@@ -39,7 +49,7 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
         .par_chunks_mut(g.y_image())
         .zip(x.par_chunks(g.x_image()))
         .for_each_init(Scratch::default, |scratch, (y_image, x_image)| {
-            pulp::Arch::new().dispatch(Image {
+            dispatch(Image {
                 g,
                 x: x_image,
                 weight,
@@ -76,12 +86,16 @@ impl WithSimd for Image<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
         // Output channels per block × vectors per row ≤ the accumulator registers.
+        // (AVX-512 has 32 vector registers, AVX2 16; NEON's 4 lanes and the scalar fallback
+        // need more vectors per row, correct if not fast.)
         let lanes = std::mem::size_of::<S::f32s>() / 4;
         match (self.g.w.div_ceil(lanes), lanes >= 16) {
             (1, _) => self.rows::<S, 1, 8>(simd),
             (2, true) => self.rows::<S, 2, 8>(simd),
             (2, false) => self.rows::<S, 2, 6>(simd),
-            _ => self.rows::<S, 4, 3>(simd),
+            (3..=4, _) => self.rows::<S, 4, 3>(simd),
+            (5..=8, _) => self.rows::<S, 8, 1>(simd),
+            _ => self.rows::<S, 32, 1>(simd),
         }
     }
 }
@@ -164,6 +178,7 @@ impl Image<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::geometry::test_values;
     use burn::tensor::ops::ConvOptions;
 
     /// The convolution's definition, zero outside the image.
@@ -208,20 +223,33 @@ mod tests {
             let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
             let g = ConvGeometry::new([batch, c_in, h, w], [c_out, c_in, 3, 3], &options);
             assert!(eligible(&g));
-            let x: Vec<f32> = (0..batch * c_in * h * w)
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
-                .collect();
-            let wt: Vec<f32> = (0..c_out * c_in * 9)
-                .map(|i| ((i * 53 % 89) as f32 - 44.0) / 44.0)
-                .collect();
+            let x = test_values(batch * c_in * h * w, 37, 101);
+            let wt = test_values(c_out * c_in * 9, 53, 89);
             let want = definition(&g, &x, &wt);
-            let got = forward(&g, &x, &wt);
-            assert_eq!(got.len(), want.len());
-            for (a, b) in got.iter().zip(&want) {
-                assert!(
-                    (a - b).abs() < 1e-4,
-                    "{batch}x{c_in}->{c_out} {h}x{w}: {a} vs {b}"
-                );
+            // This CPU's best, then AVX2 and the scalar fallback by name: each has its own
+            // row width and channel block.
+            let mut runs = vec![("best", forward(&g, &x, &wt))];
+            #[cfg(target_arch = "x86_64")]
+            if let Some(v3) = pulp::x86::V3::try_new() {
+                runs.push((
+                    "avx2",
+                    forward_on(&g, &x, &wt, |i| pulp::Simd::vectorize(v3, i)),
+                ));
+            }
+            runs.push((
+                "scalar",
+                forward_on(&g, &x, &wt, |i| {
+                    pulp::Simd::vectorize(pulp::Scalar::new(), i)
+                }),
+            ));
+            for (isa, got) in runs {
+                assert_eq!(got.len(), want.len());
+                for (a, b) in got.iter().zip(&want) {
+                    assert!(
+                        (a - b).abs() < 1e-4,
+                        "{isa} {batch}x{c_in}->{c_out} {h}x{w}: {a} vs {b}"
+                    );
+                }
             }
         }
     }

@@ -166,3 +166,13 @@ pub(super) fn sized(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
     buffer.resize(len, 0.0);
     &mut buffer[..len]
 }
+
+/// Deterministic test values in [−1, 1]: `i·step mod period`, centred and scaled (distinct
+/// multipliers and periods give unrelated-looking inputs, weights and gradients).
+#[cfg(test)]
+pub(super) fn test_values(len: usize, step: usize, period: usize) -> Vec<f32> {
+    let half = (period / 2) as f32;
+    (0..len)
+        .map(|i| ((i * step % period) as f32 - half) / half)
+        .collect()
+}

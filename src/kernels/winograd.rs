@@ -533,6 +533,7 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::geometry::test_values;
     use burn::tensor::ops::ConvOptions;
 
     /// Direct convolution and its weight gradient in f64, the definitions.
@@ -585,15 +586,9 @@ mod tests {
             let options = ConvOptions::new_with_padding([1, 1], padding, [1, 1], 1);
             let g = ConvGeometry::new([batch, c_in, h, w], [c_out, c_in, 3, 3], &options);
             assert!(computes(&g));
-            let x: Vec<f32> = (0..batch * c_in * h * w)
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
-                .collect();
-            let wt: Vec<f32> = (0..c_out * c_in * 9)
-                .map(|i| ((i * 53 % 89) as f32 - 44.0) / 44.0)
-                .collect();
-            let dy: Vec<f32> = (0..batch * c_out * g.oh * g.ow)
-                .map(|i| ((i * 29 % 83) as f32 - 41.0) / 41.0)
-                .collect();
+            let x = test_values(batch * c_in * h * w, 37, 101);
+            let wt = test_values(c_out * c_in * 9, 53, 89);
+            let dy = test_values(batch * c_out * g.oh * g.ow, 29, 83);
             let (want_y, want_dw) = direct(&g, &x, &wt, &dy);
             let got_y = forward(&g, &x, &wt);
             let got_dw = weight_grad(&g, &x, &dy);
