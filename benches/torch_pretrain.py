@@ -146,7 +146,7 @@ def knn_accuracy(backbone, train, train_labels, test, test_labels, k=20, t=0.1):
     backbone.eval()
 
     def features(images):
-        x = torch.from_numpy(images).float().div(255).sub(NORMALIZE["mean"][0]).div(NORMALIZE["std"][0])
+        x = torch.from_numpy(images.copy()).float().div(255).sub(NORMALIZE["mean"][0]).div(NORMALIZE["std"][0])
         return F.normalize(torch.cat([backbone(b.unsqueeze(1)) for b in x.split(256)]), dim=1)
 
     bank, queries = features(train), features(test)
