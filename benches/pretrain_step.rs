@@ -86,16 +86,11 @@ fn main() {
         ..Default::default()
     })
     .expect("built-in recipe");
-    let run = || match name {
+    let times = match name {
         MethodName::Simclr => phases::<SimClr>(&recipe, steps),
         MethodName::MocoV2 => phases::<Moco>(&recipe, steps),
         MethodName::Byol => phases::<Byol>(&recipe, steps),
         other => panic!("pretrain_step measures byol, simclr and moco-v2, not {other}"),
-    };
-    let times = if std::env::var("ON_POOL").is_ok() {
-        rayon::scope(|_| run())
-    } else {
-        run()
     };
     let total: f64 = times.iter().sum();
     let breakdown: Vec<String> = PHASES

@@ -3,8 +3,8 @@
 //!
 //! Below Winograd's channel count, im2col + gemm spends more time copying (a column matrix nine
 //! times the input, then the gemm's own packing of it) than multiplying. Here one output row of
-//! [`CO_BLOCK`] channels lives in registers while every input row it needs streams past once,
-//! each shifted row feeding [`CO_BLOCK`] fused multiply-adds.
+//! a block of output channels lives in registers while every input row it needs streams past
+//! once, each shifted row feeding one fused multiply-add per channel of the block.
 
 use std::mem::MaybeUninit;
 
@@ -62,7 +62,7 @@ fn forward_on(
     y
 }
 
-/// Buffers one thread reuses across images.
+/// Buffers one thread reuses across the images of one `forward` call (fresh for each call).
 #[derive(Default)]
 struct Scratch {
     /// The image's planes with a zero border, rows a whole number of vectors (+ 2) wide.
@@ -116,24 +116,29 @@ impl Image<'_> {
         let (h, w, ph) = (g.h, g.w, g.h + 2);
         // One zero on the left, enough on the right for NV whole vectors read at offsets 0–2.
         let pw = NV * lanes + 2;
+        // The border stays zero across images: only the interior is rewritten.
         let padded = &mut scratch.padded;
-        padded.clear();
-        padded.resize(g.c_in * ph * pw, 0.0);
+        if padded.len() != g.c_in * ph * pw {
+            padded.clear();
+            padded.resize(g.c_in * ph * pw, 0.0);
+        }
         for (plane, rows) in x.chunks_exact(h * w).zip(padded.chunks_exact_mut(ph * pw)) {
             for (src, dst) in plane.chunks_exact(w).zip(rows[pw..].chunks_exact_mut(pw)) {
                 dst[1..=w].copy_from_slice(src);
             }
         }
         let blocks = g.c_out.div_ceil(CO);
-        let packed = &mut scratch.packed;
-        packed.clear();
-        packed.resize(blocks * g.c_in * TAPS * CO, 0.0);
-        for co in 0..g.c_out {
-            for (k, &v) in weight[co * g.c_in * TAPS..][..g.c_in * TAPS]
-                .iter()
-                .enumerate()
-            {
-                packed[((co / CO) * g.c_in * TAPS + k) * CO + co % CO] = v;
+        // The same for every image of the call: packed for the thread's first image.
+        if scratch.packed.is_empty() {
+            let packed = &mut scratch.packed;
+            packed.resize(blocks * g.c_in * TAPS * CO, 0.0);
+            for co in 0..g.c_out {
+                for (k, &v) in weight[co * g.c_in * TAPS..][..g.c_in * TAPS]
+                    .iter()
+                    .enumerate()
+                {
+                    packed[((co / CO) * g.c_in * TAPS + k) * CO + co % CO] = v;
+                }
             }
         }
         let (padded, packed) = (&scratch.padded[..], &scratch.packed[..]);
