@@ -8,6 +8,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{MatMut, MatRef, gemm};
+use super::geometry::zeroed;
 use super::simd::{exp, vectorized};
 
 /// Sizes of one attention call.
@@ -61,8 +62,8 @@ fn softmax_rows(s: &mut [f32], n: usize, scale: f32) {
 pub fn forward(s: Heads, qkv: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let (n, d, hd) = (s.tokens, s.dim, s.head_dim());
     assert!(s.heads > 0 && d % s.heads == 0 && qkv.len() == s.batch * n * 3 * d);
-    let mut out = vec![0.0f32; s.batch * n * d];
-    let mut probs = vec![0.0f32; s.batch * s.heads * n * n];
+    let mut out = zeroed(s.batch * n * d);
+    let mut probs = zeroed(s.batch * s.heads * n * n);
     out.par_chunks_mut(n * d)
         .zip(probs.par_chunks_mut(s.heads * n * n))
         .zip(qkv.par_chunks(n * 3 * d))
@@ -83,7 +84,7 @@ pub fn backward(s: Heads, qkv: &[f32], probs: &[f32], dout: &[f32]) -> Vec<f32> 
     let (n, d, hd) = (s.tokens, s.dim, s.head_dim());
     assert!(qkv.len() == s.batch * n * 3 * d && dout.len() == s.batch * n * d);
     assert_eq!(probs.len(), s.batch * s.heads * n * n);
-    let mut dqkv = vec![0.0f32; qkv.len()];
+    let mut dqkv = zeroed(qkv.len());
     dqkv.par_chunks_mut(n * 3 * d)
         .zip(qkv.par_chunks(n * 3 * d))
         .zip(

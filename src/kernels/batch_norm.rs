@@ -63,29 +63,48 @@ impl Planes {
         out
     }
 
-    /// A new tensor of `x`'s size whose plane `i` is written by `fill(i, out)`, planes in
-    /// parallel. `fill` must write every element of `out`.
+    /// `N` new tensors of `x`'s size whose planes `i` are written by `fill(i, outs)`, planes in
+    /// parallel. `fill` must write every element of each of `outs`.
     #[inline(always)]
-    fn fill_planes(&self, fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync) -> Vec<f32> {
+    fn fill_planes<const N: usize>(
+        &self,
+        fill: impl Fn(usize, [&mut [MaybeUninit<f32>]; N]) + Sync,
+    ) -> [Vec<f32>; N] {
         let (spatial, per_task) = (self.spatial.max(1), self.planes_per_task());
         let len = self.batch * self.channels * self.spatial;
-        let mut out: Vec<f32> = Vec::with_capacity(len);
-        out.spare_capacity_mut()[..len]
-            .par_chunks_mut(spatial * per_task)
+        let mut outs: [Vec<f32>; N] = std::array::from_fn(|_| Vec::with_capacity(len));
+        let mut chunks = outs
+            .each_mut()
+            .map(|out| out.spare_capacity_mut()[..len].chunks_mut(spatial * per_task));
+        let tasks: Vec<[&mut [MaybeUninit<f32>]; N]> = (0..len.div_ceil(spatial * per_task))
+            .map(|_| {
+                chunks
+                    .each_mut()
+                    .map(|c| c.next().expect("one chunk per task"))
+            })
+            .collect();
+        tasks
+            .into_par_iter()
             .enumerate()
-            .for_each(|(task, chunk)| {
+            .for_each(|(task, mut parts)| {
                 vectorized(
                     #[inline(always)]
                     || {
-                        for (i, plane) in chunk.chunks_exact_mut(spatial).enumerate() {
-                            fill(task * per_task + i, plane);
+                        for i in 0..parts[0].len() / spatial {
+                            let planes = parts
+                                .each_mut()
+                                .map(|part| &mut part[i * spatial..][..spatial]);
+                            fill(task * per_task + i, planes);
                         }
                     },
                 )
             });
-        // SAFETY: the chunks cover all `len` elements and `fill` writes each of its plane's.
-        unsafe { out.set_len(len) };
-        out
+        for out in &mut outs {
+            // SAFETY: the tasks' chunks cover all `len` elements of every output, and `fill`
+            // writes each element of its planes.
+            unsafe { out.set_len(len) };
+        }
+        outs
     }
 }
 
@@ -132,7 +151,7 @@ fn inv_std(var: f32, epsilon: f64) -> f32 {
     (1.0 / (var as f64 + epsilon).sqrt()) as f32
 }
 
-/// Returns `(y, mean, var)`.
+/// Returns `(y, mean, var)` of `y = act(bn(x) + residual)`, `act` a ReLU when `relu`.
 ///
 /// One read of `x` for the statistics: each plane's mean and centred sum of squares (the plane
 /// is still in L1 for its second pass, and centring avoids catastrophic cancellation), merged
@@ -144,8 +163,10 @@ pub fn forward(
     beta: &[f32],
     epsilon: f64,
     relu: bool,
+    residual: Option<&[f32]>,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), p.batch * p.channels * p.spatial);
+    assert!(residual.is_none_or(|r| r.len() == x.len()));
     let plane_stats = p.map_planes(
         x,
         #[inline(always)]
@@ -171,18 +192,32 @@ pub fn forward(
             (scale, beta[c] - mean[c] * scale)
         })
         .collect();
-    let y = p.fill_planes(
+    let [y] = p.fill_planes(
         #[inline(always)]
-        |i, out| {
-            let inp = &x[i * p.spatial..][..p.spatial];
+        |i, [out]| {
+            let range = i * p.spatial..(i + 1) * p.spatial;
+            let inp = &x[range.clone()];
             let (scale, shift) = scales[i % p.channels];
-            if relu {
-                for (o, &v) in out.iter_mut().zip(inp) {
-                    o.write((v * scale + shift).max(0.0));
+            match (residual, relu) {
+                (Some(r), true) => {
+                    for ((o, &v), &r) in out.iter_mut().zip(inp).zip(&r[range]) {
+                        o.write((v * scale + shift + r).max(0.0));
+                    }
                 }
-            } else {
-                for (o, &v) in out.iter_mut().zip(inp) {
-                    o.write(v * scale + shift);
+                (Some(r), false) => {
+                    for ((o, &v), &r) in out.iter_mut().zip(inp).zip(&r[range]) {
+                        o.write(v * scale + shift + r);
+                    }
+                }
+                (None, true) => {
+                    for (o, &v) in out.iter_mut().zip(inp) {
+                        o.write((v * scale + shift).max(0.0));
+                    }
+                }
+                (None, false) => {
+                    for (o, &v) in out.iter_mut().zip(inp) {
+                        o.write(v * scale + shift);
+                    }
                 }
             }
         },
@@ -190,7 +225,8 @@ pub fn forward(
     (y, mean, var)
 }
 
-/// Gradients `(dx, dgamma, dbeta)`. With `relu`, `y` is the forward output (its zeros mask `dy`).
+/// Gradients of a [`forward`]: `(dx, dgamma, dbeta, dresidual)`, `dresidual` only when
+/// `residual_grad`. With a ReLU, `y` is the forward output (its zeros mask `dy`).
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     p: Planes,
@@ -201,27 +237,47 @@ pub fn backward(
     var: &[f32],
     epsilon: f64,
     dy: &[f32],
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    match y {
-        Some(y) => backward_masked::<true>(p, x, y, gamma, mean, var, epsilon, dy),
-        None => backward_masked::<false>(p, x, dy, gamma, mean, var, epsilon, dy),
+    residual_grad: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Option<Vec<f32>>) {
+    let stats = Stats {
+        gamma,
+        mean,
+        var,
+        epsilon,
+    };
+    match (y, residual_grad) {
+        (Some(y), false) => backward_masked::<true, false>(p, x, y, stats, dy),
+        (Some(y), true) => backward_masked::<true, true>(p, x, y, stats, dy),
+        (None, false) => backward_masked::<false, false>(p, x, dy, stats, dy),
+        (None, true) => backward_masked::<false, true>(p, x, dy, stats, dy),
     }
 }
 
-/// [`backward`] where, with `RELU`, the upstream gradient passes only where `y` was positive.
-#[allow(clippy::too_many_arguments)]
+/// The forward pass's affine parameter and statistics, per channel.
+#[derive(Clone, Copy)]
+struct Stats<'a> {
+    gamma: &'a [f32],
+    mean: &'a [f32],
+    var: &'a [f32],
+    epsilon: f64,
+}
+
+/// [`backward`] where, with `RELU`, the upstream gradient passes only where `y` was positive;
+/// with `RESIDUAL`, that passed gradient is also the residual's.
 #[inline(always)]
-fn backward_masked<const RELU: bool>(
+fn backward_masked<const RELU: bool, const RESIDUAL: bool>(
     p: Planes,
     x: &[f32],
     y: &[f32],
-    gamma: &[f32],
-    mean: &[f32],
-    var: &[f32],
-    epsilon: f64,
+    stats: Stats<'_>,
     dy: &[f32],
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let passed = |g: f32, out: f32| if RELU && out <= 0.0 { 0.0 } else { g };
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Option<Vec<f32>>) {
+    let Stats {
+        gamma,
+        mean,
+        var,
+        epsilon,
+    } = stats;
     let plane_sums = p.map_planes(
         x,
         #[inline(always)]
@@ -233,7 +289,7 @@ fn backward_masked<const RELU: bool>(
                 &y[i * p.spatial..][..p.spatial],
             );
             lanes(xs, gs, ys, |xv, g, out| {
-                let g = passed(g, out);
+                let g = passed::<RELU>(g, out);
                 (g, g * (xv - m))
             })
         },
@@ -260,17 +316,63 @@ fn backward_masked<const RELU: bool>(
             [gamma[c] * s, mean_dy, mean_dy_xhat, s, mean[c]]
         })
         .collect();
-    let dx = p.fill_planes(
-        #[inline(always)]
-        |i, out| {
-            let [scale, mean_dy, mean_dy_xhat, s, m] = coefficients[i % p.channels];
-            let range = i * p.spatial..(i + 1) * p.spatial;
-            let (xs, gs, ys) = (&x[range.clone()], &dy[range.clone()], &y[range]);
-            for (((o, &xv), &g), &out) in out.iter_mut().zip(xs).zip(gs).zip(ys) {
-                let xhat = (xv - m) * s;
-                o.write(scale * (passed(g, out) - mean_dy - xhat * mean_dy_xhat));
+    // Only indexing: no arithmetic that would need the SIMD level's code generation.
+    let planes = |i: usize| {
+        let range = i * p.spatial..(i + 1) * p.spatial;
+        let c = coefficients[i % p.channels];
+        (c, &x[range.clone()], &dy[range.clone()], &y[range])
+    };
+    if RESIDUAL {
+        let [dx, dresidual] = p.fill_planes(
+            #[inline(always)]
+            |i, [out, r]| {
+                let (c, xs, gs, ys) = planes(i);
+                dx_plane::<RELU>(c, xs, gs, ys, out, Some(r))
+            },
+        );
+        (dx, dgamma, dbeta, Some(dresidual))
+    } else {
+        let [dx] = p.fill_planes(
+            #[inline(always)]
+            |i, [out]| {
+                let (c, xs, gs, ys) = planes(i);
+                dx_plane::<RELU>(c, xs, gs, ys, out, None)
+            },
+        );
+        (dx, dgamma, dbeta, None)
+    }
+}
+
+/// The upstream gradient `g` where the output `out` let it through (with a ReLU: `out > 0`).
+#[inline(always)]
+fn passed<const RELU: bool>(g: f32, out: f32) -> f32 {
+    if RELU && out <= 0.0 { 0.0 } else { g }
+}
+
+/// One plane of batch norm's input gradient from the per-channel coefficients `(γ·s, mean(dy),
+/// mean(dy·x̂), s, mean)`, and the passed upstream gradient into `passed_out` when given.
+#[inline(always)]
+fn dx_plane<const RELU: bool>(
+    [scale, mean_dy, mean_dy_xhat, s, m]: [f32; 5],
+    xs: &[f32],
+    gs: &[f32],
+    ys: &[f32],
+    out: &mut [MaybeUninit<f32>],
+    passed_out: Option<&mut [MaybeUninit<f32>]>,
+) {
+    let dx = |xv: f32, g: f32| scale * (g - mean_dy - (xv - m) * s * mean_dy_xhat);
+    match passed_out {
+        Some(r) => {
+            for ((((o, r), &xv), &g), &out) in out.iter_mut().zip(r).zip(xs).zip(gs).zip(ys) {
+                let g = passed::<RELU>(g, out);
+                o.write(dx(xv, g));
+                r.write(g);
             }
-        },
-    );
-    (dx, dgamma, dbeta)
+        }
+        None => {
+            for (((o, &xv), &g), &out) in out.iter_mut().zip(xs).zip(gs).zip(ys) {
+                o.write(dx(xv, passed::<RELU>(g, out)));
+            }
+        }
+    }
 }

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::gemm::{MatMut, MatRef, gemm, transpose};
 pub use super::geometry::ConvGeometry;
-use super::geometry::sized;
+use super::geometry::{sized, zeroed};
 use super::{direct, winograd};
 
 /// Fills the column matrix `col` (K rows, `row_stride` apart; image `i` in columns
@@ -168,7 +168,7 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     }
     let (k, p, cog) = (g.k(), g.p(), g.cog());
     let nb = images_per_chunk(g, FORWARD_COLUMNS);
-    let mut y = vec![0.0f32; g.batch * g.y_image()];
+    let mut y = zeroed(g.batch * g.y_image());
     y.par_chunks_mut(nb * g.y_image())
         .zip(x.par_chunks(nb * g.x_image()))
         .for_each_init(Scratch::default, |scratch, (y_chunk, x_chunk)| {
@@ -235,7 +235,7 @@ pub fn backward(
     let (k, p, cog) = (g.k(), g.p(), g.cog());
     let blocks = blocks(g);
     // Each block of images owns a contiguous slice of dx and sums its own weight gradient.
-    let mut dx = want_dx.then(|| vec![0.0f32; g.batch * g.x_image()]);
+    let mut dx = want_dx.then(|| zeroed(g.batch * g.x_image()));
     let mut dx_blocks: Vec<Option<&mut [f32]>> = Vec::with_capacity(blocks.len());
     match dx.as_mut() {
         Some(dx) => {

@@ -59,18 +59,21 @@ fn conv_forward(x: FlexTensor, weight: FlexTensor, options: &ConvOptions<2>) -> 
     tensor(y, &[g.batch, g.c_out, g.oh, g.ow])
 }
 
+/// `(y, mean, var)` of `y = act(bn(x) + residual)`.
 fn batch_norm_forward(
     x: FlexTensor,
     gamma: FlexTensor,
     beta: FlexTensor,
     epsilon: f64,
     relu: bool,
+    residual: Option<&FlexTensor>,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
     let (x, gamma, beta) = (
         x.to_contiguous(),
         gamma.to_contiguous(),
         beta.to_contiguous(),
     );
+    let residual = residual.map(FlexTensor::to_contiguous);
     let (y, mean, var) = batch_norm::forward(
         planes(&x),
         x.storage::<f32>(),
@@ -78,6 +81,7 @@ fn batch_norm_forward(
         beta.storage::<f32>(),
         epsilon,
         relu,
+        residual.as_ref().map(|r| r.storage::<f32>()),
     );
     (tensor(y, &dims4(&x)), vector(mean), vector(var))
 }
@@ -163,6 +167,10 @@ fn layer_norm_supported(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor) -
         && dims(beta) == dims(gamma)
 }
 
+fn batch_norm_supported(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor) -> bool {
+    is_f32(&[x, gamma, beta]) && x.layout().shape().num_dims() == 4
+}
+
 impl KernelOps for Flex {
     fn conv2d_nobias(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
         if !is_f32(&[&x, &weight]) {
@@ -178,10 +186,25 @@ impl KernelOps for Flex {
         epsilon: f64,
         relu: bool,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        if !is_f32(&[&x, &gamma, &beta]) || x.layout().shape().num_dims() != 4 {
+        if !batch_norm_supported(&x, &gamma, &beta) {
             return super::reference::batch_norm_act::<Flex>(x, gamma, beta, epsilon, relu);
         }
-        batch_norm_forward(x, gamma, beta, epsilon, relu)
+        batch_norm_forward(x, gamma, beta, epsilon, relu, None)
+    }
+
+    fn batch_norm_add_relu_train(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        residual: FlexTensor,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        if !batch_norm_supported(&x, &gamma, &beta) || dims(&residual) != dims(&x) {
+            return super::reference::batch_norm_add_relu::<Flex>(
+                x, gamma, beta, residual, epsilon,
+            );
+        }
+        batch_norm_forward(x, gamma, beta, epsilon, true, Some(&residual))
     }
 
     fn gelu_erf(x: FlexTensor) -> FlexTensor {
@@ -272,27 +295,91 @@ impl Backward<Flex, 3> for BatchNormBackward {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node).to_contiguous();
-        let (x, gamma, mean, var, epsilon, y) = ops.state;
-        let y = y.map(|y| y.to_contiguous());
-        let (dx, dgamma, dbeta) = batch_norm::backward(
-            planes(&x),
-            x.storage::<f32>(),
-            y.as_ref().map(|y| y.storage::<f32>()),
-            gamma.storage::<f32>(),
-            mean.storage::<f32>(),
-            var.storage::<f32>(),
-            epsilon,
-            dy.storage::<f32>(),
-        );
+        let (dx, dgamma, dbeta, _) = batch_norm_backward(ops.state, &dy, false);
         register3(
             grads,
             [node_x, node_gamma, node_beta].map(|node| node.map(|n| n.id)),
             dx,
-            &dims(&x),
+            &dims(&dy),
             dgamma,
             dbeta,
         );
     }
+}
+
+/// `relu(bn(x) + residual)`: batch norm's gradients, and the masked upstream gradient for the
+/// residual.
+#[derive(Debug)]
+struct BatchNormAddReluBackward;
+
+impl Backward<Flex, 4> for BatchNormAddReluBackward {
+    type State = BatchNormState;
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta, node_residual] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let (dx, dgamma, dbeta, dresidual) =
+            batch_norm_backward(ops.state, &dy, node_residual.is_some());
+        if let (Some(node), Some(dresidual)) = (node_residual, dresidual) {
+            grads.register::<Flex>(node.id, tensor(dresidual, &dims(&dy)));
+        }
+        register3(
+            grads,
+            [node_x, node_gamma, node_beta].map(|node| node.map(|n| n.id)),
+            dx,
+            &dims(&dy),
+            dgamma,
+            dbeta,
+        );
+    }
+}
+
+/// The forward pass of a tracked batch norm: `(y, mean, var, the backward pass's state)`.
+fn tracked_batch_norm<C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<Flex, C>>,
+    gamma: FloatTensor<Autodiff<Flex, C>>,
+    beta: FloatTensor<Autodiff<Flex, C>>,
+    epsilon: f64,
+    relu: bool,
+    residual: Option<FloatTensor<Autodiff<Flex, C>>>,
+) -> (FlexTensor, FlexTensor, FlexTensor, BatchNormState) {
+    let (xp, gp) = (x.primitive().clone(), gamma.primitive().clone());
+    let (y, mean, var) = batch_norm_forward(
+        xp.clone(),
+        gp.clone(),
+        beta.into_primitive(),
+        epsilon,
+        relu,
+        residual.as_ref().map(|r| r.primitive()),
+    );
+    let state = (
+        xp,
+        gp,
+        mean.clone(),
+        var.clone(),
+        epsilon,
+        relu.then(|| y.clone()),
+    );
+    (y, mean, var, state)
+}
+
+fn batch_norm_backward(
+    (x, gamma, mean, var, epsilon, y): BatchNormState,
+    dy: &FlexTensor,
+    residual_grad: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Option<Vec<f32>>) {
+    let y = y.map(|y| y.to_contiguous());
+    batch_norm::backward(
+        planes(&x),
+        x.storage::<f32>(),
+        y.as_ref().map(|y| y.storage::<f32>()),
+        gamma.storage::<f32>(),
+        mean.storage::<f32>(),
+        var.storage::<f32>(),
+        epsilon,
+        dy.storage::<f32>(),
+        residual_grad,
+    )
 }
 
 #[derive(Debug)]
@@ -449,9 +536,7 @@ impl<C: CheckpointStrategy> KernelOps for Autodiff<Flex, C> {
         epsilon: f64,
         relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let supported = is_f32(&[x.primitive(), gamma.primitive(), beta.primitive()])
-            && x.primitive().layout().shape().num_dims() == 4;
-        if !supported {
+        if !batch_norm_supported(x.primitive(), gamma.primitive(), beta.primitive()) {
             return super::reference::batch_norm_act::<Self>(x, gamma, beta, epsilon, relu);
         }
         match BatchNormBackward
@@ -460,22 +545,8 @@ impl<C: CheckpointStrategy> KernelOps for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (xp, gp) = (x.primitive().clone(), gamma.primitive().clone());
-                let (y, mean, var) = batch_norm_forward(
-                    xp.clone(),
-                    gp.clone(),
-                    beta.into_primitive(),
-                    epsilon,
-                    relu,
-                );
-                let state = (
-                    xp,
-                    gp,
-                    mean.clone(),
-                    var.clone(),
-                    epsilon,
-                    relu.then(|| y.clone()),
-                );
+                let (y, mean, var, state) =
+                    tracked_batch_norm::<C>(x, gamma, beta, epsilon, relu, None);
                 (
                     prep.finish(state, y),
                     Self::from_inner(mean),
@@ -489,6 +560,53 @@ impl<C: CheckpointStrategy> KernelOps for Autodiff<Flex, C> {
                     beta.into_primitive(),
                     epsilon,
                     relu,
+                    None,
+                );
+                (
+                    prep.finish(y),
+                    Self::from_inner(mean),
+                    Self::from_inner(var),
+                )
+            }
+        }
+    }
+
+    fn batch_norm_add_relu_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        if !batch_norm_supported(x.primitive(), gamma.primitive(), beta.primitive())
+            || dims(residual.primitive()) != dims(x.primitive())
+        {
+            return super::reference::batch_norm_add_relu::<Self>(
+                x, gamma, beta, residual, epsilon,
+            );
+        }
+        match BatchNormAddReluBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node(), residual.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (y, mean, var, state) =
+                    tracked_batch_norm::<C>(x, gamma, beta, epsilon, true, Some(residual));
+                (
+                    prep.finish(state, y),
+                    Self::from_inner(mean),
+                    Self::from_inner(var),
+                )
+            }
+            OpsKind::UnTracked(prep) => {
+                let (y, mean, var) = batch_norm_forward(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                    true,
+                    Some(residual.primitive()),
                 );
                 (
                     prep.finish(y),

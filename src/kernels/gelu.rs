@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::geometry::zeroed;
 use super::simd::{erf_and_gauss, vectorized};
 
 /// Elements per parallel task.
@@ -17,7 +18,7 @@ fn cdf_pdf(x: f32) -> (f32, f32) {
 }
 
 pub fn forward(x: &[f32]) -> Vec<f32> {
-    let mut y = vec![0.0f32; x.len()];
+    let mut y = zeroed(x.len());
     y.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(y, x)| {
@@ -36,7 +37,7 @@ pub fn forward(x: &[f32]) -> Vec<f32> {
 /// `dx = dy · (Φ(x) + x·φ(x))`.
 pub fn backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
     assert_eq!(x.len(), dy.len());
-    let mut dx = vec![0.0f32; x.len()];
+    let mut dx = zeroed(x.len());
     dx.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
         .for_each(|(dx, (x, dy))| {

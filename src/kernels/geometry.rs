@@ -167,6 +167,34 @@ pub(super) fn sized(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buffer[..len]
 }
 
+/// Values per parallel task of [`zeroed`]; below two of them one thread zeroes the buffer
+/// faster than waking another.
+const ZERO_CHUNK: usize = 1 << 17;
+
+/// `vec![0.0; len]` with the zeroing split over the thread pool: a large output zeroed on the
+/// calling thread alone leaves the other cores idle for that long (≈ 5 % of a small-network step).
+pub(super) fn zeroed(len: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    if len < 2 * ZERO_CHUNK {
+        return vec![0.0; len];
+    }
+    let mut v = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(ZERO_CHUNK)
+        .for_each(|chunk| chunk.fill(std::mem::MaybeUninit::new(0.0)));
+    // SAFETY: the chunks cover all `len` values, each written just above.
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// [`sized`] for a scratch buffer that may be large: grown with [`zeroed`].
+pub(super) fn sized_zeroed(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buffer.len() < len {
+        *buffer = zeroed(len);
+    }
+    &mut buffer[..len]
+}
+
 /// Deterministic test values in [−1, 1]: `i·step mod period`, centred and scaled (distinct
 /// multipliers and periods give unrelated-looking inputs, weights and gradients).
 #[cfg(test)]

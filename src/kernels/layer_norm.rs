@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::geometry::zeroed;
 use super::simd::{lane_sum, vectorized};
 
 /// Rows per parallel task.
@@ -19,7 +20,7 @@ pub fn forward(
     let d = gamma.len();
     assert!(d > 0 && x.len().is_multiple_of(d) && beta.len() == d);
     let rows = x.len() / d;
-    let mut y = vec![0.0f32; x.len()];
+    let mut y = zeroed(x.len());
     let mut mean = vec![0.0f32; rows];
     let mut rstd = vec![0.0f32; rows];
     y.par_chunks_mut(d * ROWS_PER_TASK)
@@ -63,7 +64,7 @@ pub fn backward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let d = gamma.len();
     assert!(x.len() == dy.len() && x.len() == mean.len() * d && rstd.len() == mean.len());
-    let mut dx = vec![0.0f32; x.len()];
+    let mut dx = zeroed(x.len());
     // Per task: partial sums of dgamma and dbeta, added in task order (deterministic).
     let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
         .par_chunks_mut(d * ROWS_PER_TASK)

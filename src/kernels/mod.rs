@@ -53,6 +53,18 @@ pub trait KernelOps: Backend {
         reference::batch_norm_act::<Self>(x, gamma, beta, epsilon, relu)
     }
 
+    /// Training-mode `relu(bn(x) + residual)` (a residual block's end): `(output, batch mean,
+    /// biased batch variance)`; the statistics carry no gradient.
+    fn batch_norm_add_relu_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        reference::batch_norm_add_relu::<Self>(x, gamma, beta, residual, epsilon)
+    }
+
     /// GELU, exact form `x·Φ(x)`.
     fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
         reference::gelu_erf::<Self>(x)
@@ -91,7 +103,7 @@ impl<C: CheckpointStrategy> KernelOps for Autodiff<burn::backend::Cube, C> {}
 /// A burn `BatchNorm` layer's forward pass, then ReLU when `relu`; same parameters, same
 /// running-statistics update, same result, in two fused passes on flex.
 pub fn batch_norm_layer(layer: &BatchNorm, x: Tensor<4>, relu: bool) -> Tensor<4> {
-    if !(x.device().is_autodiff() && layer.training.is_enabled()) {
+    if !in_training(layer, &x) {
         let y = layer.forward(x);
         return if relu {
             burn::tensor::activation::relu(y)
@@ -106,6 +118,42 @@ pub fn batch_norm_layer(layer: &BatchNorm, x: Tensor<4>, relu: bool) -> Tensor<4
         layer.epsilon,
         relu,
     );
+    update_running_statistics(layer, mean, var);
+    Tensor::<4>::from_dispatch(y)
+}
+
+/// `relu(layer(x) + residual)` for a burn `BatchNorm` layer: a residual block's end, one pass
+/// forward and one backward on flex (no separate add and ReLU).
+pub fn batch_norm_add_relu_layer(
+    layer: &BatchNorm,
+    x: Tensor<4>,
+    residual: Tensor<4>,
+) -> Tensor<4> {
+    if !in_training(layer, &x) {
+        return burn::tensor::activation::relu(layer.forward(x) + residual);
+    }
+    let (y, mean, var) = <Dispatch as KernelOps>::batch_norm_add_relu_train(
+        x.into_dispatch(),
+        layer.gamma.val().into_dispatch(),
+        layer.beta.val().into_dispatch(),
+        residual.into_dispatch(),
+        layer.epsilon,
+    );
+    update_running_statistics(layer, mean, var);
+    Tensor::<4>::from_dispatch(y)
+}
+
+/// Batch statistics (training mode) apply, and are tracked, on the autodiff device only.
+fn in_training(layer: &BatchNorm, x: &Tensor<4>) -> bool {
+    x.device().is_autodiff() && layer.training.is_enabled()
+}
+
+/// burn's running-statistics update from a batch's `mean` and biased `var`.
+fn update_running_statistics(
+    layer: &BatchNorm,
+    mean: FloatTensor<Dispatch>,
+    var: FloatTensor<Dispatch>,
+) {
     let (mean, var) = (
         Tensor::<1>::from_dispatch(mean),
         Tensor::<1>::from_dispatch(var),
@@ -120,7 +168,6 @@ pub fn batch_norm_layer(layer: &BatchNorm, x: Tensor<4>, relu: bool) -> Tensor<4
     layer
         .running_var
         .update((running_var.mul_scalar(1.0 - m) + var.detach().mul_scalar(m)).detach());
-    Tensor::<4>::from_dispatch(y)
 }
 
 /// `conv2d(x, weight) + bias`, NCHW, on any device; fast kernels on flex.
@@ -395,11 +442,13 @@ mod batch_norm_tests {
     use burn::nn::BatchNormConfig;
     use burn::tensor::{Device, Distribution};
 
+    /// `batch_norm_layer` (`residual: None`) or `batch_norm_add_relu_layer` against burn's
+    /// `BatchNorm` (+ residual, ReLU) on values, every gradient and the running statistics.
     #[test]
-    fn batch_norm_layer_matches_burn_with_and_without_relu() {
+    fn batch_norm_layers_match_burn() {
         let device = Device::flex().autodiff();
         device.seed(7);
-        for relu in [false, true] {
+        for (relu, with_residual) in [(false, false), (true, false), (true, true)] {
             let ours = BatchNormConfig::new(5).init(&device);
             let theirs = BatchNormConfig::new(5).init(&device);
             let normal = Distribution::Normal(0.0, 1.0);
@@ -418,18 +467,41 @@ mod batch_norm_tests {
             };
             let x = Tensor::<4>::random([3, 5, 4, 7], Distribution::Normal(2.0, 3.0), &device);
             let (xa, xb) = (x.clone().require_grad(), x.require_grad());
-            let ya = batch_norm_layer(&ours, xa.clone(), relu);
-            let yb = theirs.forward(xb.clone());
-            let yb = if relu {
-                burn::tensor::activation::relu(yb)
+            let r = Tensor::<4>::random([3, 5, 4, 7], normal, &device);
+            let (ra, rb) = (r.clone().require_grad(), r.require_grad());
+            let (ya, yb) = if with_residual {
+                let ya = batch_norm_add_relu_layer(&ours, xa.clone(), ra.clone());
+                let yb = theirs.forward(xb.clone()) + rb.clone();
+                (ya, burn::tensor::activation::relu(yb))
             } else {
-                yb
+                let ya = batch_norm_layer(&ours, xa.clone(), relu);
+                let yb = theirs.forward(xb.clone());
+                let yb = if relu {
+                    burn::tensor::activation::relu(yb)
+                } else {
+                    yb
+                };
+                (ya, yb)
             };
+            // Both signs present: the ReLU masks some gradient.
+            let zeros = crate::host::to_f32(yb.clone())
+                .iter()
+                .filter(|v| **v == 0.0)
+                .count();
+            assert_eq!(zeros > 0, relu, "relu {relu}: {zeros} zeros");
             assert_close(ya.clone(), yb.clone(), 2e-4, "output");
             let up = Tensor::<4>::random(yb.dims(), normal, &device);
             let ga = (ya * up.clone()).sum().backward();
             let gb = (yb * up).sum().backward();
             assert_close(xa.grad(&ga).unwrap(), xb.grad(&gb).unwrap(), 2e-4, "dx");
+            if with_residual {
+                assert_close(
+                    ra.grad(&ga).unwrap(),
+                    rb.grad(&gb).unwrap(),
+                    1e-6,
+                    "dresidual",
+                );
+            }
             assert_close(
                 ours.gamma.val().grad(&ga).unwrap(),
                 theirs.gamma.val().grad(&gb).unwrap(),

@@ -23,6 +23,19 @@ pub fn batch_norm_act<B: Backend>(
     (output, result.mean, result.variance)
 }
 
+/// `relu(bn(x) + residual)` in training mode: `(output, batch mean, batch variance)`.
+pub fn batch_norm_add_relu<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    residual: FloatTensor<B>,
+    epsilon: f64,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let result = B::batch_norm_train(x, gamma, beta, epsilon);
+    let output = B::relu(B::float_add(result.output, residual));
+    (output, result.mean, result.variance)
+}
+
 /// GELU `x·Φ(x) = x/2·(1 + erf(x/√2))` from `erf`, so that autodiff takes erf's exact
 /// derivative: burn's own `gelu` differentiates the tanh approximation (relative gradient error
 /// up to ~1e-3).

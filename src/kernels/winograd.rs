@@ -17,7 +17,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{MatMut, MatRef, gemm, transpose};
-use super::geometry::{ConvGeometry, sized};
+use super::geometry::{ConvGeometry, sized, sized_zeroed, zeroed};
 use super::simd::vectorized;
 
 /// Tile elements: a 4×4 transformed tile.
@@ -429,12 +429,12 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let (x_image, y_image, per) = (g.c_in * hw, g.c_out * ohw, grid.per_image());
     let pairs = g.c_in * g.c_out;
-    let mut y = vec![0.0f32; g.batch * y_image];
+    let mut y = zeroed(g.batch * y_image);
     let (mut v, mut m) = (Vec::new(), Vec::new());
     for (y_group, x_group) in y.chunks_mut(nb * y_image).zip(x.chunks(nb * x_image)) {
         let images = x_group.len() / x_image;
         let tiles = images * per;
-        let v = sized(&mut v, XI * tiles * g.c_in);
+        let v = sized_zeroed(&mut v, XI * tiles * g.c_in);
         by_image(v, tiles, per, g.c_in)
             .into_par_iter()
             .zip(x_group.par_chunks(x_image))
@@ -444,7 +444,7 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
                 let tile = sized(&mut s.tile, XI * g.c_in);
                 transform_input(g, grid, hwc, &mut parts, tile);
             });
-        let m = sized(&mut m, XI * tiles * g.c_out);
+        let m = sized_zeroed(&mut m, XI * tiles * g.c_out);
         m.par_chunks_mut(tiles * g.c_out)
             .enumerate()
             .for_each(|(xi, m_xi)| {
@@ -487,8 +487,8 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     for (x_group, dy_group) in x.chunks(nb * x_image).zip(dy.chunks(nb * y_image)) {
         let images = x_group.len() / x_image;
         let tiles = images * per;
-        let v = sized(&mut v, XI * tiles * g.c_in);
-        let dm = sized(&mut dm, XI * tiles * g.c_out);
+        let v = sized_zeroed(&mut v, XI * tiles * g.c_in);
+        let dm = sized_zeroed(&mut dm, XI * tiles * g.c_out);
         by_image(v, tiles, per, g.c_in)
             .into_par_iter()
             .zip(by_image(dm, tiles, per, g.c_out))

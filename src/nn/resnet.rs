@@ -4,11 +4,10 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::cost::{Cost, Stage, shape};
-use crate::kernels::{batch_norm_layer, conv2d_layer};
+use crate::kernels::{batch_norm_add_relu_layer, batch_norm_layer, conv2d_layer};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,14 +128,13 @@ impl Block {
             Some(d) => batch_norm_layer(&d.bn, conv2d_layer(&d.conv, x.clone()), false),
             None => x.clone(),
         };
-        let mut out = batch_norm_layer(&self.bn1, conv2d_layer(&self.conv1, x), true);
+        let out = batch_norm_layer(&self.bn1, conv2d_layer(&self.conv1, x), true);
         if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            out = batch_norm_layer(&self.bn2, conv2d_layer(&self.conv2, out), true);
-            out = batch_norm_layer(bn3, conv2d_layer(conv3, out), false);
+            let out = batch_norm_layer(&self.bn2, conv2d_layer(&self.conv2, out), true);
+            batch_norm_add_relu_layer(bn3, conv2d_layer(conv3, out), identity)
         } else {
-            out = batch_norm_layer(&self.bn2, conv2d_layer(&self.conv2, out), false);
+            batch_norm_add_relu_layer(&self.bn2, conv2d_layer(&self.conv2, out), identity)
         }
-        relu(out + identity)
     }
 }
 
