@@ -232,6 +232,9 @@ pub fn backward(
     if !want_dx && winograd::eligible(g) {
         return (None, Some(winograd::weight_grad(g, x, dy)));
     }
+    if !want_dx && direct::eligible(g) {
+        return (None, Some(direct::weight_grad(g, x, dy)));
+    }
     let (k, p, cog) = (g.k(), g.p(), g.cog());
     let blocks = blocks(g);
     // Each block of images owns a contiguous slice of dx and sums its own weight gradient.
