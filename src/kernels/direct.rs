@@ -125,7 +125,7 @@ impl Image<'_> {
         }
         for (plane, rows) in x.chunks_exact(h * w).zip(padded.chunks_exact_mut(ph * pw)) {
             for (src, dst) in plane.chunks_exact(w).zip(rows[pw..].chunks_exact_mut(pw)) {
-                dst[1..=w].copy_from_slice(src);
+                copy_row(simd, src, &mut dst[1..]);
             }
         }
         let blocks = g.c_out.div_ceil(CO);
@@ -178,6 +178,16 @@ impl Image<'_> {
                 }
             }
         }
+    }
+}
+
+/// `dst[..src.len()] = src` in masked vector moves: rows here are a few vectors long, where a
+/// call to `memcpy` costs more than the copy.
+#[inline(always)]
+fn copy_row<S: Simd>(simd: S, src: &[f32], dst: &mut [f32]) {
+    let lanes = std::mem::size_of::<S::f32s>() / 4;
+    for (s, d) in src.chunks(lanes).zip(dst[..src.len()].chunks_mut(lanes)) {
+        simd.partial_store_f32s(d, simd.partial_load_f32s(s));
     }
 }
 
@@ -275,14 +285,14 @@ impl GradImages<'_> {
                 .zip(padded.chunks_exact_mut(ph * pw))
             {
                 for (src, dst) in plane.chunks_exact(w).zip(rows[pw..].chunks_exact_mut(pw)) {
-                    dst[1..=w].copy_from_slice(src);
+                    copy_row(simd, src, &mut dst[1..]);
                 }
             }
             for (src, dst) in dy_image
                 .chunks_exact(w)
                 .zip(dy_rows.chunks_exact_mut(dw_row))
             {
-                dst[..w].copy_from_slice(src);
+                copy_row(simd, src, dst);
             }
             for block in 0..blocks {
                 let dy_block = &dy_rows[block * CO * h * dw_row..][..CO * h * dw_row];
