@@ -1,10 +1,11 @@
 //! Where a shipped recipe's train step spends its time: the median over steps of each phase —
 //! the method's forward (online views, predictor, EMA target), the backward pass, the optimizer
-//! update and the after-step work (EMA blend, queue) — for BYOL, SimCLR or MoCo v2 with their
-//! built-in recipes (ResNet-18 small stem, width 8, batch 128, 28×28×1: the bundled subset's
-//! shape). Random images: the step's cost does not depend on their values.
+//! update and the after-step work (EMA blend, queue, teacher) — for a built-in recipe on the
+//! bundled subset's shape: BYOL, SimCLR, MoCo v2 (ResNet-18 small stem, width 8, batch 128,
+//! 28×28×1), MAE (ViT 128-d × 6 on 32 px, batch 128), DINO (ViT 64-d × 4, 2 × 32-px + 2 × 16-px
+//! crops, batch 64). Random images: the step's cost does not depend on their values.
 //!
-//! cargo bench --bench pretrain_step -- [byol|simclr|moco-v2] [steps]
+//! cargo bench --bench pretrain_step -- [byol|simclr|moco-v2|mae|dino] [steps]
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::time::Instant;
 
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Tensor};
-use selfsup::method::{Byol, Method, MethodName, Moco, Progress, SimClr};
+use selfsup::method::{Byol, Dino, Mae, Method, MethodName, Moco, Progress, SimClr};
 use selfsup::nn::backbone::ImageShape;
 use selfsup::optim::Optimizer;
 use selfsup::recipe::{Overrides, Recipe};
@@ -23,17 +24,23 @@ const PHASES: [&str; 4] = ["forward", "backward", "optimizer", "after_step"];
 fn phases<M: Method>(recipe: &Recipe, steps: usize) -> Vec<f64> {
     let device = Device::flex().autodiff();
     device.seed(0);
-    let shape = ImageShape {
-        channels: 1,
-        side: 28,
-    };
+    let side = recipe.image_size().unwrap_or(28);
+    let shape = ImageShape { channels: 1, side };
     let batch = recipe.train.batch_size;
+    let peak_lr = recipe.optim.base_lr * batch as f64 / 256.0;
     let mut method: M = recipe
         .init_method(shape, &device, &selfsup::method::NoRuns)
         .expect("valid recipe");
     let mut optimizer = Optimizer::new(recipe.optim.clone());
     let views: Vec<Tensor<4>> = (0..recipe.augment.num_views())
-        .map(|_| Tensor::random([batch, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device))
+        .map(|i| {
+            let s = if i < recipe.augment.global_views() {
+                side
+            } else {
+                recipe.augment.local_size
+            };
+            Tensor::random([batch, 1, s, s], Distribution::Normal(0.0, 1.0), &device)
+        })
         .collect();
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); PHASES.len()];
     for step in 0..steps + WARMUP_STEPS {
@@ -48,9 +55,11 @@ fn phases<M: Method>(recipe: &Recipe, steps: usize) -> Vec<f64> {
         marks[1] = Instant::now();
         let grads = GradientsParams::from_grads(out.loss.backward(), &method);
         marks[2] = Instant::now();
+        // The recipe's peak rate: an AdamW step at a rate far above it saturates the ViTs'
+        // softmax within a few steps, and the denormal gradients that follow are slow to multiply.
         method = optimizer.step(
-            0.1,
-            0.1,
+            peak_lr,
+            peak_lr,
             method,
             grads,
             &selfsup::optim::ConstantLr::default(),
@@ -90,7 +99,9 @@ fn main() {
         MethodName::Simclr => phases::<SimClr>(&recipe, steps),
         MethodName::MocoV2 => phases::<Moco>(&recipe, steps),
         MethodName::Byol => phases::<Byol>(&recipe, steps),
-        other => panic!("pretrain_step measures byol, simclr and moco-v2, not {other}"),
+        MethodName::Mae => phases::<Mae>(&recipe, steps),
+        MethodName::Dino => phases::<Dino>(&recipe, steps),
+        other => panic!("pretrain_step measures byol, simclr, moco-v2, mae and dino, not {other}"),
     };
     let total: f64 = times.iter().sum();
     let breakdown: Vec<String> = PHASES

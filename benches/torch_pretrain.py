@@ -1,12 +1,19 @@
-"""End-to-end pretraining throughput of PyTorch + lightly with selfsup's shipped recipe: the bundled
-Fashion-MNIST subset (10,000 28x28 grayscale images), ResNet-18 with the small-image stem at
-width 8, batch 128, SGD, lightly's heads, losses and augmentations with the recipe's settings.
-One epoch (78 steps: load, augment, forward, backward, update, EMA); images/s over the epoch, the
-same span as selfsup's `train.json` `images_per_s`. With --knn, trains the recipe's epochs and
-reports the kNN accuracy (cosine, k=20, T=0.1) on the 2,000 held-out images, as `selfsup eval`.
+"""End-to-end pretraining throughput of PyTorch + lightly with selfsup's shipped recipes on the
+bundled Fashion-MNIST subset (10,000 28x28 grayscale images), lightly's heads, losses and
+augmentations with the recipe's settings:
+- byol, simclr, moco-v2: ResNet-18 with the small-image stem at width 8, 28 px, batch 128, SGD;
+- mae: images resized to 32 px, a timm ViT (4-px patches, 128 wide, 6 blocks, 4 heads, sin-cos
+  positions, mean pool) through lightly's masked ViT, a 2-block 64-wide decoder, 75% masking,
+  normalised-pixel loss, batch 128, AdamW;
+- dino: 32 px, a timm ViT (8-px patches, 64 wide, 4 blocks, learned positions, CLS), 2 global
+  32-px + 2 local 16-px crops, a 64 -> 256 -> 256 -> 64 head onto 1024 prototypes, EMA teacher,
+  centring, per-tensor gradient clipping at 3, last layer frozen the first epoch, batch 64, AdamW.
+One epoch (load, augment, forward, backward, update, EMA); images/s over the epoch, the same span
+as selfsup's `train.json` `images_per_s`. With --knn, trains the recipe's epochs and reports the
+kNN accuracy (cosine, k=20, T=0.1) on the 2,000 held-out images, as `selfsup eval`.
 
 python3 benches/torch_pretrain.py METHOD THREADS WORKERS [--epochs N] [--knn] [--seed S]
-METHOD: byol | simclr | moco-v2. Prints one JSON line.
+METHOD: byol | simclr | moco-v2 | mae | dino. Prints one JSON line.
 """
 import copy
 import gzip
@@ -22,20 +29,26 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from lightly.loss import NegativeCosineSimilarity, NTXentLoss
+from lightly.loss import DINOLoss, NegativeCosineSimilarity, NTXentLoss
+from lightly.models import utils
 from lightly.models.modules import (
     BYOLPredictionHead,
     BYOLProjectionHead,
+    DINOProjectionHead,
+    MaskedVisionTransformerDecoderTIMM,
+    MaskedVisionTransformerTIMM,
     MoCoProjectionHead,
     SimCLRProjectionHead,
 )
 from lightly.models.utils import deactivate_requires_grad, update_momentum
-from lightly.transforms import BYOLTransform, MoCoV2Transform, SimCLRTransform
+from lightly.transforms import BYOLTransform, DINOTransform, MAETransform, MoCoV2Transform, SimCLRTransform
 from lightly.transforms.byol_transform import BYOLView1Transform, BYOLView2Transform
+from timm.models.vision_transformer import VisionTransformer
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data", "fashion-mnist")
 NORMALIZE = {"mean": [0.2860], "std": [0.3530]}
-BATCH = 128
+BATCH = {"dino": 64}
+VIT_SIZE = 32
 
 
 def read_idx(name):
@@ -82,6 +95,15 @@ class ResNet18Small(nn.Module):
 
 
 def transform(method):
+    if method == "mae":
+        return MAETransform(input_size=VIT_SIZE, min_scale=0.2, normalize=NORMALIZE)
+    if method == "dino":
+        # selfsup's default colour jitter: 0.8 brightness / contrast / saturation, 0.2 hue.
+        return DINOTransform(
+            global_crop_size=VIT_SIZE, global_crop_scale=(0.4, 1.0), local_crop_size=16,
+            local_crop_scale=(0.05, 0.4), n_local_views=2, cj_strength=1.0, cj_sat=0.8,
+            gaussian_blur=(1.0, 0.1, 0.5), solarization_prob=0.0, normalize=NORMALIZE,
+        )
     common = dict(input_size=28, min_scale=0.3, normalize=NORMALIZE)
     if method == "byol":
         return BYOLTransform(
@@ -102,6 +124,77 @@ class Views(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         return self.transform(Image.fromarray(self.images[i], mode="L"))
+
+
+def vit(patch, dim, depth, pool, dynamic=False):
+    # fc_norm=False: the final LayerNorm on every token before pooling, as selfsup's ViT.
+    return VisionTransformer(
+        img_size=VIT_SIZE, patch_size=patch, in_chans=1, embed_dim=dim, depth=depth, num_heads=4,
+        num_classes=0, global_pool=pool, fc_norm=False, dynamic_img_size=dynamic,
+    )
+
+
+class Mae(nn.Module):
+    """lightly's MAE example with the recipe's sizes; features for kNN: the mean patch token."""
+
+    def __init__(self):
+        super().__init__()
+        self.patch = 4
+        self.backbone = MaskedVisionTransformerTIMM(vit=vit(self.patch, 128, 6, "avg"))
+        self.embed = nn.Linear(128, 64)
+        self.decoder = MaskedVisionTransformerDecoderTIMM(
+            num_patches=self.backbone.vit.patch_embed.num_patches, embed_dim=64, depth=2, num_heads=4,
+        )
+        self.predict = nn.Linear(64, self.patch**2)
+
+    def features(self, x):
+        return self.backbone.encode(x)[:, 1:].mean(1)
+
+    def loss(self, views):
+        images = views[0]
+        b, n = images.shape[0], self.backbone.sequence_length
+        idx_keep, idx_mask = utils.random_token_mask(size=(b, n), mask_ratio=0.75)
+        encoded = self.backbone.encode(images=images, idx_keep=idx_keep)
+        x = utils.set_at_index(utils.repeat_token(self.decoder.mask_token, (b, n)), idx_keep, self.embed(encoded))
+        pred = self.predict(utils.get_at_index(self.decoder(x), idx_mask))
+        target = utils.get_at_index(utils.patchify(images, self.patch), idx_mask - 1)
+        mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
+        return F.mse_loss(pred, (target - mean) / (var + 1e-6).sqrt())
+
+
+class Dino(nn.Module):
+    """lightly's DINO example with the recipe's sizes; features for kNN: the CLS token."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = vit(8, 64, 4, "token", dynamic=True)
+        self.head = DINOProjectionHead(64, 256, 64, 1024, freeze_last_layer=1)
+        self.teacher_backbone = copy.deepcopy(self.backbone)
+        self.teacher_head = DINOProjectionHead(64, 256, 64, 1024)
+        self.teacher_head.load_state_dict(self.head.state_dict())
+        deactivate_requires_grad(self.teacher_backbone)
+        deactivate_requires_grad(self.teacher_head)
+        self.criterion = DINOLoss(output_dim=1024, warmup_teacher_temp=0.04, teacher_temp=0.04,
+                                  student_temp=0.1, center_momentum=0.9)
+        self.epoch = 0
+
+    def features(self, x):
+        return self.backbone(x)
+
+    def loss(self, views):
+        update_momentum(self.backbone, self.teacher_backbone, m=0.99)
+        update_momentum(self.head, self.teacher_head, m=0.99)
+        globals_, locals_ = torch.cat(views[:2]), torch.cat(views[2:])
+        with torch.no_grad():
+            teacher = self.teacher_head(self.teacher_backbone(globals_)).chunk(2)
+        student = [*self.head(self.backbone(globals_)).chunk(2), *self.head(self.backbone(locals_)).chunk(2)]
+        return self.criterion(list(teacher), student, epoch=self.epoch)
+
+    def after_backward(self):
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        norms = torch._foreach_norm(grads)
+        torch._foreach_mul_(grads, [torch.clamp(3.0 / (n + 1e-6), max=1.0) for n in norms])
+        self.head.cancel_last_layer_gradients(self.epoch)
 
 
 class Pretrain(nn.Module):
@@ -126,10 +219,14 @@ class Pretrain(nn.Module):
             deactivate_requires_grad(self.backbone_momentum)
             deactivate_requires_grad(self.projection_momentum)
 
+    def features(self, x):
+        return self.backbone(x)
+
     def momentum_branch(self, x):
         return self.projection_momentum(self.backbone_momentum(x)).detach()
 
-    def loss(self, x0, x1):
+    def loss(self, views):
+        x0, x1 = views
         if self.method == "simclr":
             return self.criterion(self.projection(self.backbone(x0)), self.projection(self.backbone(x1)))
         update_momentum(self.backbone, self.backbone_momentum, m=0.99)
@@ -142,12 +239,12 @@ class Pretrain(nn.Module):
 
 
 @torch.no_grad()
-def knn_accuracy(backbone, train, train_labels, test, test_labels, k=20, t=0.1):
-    backbone.eval()
+def knn_accuracy(model, train, train_labels, test, test_labels, k=20, t=0.1):
+    model.eval()
 
     def features(images):
         x = torch.from_numpy(images.copy()).float().div(255).sub(NORMALIZE["mean"][0]).div(NORMALIZE["std"][0])
-        return F.normalize(torch.cat([backbone(b.unsqueeze(1)) for b in x.split(256)]), dim=1)
+        return F.normalize(torch.cat([model.features(b.unsqueeze(1)) for b in x.split(256)]), dim=1)
 
     bank, queries = features(train), features(test)
     labels = torch.from_numpy(train_labels.astype(np.int64))
@@ -163,29 +260,43 @@ def main():
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     images = read_idx("train-images-idx3-ubyte.gz")
-    model = Pretrain(method, width=8)
-    params = [p for p in model.parameters() if p.requires_grad]
-    lr = 0.3 * BATCH / 256
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4 if method == "moco-v2" else 1e-5)
+    batch = BATCH.get(method, 128)
+    if method in ("mae", "dino"):
+        # `data.image_size = 32`: selfsup resizes the dataset once when it loads it.
+        resize = lambda a: np.stack([np.asarray(Image.fromarray(i).resize((VIT_SIZE, VIT_SIZE), Image.BILINEAR)) for i in a])
+        images = resize(images)
+        model = Mae() if method == "mae" else Dino()
+        params = [p for p in model.parameters() if p.requires_grad]
+        base_lr, betas, decay = (1.5e-3, (0.9, 0.95), 0.05) if method == "mae" else (2e-3, (0.9, 0.999), 0.04)
+        optimizer = torch.optim.AdamW(params, lr=base_lr * batch / 256, betas=betas, weight_decay=decay)
+    else:
+        resize = lambda a: a
+        model = Pretrain(method, width=8)
+        params = [p for p in model.parameters() if p.requires_grad]
+        lr = 0.3 * batch / 256
+        optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4 if method == "moco-v2" else 1e-5)
     loader = torch.utils.data.DataLoader(
-        Views(images, method), batch_size=BATCH, shuffle=True, drop_last=True, num_workers=workers,
+        Views(images, method), batch_size=batch, shuffle=True, drop_last=True, num_workers=workers,
         persistent_workers=workers > 0,
     )
     steps = 0
     start = time.perf_counter()
-    for _ in range(epochs):
+    for epoch in range(epochs):
         model.train()
+        model.epoch = epoch
         for views in loader:
-            loss = model.loss(views[0], views[1])
+            loss = model.loss(views)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if hasattr(model, "after_backward"):
+                model.after_backward()
             optimizer.step()
             steps += 1
     seconds = time.perf_counter() - start
     row = {
         "bench": f"pretrain_{method}_epoch",
         "framework": "pytorch+lightly",
-        "images_per_s": round(steps * BATCH / seconds, 2),
+        "images_per_s": round(steps * batch / seconds, 2),
         "seconds": round(seconds, 2),
         "threads": threads,
         "workers": workers,
@@ -193,8 +304,8 @@ def main():
     }
     if "--knn" in sys.argv:
         row["knn"] = float(knn_accuracy(
-            model.backbone, images, read_idx("train-labels-idx1-ubyte.gz"),
-            read_idx("t10k-images-idx3-ubyte.gz"), read_idx("t10k-labels-idx1-ubyte.gz"),
+            model, images, read_idx("train-labels-idx1-ubyte.gz"),
+            resize(read_idx("t10k-images-idx3-ubyte.gz")), read_idx("t10k-labels-idx1-ubyte.gz"),
         ))
         row["epochs"] = epochs
     print(json.dumps(row))

@@ -111,7 +111,7 @@ fn published_networks_have_their_published_size() {
 #[test]
 fn the_seeds_resnet50_claim_is_checked_by_count() {
     // The seed: "ResNet-50 at 224 px needs ~2 GB of activations per 32 images". Counted in f32,
-    // one view keeps ~100 MiB per image (3.2 GiB per 32), a two-view method twice that.
+    // one view keeps ~81 MiB per image (2.5 GiB per 32), a two-view method twice that.
     let out = json(&run(&[
         "plan",
         "--method",
@@ -128,11 +128,11 @@ fn the_seeds_resnet50_claim_is_checked_by_count() {
     ]));
     let per_image = out["plan"]["activations_per_image"].as_f64().unwrap() / 1048576.0;
     assert!(
-        (190.0..220.0).contains(&per_image),
+        (150.0..175.0).contains(&per_image),
         "{per_image} MiB per image, two views"
     );
     let largest = out["plan"]["fit"]["largest_batch"].as_u64().unwrap();
-    assert!((300..420).contains(&largest), "batch {largest} in 80 GiB");
+    assert!((420..520).contains(&largest), "batch {largest} in 80 GiB");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::gemm::{MatMut, MatRef, gemm};
 use super::geometry::zeroed;
-use super::simd::{exp, vectorized};
+use super::simd::{exp, lane_max, lane_sum, vectorized};
 
 /// Sizes of one attention call.
 #[derive(Clone, Copy, Debug)]
@@ -36,19 +36,18 @@ impl Heads {
     }
 }
 
-/// Row-wise `softmax(scale · s)` in place.
+/// Row-wise `softmax(scale · s)` in place. Exponentials, maximum and sum in separate loops: a
+/// running sum inside the exponential's loop would keep it scalar.
 fn softmax_rows(s: &mut [f32], n: usize, scale: f32) {
     vectorized(
         #[inline(always)]
         || {
             for row in s.chunks_exact_mut(n) {
-                let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                let mut sum = 0.0f32;
+                let max = lane_max(row);
                 for v in row.iter_mut() {
                     *v = exp((*v - max) * scale);
-                    sum += *v;
                 }
-                let inv = 1.0 / sum;
+                let inv = (1.0 / lane_sum(n, |i| row[i])) as f32;
                 for v in row.iter_mut() {
                     *v *= inv;
                 }
@@ -109,7 +108,7 @@ pub fn backward(s: Heads, qkv: &[f32], probs: &[f32], dout: &[f32]) -> Vec<f32> 
                     #[inline(always)]
                     || {
                         for (ds_row, p_row) in ds.chunks_exact_mut(n).zip(p.chunks_exact(n)) {
-                            let dot: f32 = ds_row.iter().zip(p_row).map(|(a, b)| a * b).sum();
+                            let dot = lane_sum(n, |i| ds_row[i] * p_row[i]) as f32;
                             for (g, &pv) in ds_row.iter_mut().zip(p_row) {
                                 *g = pv * (*g - dot) * scale;
                             }

@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use super::geometry::zeroed;
-use super::simd::{lane_sum, vectorized};
+use super::simd::{LANES, lane_sum, lane_sums, vectorized};
 
 /// Rows per parallel task.
 const ROWS_PER_TASK: usize = 64;
@@ -86,15 +86,24 @@ pub fn backward(
                         .zip(x.chunks_exact(d).zip(dy.chunks_exact(d)))
                         .zip(mean.iter().zip(rstd))
                     {
+                        let (x, dy, gamma) = (&x[..d], &dy[..d], &gamma[..d]);
                         let xhat = |i: usize| (x[i] - mu) * s;
-                        let mean_g = (lane_sum(d, |i| dy[i] * gamma[i]) / d as f64) as f32;
-                        let mean_gx =
-                            (lane_sum(d, |i| dy[i] * gamma[i] * xhat(i)) / d as f64) as f32;
-                        for i in 0..d {
-                            let h = xhat(i);
-                            dx[i] = s * (dy[i] * gamma[i] - mean_g - h * mean_gx);
-                            dgamma[i] += dy[i] * h;
-                            dbeta[i] += dy[i];
+                        let (sum_g, sum_gx) = lane_sums::<LANES>(d, |i| {
+                            (dy[i] * gamma[i], dy[i] * gamma[i] * xhat(i))
+                        });
+                        let (mean_g, mean_gx) =
+                            ((sum_g / d as f64) as f32, (sum_gx / d as f64) as f32);
+                        for ((((dx, &x), &dy), &g), (dg, db)) in dx
+                            .iter_mut()
+                            .zip(x)
+                            .zip(dy)
+                            .zip(gamma)
+                            .zip(dgamma.iter_mut().zip(dbeta.iter_mut()))
+                        {
+                            let h = (x - mu) * s;
+                            *dx = s * (dy * g - mean_g - h * mean_gx);
+                            *dg += dy * h;
+                            *db += dy;
                         }
                     }
                 },

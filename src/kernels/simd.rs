@@ -31,14 +31,50 @@ pub fn lane_sums<const N: usize>(len: usize, f: impl Fn(usize) -> (f32, f32)) ->
         a[0] += u;
         b[0] += v;
     }
-    let total = |lanes: [f32; N]| lanes.iter().map(|&v| v as f64).sum();
-    (total(a), total(b))
+    (tree_sum(a.map(f64::from)), tree_sum(b.map(f64::from)))
+}
+
+/// The lanes added pairwise (`N` a power of two): log₂N vector steps, where a left-to-right
+/// sum is N dependent additions — the cost that dominates short rows.
+#[inline(always)]
+fn tree_sum<const N: usize>(mut lanes: [f64; N]) -> f64 {
+    let mut width = N;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            lanes[i] += lanes[i + width];
+        }
+    }
+    lanes[0]
 }
 
 /// `Σ f(i)` for `i < len` in [`LANES`] partial sums, as [`lane_sums`].
 #[inline(always)]
 pub fn lane_sum(len: usize, f: impl Fn(usize) -> f32) -> f64 {
     lane_sums::<LANES>(len, |i| (f(i), 0.0)).0
+}
+
+/// The largest of `values` (−∞ when empty), in [`LANES`] partial maxima so that it vectorises.
+#[inline(always)]
+pub fn lane_max(values: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let mut blocks = values.chunks_exact(LANES);
+    for block in &mut blocks {
+        for (m, &v) in lanes.iter_mut().zip(block) {
+            *m = m.max(v);
+        }
+    }
+    for (m, &v) in lanes.iter_mut().zip(blocks.remainder()) {
+        *m = m.max(v);
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            lanes[i] = lanes[i].max(lanes[i + width]);
+        }
+    }
+    lanes[0]
 }
 
 /// `1.5·2²³`: adding it rounds an f32 of magnitude below 2²² to an integer, held in the
@@ -121,6 +157,18 @@ mod tests {
                 "erf({x}) = {got}, want {want}"
             );
             assert!((gauss as f64 - (-(x as f64) * x as f64).exp()).abs() < 1e-7);
+        }
+    }
+
+    #[test]
+    fn lane_max_finds_the_largest_anywhere() {
+        assert_eq!(lane_max(&[]), f32::NEG_INFINITY);
+        for len in [1, 15, 16, 17, 40] {
+            for at in 0..len {
+                let mut v: Vec<f32> = (0..len).map(|i| -(i as f32)).collect();
+                v[at] = 3.5;
+                assert_eq!(lane_max(&v), 3.5, "len {len}, largest at {at}");
+            }
         }
     }
 

@@ -248,7 +248,8 @@ impl Block {
             macs += m;
             saved += output;
         }
-        let saved = saved + fused_relu_outputs + 2 * output;
+        // The fused `relu(bn(x) + residual)` keeps only its output (for the ReLU mask).
+        let saved = saved + fused_relu_outputs + output;
         (s, cout, Cost::new(macs, saved, output))
     }
 }
