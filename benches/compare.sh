@@ -4,18 +4,19 @@
 #
 # Each benchmark runs ROUNDS times (default 3), alternating selfsup and PyTorch so that both
 # see the same machine; the table shows the median of the rounds and their ratio.
-# Needs `pip install torch torchvision lightly` (benchmark tools, not dependencies of the crate).
+# Needs `pip install torch torchvision lightly timm` (benchmark tools, not dependencies of the crate).
 #
 # ROWS picks the groups (default all): `steps` (train steps on random tensors: small networks
 # at 32 px, ResNet-50 and ViT-S/16 at 224 px), `augment`, `loader` (a JPEG folder), `pretrain`
-# (one epoch of the shipped BYOL, SimCLR and MoCo v2 recipes end to end on the bundled subset:
-# data, augmentation, step, EMA, monitoring; against `benches/torch_pretrain.py`, the same recipe
-# in PyTorch + lightly). PyTorch's pretrain rows run at 1 and THREADS threads and keep the faster
-# (on a 2-core VM one thread can win).
+# (one epoch of the shipped BYOL, SimCLR, MoCo v2, MAE and DINO recipes end to end on the
+# bundled subset: data, augmentation, step, EMA, monitoring; against `benches/torch_pretrain.py`,
+# the same recipe in PyTorch + lightly + timm). PyTorch's pretrain rows run at 1 and THREADS
+# threads and keep the faster (on a 2-core VM one thread can win).
 #
 #   benches/compare.sh              # all rows
 #   ROUNDS=5 THREADS=2 benches/compare.sh
 #   ROWS=pretrain ROUNDS=1 benches/compare.sh
+#   ROWS=pretrain PRETRAIN="mae dino" benches/compare.sh   # some of the pretrain rows
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${THREADS:-$(nproc)}
@@ -23,8 +24,8 @@ rounds=${ROUNDS:-3}
 rows=${ROWS:-steps augment loader pretrain}
 want() { [[ " $rows " == *" $1 "* ]]; }
 export RAYON_NUM_THREADS=$threads
-if ! python3 -c 'import torch, torchvision, lightly' 2>/dev/null; then
-    echo "compare.sh: PyTorch or lightly is not installed; run: pip install torch torchvision lightly" >&2
+if ! python3 -c 'import torch, torchvision, lightly, timm' 2>/dev/null; then
+    echo "compare.sh: PyTorch, lightly or timm is not installed; run: pip install torch torchvision lightly timm" >&2
     exit 1
 fi
 cargo build -q --release --bin selfsup --bench train_step --bench augment --bench loader
@@ -71,7 +72,7 @@ for round in $(seq "$rounds"); do
         python3 benches/torch_loader.py "$photos" 2048 "$threads" 224 | tail -1 >>"$results"
     fi
     if want pretrain; then
-        for method in byol simclr moco-v2; do
+        for method in ${PRETRAIN:-byol simclr moco-v2 mae dino}; do
             selfsup_pretrain "$method" >>"$results"
             for t in $(printf '%s\n' 1 "$threads" | sort -un); do
                 python3 benches/torch_pretrain.py "$method" "$t" 0 | tail -1 >>"$results"
@@ -94,12 +95,15 @@ names = {
     "pretrain_byol_epoch": "BYOL recipe, 1 epoch end to end (lightly)",
     "pretrain_simclr_epoch": "SimCLR recipe, 1 epoch end to end (lightly)",
     "pretrain_moco-v2_epoch": "MoCo v2 recipe, 1 epoch end to end (lightly)",
+    "pretrain_mae_epoch": "MAE recipe, 1 epoch end to end (lightly + timm)",
+    "pretrain_dino_epoch": "DINO recipe, 1 epoch end to end (lightly + timm)",
 }
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
 simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
 print(f"{cpu} ({simd}), {threads} threads, median of {rounds} alternating rounds")
-print(f"{'benchmark':<58} {'selfsup img/s':>13} {'pytorch img/s':>13} {'ratio':>6} {'peak MB selfsup / pytorch':>26}")
+width = max(len(label) for label in names.values()) + len(" [pytorch N thr]")
+print(f"{'benchmark':<{width}} {'selfsup img/s':>13} {'pytorch img/s':>13} {'ratio':>6} {'peak MB selfsup / pytorch':>26}")
 for bench, label in names.items():
     ours = [r for r in rows if r["bench"] == bench and r["framework"] == "selfsup"]
     theirs = [r for r in rows if r["bench"] == bench and r["framework"] != "selfsup"]
@@ -116,5 +120,5 @@ for bench, label in names.items():
     memory = ""
     if "peak_rss_mb" in ours[0] and "peak_rss_mb" in theirs[0]:
         memory = f"{max(r['peak_rss_mb'] for r in ours):.0f} / {max(r['peak_rss_mb'] for r in theirs):.0f}"
-    print(f"{label:<58} {a:>13.1f} {b:>13.1f} {a / b:>5.2f}x {memory:>26}")
+    print(f"{label:<{width}} {a:>13.1f} {b:>13.1f} {a / b:>5.2f}x {memory:>26}")
 PY

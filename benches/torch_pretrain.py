@@ -18,16 +18,21 @@ METHOD: byol | simclr | moco-v2 | mae | dino. Prints one JSON line.
 import copy
 import gzip
 import json
+import math
 import os
 import resource
 import sys
 import time
+import warnings
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
+
+# torch's notice that lightly's DINO head uses the older weight_norm API, once per process.
+warnings.filterwarnings("ignore", category=FutureWarning)
 
 from lightly.loss import DINOLoss, NegativeCosineSimilarity, NTXentLoss
 from lightly.models import utils
@@ -49,6 +54,7 @@ DATA = os.path.join(os.path.dirname(__file__), "..", "data", "fashion-mnist")
 NORMALIZE = {"mean": [0.2860], "std": [0.3530]}
 BATCH = {"dino": 64}
 VIT_SIZE = 32
+WARMUP_EPOCHS = {"byol": 0.0, "simclr": 0.5, "moco-v2": 0.5, "mae": 1.0, "dino": 1.0}
 
 
 def read_idx(name):
@@ -279,6 +285,13 @@ def main():
         Views(images, method), batch_size=batch, shuffle=True, drop_last=True, num_workers=workers,
         persistent_workers=workers > 0,
     )
+    # The recipes' schedule, stepped per batch: linear warmup from lr/W, then cosine to 0.
+    per_epoch = len(images) // batch
+    warmup = round(WARMUP_EPOCHS[method] * per_epoch)
+    total = epochs * per_epoch
+    schedule = lambda step: (step + 1) / warmup if step < warmup else 0.5 * (
+        1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     steps = 0
     start = time.perf_counter()
     for epoch in range(epochs):
@@ -291,6 +304,7 @@ def main():
             if hasattr(model, "after_backward"):
                 model.after_backward()
             optimizer.step()
+            scheduler.step()
             steps += 1
     seconds = time.perf_counter() - start
     row = {

@@ -8,7 +8,7 @@ use burn::tensor::{Distribution, Tensor};
 
 use serde::{Deserialize, Serialize};
 
-use super::mim::{Reconstruction, check_mask_ratio, mask_rng, mask_tensor, row_index, vit};
+use super::mim::{Reconstruction, check_mask_ratio, mask_rng, mask_tensor, select_rows, vit};
 use super::{
     About, Build, Method, MethodName, Needs, Pass, Progress, Settings, StepCost, StepOutput,
 };
@@ -105,10 +105,8 @@ impl Mae {
     pub fn encode_visible(&self, images: Tensor<4>, shuffles: Vec<Shuffle>) -> Encoded {
         let vit = self.vit();
         let patches = vit.add_patch_positions(vit.patch_embeddings(images));
-        let [_, _, d] = patches.dims();
         let keep: Vec<&[usize]> = shuffles.iter().map(|s| &s.order[..s.keep]).collect();
-        let index = row_index(&keep, d, &patches.device());
-        let visible = patches.gather(1, index);
+        let visible = select_rows(patches, &keep);
         Encoded {
             tokens: vit.encode(vit.prepend_prefix(visible)),
             shuffles,
@@ -134,7 +132,7 @@ impl Mae {
         };
         let restore: Vec<Vec<usize>> = shuffles.iter().map(Shuffle::restore).collect();
         let rows: Vec<&[usize]> = restore.iter().map(Vec::as_slice).collect();
-        let ordered = shuffled.gather(1, row_index(&rows, dd, &cls.device()));
+        let ordered = select_rows(shuffled, &rows);
         self.decoder.forward(Tensor::cat(vec![cls, ordered], 1))
     }
 
