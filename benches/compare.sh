@@ -11,7 +11,8 @@
 # (one epoch of the shipped BYOL, SimCLR, MoCo v2, MAE and DINO recipes end to end on the
 # bundled subset: data, augmentation, step, EMA, monitoring; against `benches/torch_pretrain.py`,
 # the same recipe in PyTorch + lightly + timm). PyTorch's pretrain rows run at 1 and THREADS
-# threads and keep the faster (on a 2-core VM one thread can win).
+# threads without DataLoader workers and at 1 thread with one worker process, and keep the
+# fastest (on a 2-core VM one computing thread beside one augmenting worker often wins).
 #
 #   benches/compare.sh              # all rows
 #   ROUNDS=5 THREADS=2 benches/compare.sh
@@ -74,8 +75,10 @@ for round in $(seq "$rounds"); do
     if want pretrain; then
         for method in ${PRETRAIN:-byol simclr moco-v2 mae dino}; do
             selfsup_pretrain "$method" >>"$results"
-            for t in $(printf '%s\n' 1 "$threads" | sort -un); do
-                python3 benches/torch_pretrain.py "$method" "$t" 0 | tail -1 >>"$results"
+            # threads:workers — all threads computing, or one computing while a DataLoader
+            # worker process augments on the other core.
+            for setting in $(printf '%s\n' 1:0 "$threads":0 1:1 | sort -u); do
+                python3 benches/torch_pretrain.py "$method" "${setting%:*}" "${setting#*:}" | tail -1 >>"$results"
             done
         done
     fi
@@ -102,7 +105,7 @@ cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.start
 flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
 simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
 print(f"{cpu} ({simd}), {threads} threads, median of {rounds} alternating rounds")
-width = max(len(label) for label in names.values()) + len(" [pytorch N thr]")
+width = max(len(label) for label in names.values()) + len(" [pytorch N thr, N wkr]")
 print(f"{'benchmark':<{width}} {'selfsup img/s':>13} {'pytorch img/s':>13} {'ratio':>6} {'peak MB selfsup / pytorch':>26}")
 for bench, label in names.items():
     ours = [r for r in rows if r["bench"] == bench and r["framework"] == "selfsup"]
@@ -110,13 +113,14 @@ for bench, label in names.items():
     if not ours or not theirs:
         continue
     a = statistics.median(r["images_per_s"] for r in ours)
-    # PyTorch's best thread setting: the median per setting, then the fastest.
-    settings = {r.get("threads") for r in theirs}
-    best = max(settings, key=lambda t: statistics.median(r["images_per_s"] for r in theirs if r.get("threads") == t))
-    theirs = [r for r in theirs if r.get("threads") == best]
+    # PyTorch's best setting (threads, DataLoader workers): the median per setting, then the fastest.
+    setting = lambda r: (r.get("threads"), r.get("workers", 0))
+    settings = {setting(r) for r in theirs}
+    best = max(settings, key=lambda t: statistics.median(r["images_per_s"] for r in theirs if setting(r) == t))
+    theirs = [r for r in theirs if setting(r) == best]
     b = statistics.median(r["images_per_s"] for r in theirs)
     if len(settings) > 1:
-        label = f"{label} [pytorch {best} thr]"
+        label = f"{label} [pytorch {best[0]} thr, {best[1]} wkr]"
     memory = ""
     if "peak_rss_mb" in ours[0] and "peak_rss_mb" in theirs[0]:
         memory = f"{max(r['peak_rss_mb'] for r in ours):.0f} / {max(r['peak_rss_mb'] for r in theirs):.0f}"
