@@ -68,14 +68,20 @@ pub fn weight_grad(s: Dims, x: &[f32], dy: &[f32]) -> Vec<f32> {
             part
         })
         .collect();
-    let mut partials = partials.into_iter();
-    let mut dw = partials.next().expect("rows > 0");
-    for part in partials {
-        for (acc, v) in dw.iter_mut().zip(part) {
-            *acc += v;
-        }
-    }
-    dw
+    sum_in_order(s.d_in * s.d_out, partials)
+}
+
+/// Per-task partial sums added element-wise in task order (deterministic); zeros when none.
+fn sum_in_order(len: usize, partials: Vec<Vec<f32>>) -> Vec<f32> {
+    partials
+        .into_iter()
+        .reduce(|mut total, part| {
+            for (acc, v) in total.iter_mut().zip(part) {
+                *acc += v;
+            }
+            total
+        })
+        .unwrap_or_else(|| vec![0.0; len])
 }
 
 /// Below this many rows per thread, a split of the weight gradient's inner dimension costs more
@@ -97,13 +103,7 @@ pub fn bias_grad(s: Dims, dy: &[f32]) -> Vec<f32> {
             sum
         })
         .collect();
-    let mut db = vec![0.0f32; s.d_out];
-    for part in partials {
-        for (acc, v) in db.iter_mut().zip(part) {
-            *acc += v;
-        }
-    }
-    db
+    sum_in_order(s.d_out, partials)
 }
 
 #[cfg(test)]

@@ -31,18 +31,19 @@ pub fn lane_sums<const N: usize>(len: usize, f: impl Fn(usize) -> (f32, f32)) ->
         a[0] += u;
         b[0] += v;
     }
-    (tree_sum(a.map(f64::from)), tree_sum(b.map(f64::from)))
+    let sum = |lanes: [f32; N]| pairwise(lanes.map(f64::from), |x, y| x + y);
+    (sum(a), sum(b))
 }
 
-/// The lanes added pairwise (`N` a power of two): log₂N vector steps, where a left-to-right
-/// sum is N dependent additions — the cost that dominates short rows.
+/// The lanes combined pairwise (`N` a power of two): log₂N vector steps, where a left-to-right
+/// fold is N dependent operations — the cost that dominates short rows.
 #[inline(always)]
-fn tree_sum<const N: usize>(mut lanes: [f64; N]) -> f64 {
+fn pairwise<T: Copy, const N: usize>(mut lanes: [T; N], op: impl Fn(T, T) -> T) -> T {
     let mut width = N;
     while width > 1 {
         width /= 2;
         for i in 0..width {
-            lanes[i] += lanes[i + width];
+            lanes[i] = op(lanes[i], lanes[i + width]);
         }
     }
     lanes[0]
@@ -67,14 +68,7 @@ pub fn lane_max(values: &[f32]) -> f32 {
     for (m, &v) in lanes.iter_mut().zip(blocks.remainder()) {
         *m = m.max(v);
     }
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for i in 0..width {
-            lanes[i] = lanes[i].max(lanes[i + width]);
-        }
-    }
-    lanes[0]
+    pairwise(lanes, f32::max)
 }
 
 /// `1.5·2²³`: adding it rounds an f32 of magnitude below 2²² to an integer, held in the
