@@ -5,7 +5,8 @@ use selfsup::inspect::map::{MapOptions, Projection, map_run};
 use selfsup::run::Run;
 
 use super::args::{MapArgs, ProjectionArg};
-use super::{labelled_data, print_json};
+use super::inspect::labelled_data;
+use super::print_json;
 
 pub fn map_command(args: MapArgs) -> Result<()> {
     let run = Run::open(&args.run)?;

@@ -2,6 +2,7 @@
 //! ResNets, and a card that says how to build the matching PyTorch model; and back in, from
 //! selfsup's own exports, timm, torchvision, DINO, DINOv2 and MAE checkpoints.
 
+mod architecture;
 mod export;
 mod import;
 mod init;

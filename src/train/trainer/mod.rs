@@ -3,34 +3,37 @@
 //! [`Trainer::observe`] (metrics and collapse monitoring), per epoch the online kNN monitor and
 //! [`Trainer::checkpoint`]. Everything it does is reported to an [`Observer`].
 
+mod report;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 
 use super::clock::Clock;
 use super::events::{Event, Observer};
 use super::faults::{self, CorruptImages};
 use super::interrupt::Interrupt;
-use super::metrics::{self, MetricsLine, MetricsLog};
+use super::metrics::MetricsLog;
 use super::setup::{
     PreparedRun, TrainingData, has_checkpoint, lock_existing, open_logs, prepare_run, tensor_views,
     training_data,
 };
-use super::watch::{self, FirstWarnings};
+use super::watch::FirstWarnings;
 use super::{TrainOptions, TrainSummary};
 use crate::data::loader::{Batch, Loader, Normalize};
 use crate::data::{ImageSet, Splits};
 use crate::device::train_device;
 use crate::error::{Error, Result};
-use crate::method::{LossTerm, Method, Progress, Signal};
+use crate::method::{Method, Progress};
 use crate::optim::schedule::cosine_between;
 use crate::optim::{Optimizer, WarmupCosine};
 use crate::recipe::Recipe;
 use crate::run::checkpoint::{self, Position};
 use crate::run::tensorboard::EventWriter;
 use crate::run::{Run, RunDir, RunInfo, RunLock, Runs, save_module, write_json};
+use report::{Stepped, open_tensorboard};
 
 /// A run being trained: everything the loop needs besides the method itself, which
 /// [`Trainer::run`] moves through the phases.
@@ -62,17 +65,6 @@ pub struct Trainer {
     /// Unreadable images found while loading (reported when the run starts) and while training.
     corrupt: CorruptImages,
     clock: Clock,
-}
-
-/// What one step leaves for [`Trainer::observe`].
-struct Stepped {
-    loss: f64,
-    lr: f64,
-    weight_decay: f64,
-    progress: Progress,
-    embeddings: Tensor<2>,
-    terms: Vec<LossTerm>,
-    signals: Vec<Signal>,
 }
 
 impl Trainer {
@@ -352,95 +344,6 @@ impl Trainer {
         ))
     }
 
-    /// Writes the step's metrics line and raises collapse warnings the first time they apply.
-    fn observe<M: Method>(
-        &mut self,
-        method: &M,
-        epoch: usize,
-        stepped: Stepped,
-        observer: &mut dyn Observer,
-    ) -> Result<()> {
-        let step = self.position.step;
-        let Stepped {
-            loss,
-            lr,
-            weight_decay,
-            progress,
-            embeddings,
-            terms,
-            signals,
-        } = stepped;
-        let terms = terms
-            .into_iter()
-            .map(|LossTerm { name, value }| (name.to_string(), value.into_scalar::<f32>() as f64))
-            .collect();
-        let (look, warnings) = watch::look(
-            &mut self.first_warnings,
-            step,
-            embeddings,
-            signals,
-            M::CENTRED_DIAGNOSTICS,
-            self.recipe.method.collapse_hint(),
-        );
-        let images_per_s = self.clock.window_rate();
-        let stats = look.stats;
-        let line = MetricsLine {
-            step,
-            epoch,
-            loss,
-            lr,
-            weight_decay,
-            momentum: method.momentum(progress),
-            embedding_std: stats.embedding_std,
-            healthy_std: stats.healthy_std,
-            effective_rank: stats.effective_rank,
-            images_per_s,
-            corrupt_images: self.corrupt.count(),
-            terms,
-            readings: look.readings,
-        };
-        self.log.write(&line)?;
-        if let Some(tb) = &mut self.tensorboard {
-            tb.scalars(step, &line.scalars())?;
-        }
-        observer.observe(&Event::Logged(line));
-        for warning in warnings {
-            observer.observe(&Event::Warning(warning));
-        }
-        Ok(())
-    }
-
-    /// kNN top-1 of the current encoder (BatchNorm in eval mode) into `eval_history.jsonl` —
-    /// solo-learn-style online monitoring.
-    fn evaluate_online<M: Method>(
-        &mut self,
-        method: &M,
-        epoch: usize,
-        observer: &mut dyn Observer,
-    ) -> Result<()> {
-        use crate::eval::{encoder_features, knn_score};
-        let Some((fit, held_out)) = &self.online_eval else {
-            return Ok(());
-        };
-        let plain = self.device.clone().inner();
-        let encoder = method.encoder();
-        let tr = encoder_features(encoder, fit, &self.normalize, &plain);
-        let te = encoder_features(encoder, held_out, &self.normalize, &plain);
-        let knn_top1 = knn_score(&tr, fit, &te, held_out, &self.recipe.eval, &plain);
-        let step = self.position.step;
-        metrics::append_eval_history(&self.run.eval_history_path(), epoch + 1, step, knn_top1)?;
-        if let Some(tb) = &mut self.tensorboard {
-            tb.scalars(step, &[("online_knn_top1".into(), knn_top1)])?;
-        }
-        observer.observe(&Event::EpochEvaluated {
-            epoch: epoch + 1,
-            step,
-            knn_top1,
-            held_out: held_out.len(),
-        });
-        Ok(())
-    }
-
     /// After a stop request: checkpoints where the loop stands and ends the run with
     /// [`Error::Interrupted`].
     fn stop_if_asked<M: Method>(&mut self, method: &M, observer: &mut dyn Observer) -> Result<()> {
@@ -464,28 +367,5 @@ impl Trainer {
             dir: self.run.checkpoint_dir(),
         });
         Ok(())
-    }
-}
-
-/// Opens the run's event file: a new one with the recipe as text, or on resume the old one cut
-/// back to the checkpoint's step.
-fn open_tensorboard(
-    run: &RunDir,
-    recipe: &Recipe,
-    resumed_from_step: Option<usize>,
-) -> Result<EventWriter> {
-    let mut tb = EventWriter::open(&run.tensorboard_dir(), resumed_from_step)?;
-    match resumed_from_step {
-        Some(_) => Ok(tb),
-        None => {
-            // Indented: a Markdown code block, so the TOML keeps its lines.
-            let toml: String = recipe
-                .to_toml()
-                .lines()
-                .map(|l| format!("    {l}\n"))
-                .collect();
-            tb.text(0, "recipe", &toml)?;
-            Ok(tb)
-        }
     }
 }
