@@ -84,6 +84,8 @@ fn phases<M: Method>(recipe: &Recipe, steps: usize) -> Vec<f64> {
 
 fn main() {
     selfsup::allocator::keep_freed_memory();
+    // The steps on a pool thread, as `selfsup train` runs them.
+    selfsup::device::compute_on_this_thread();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let steps = common::steps_arg(&args);
     let name = args

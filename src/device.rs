@@ -30,3 +30,18 @@ pub fn device(choice: DeviceChoice) -> Result<Device> {
 pub fn train_device(choice: DeviceChoice) -> Result<Device> {
     Ok(device(choice)?.autodiff())
 }
+
+/// Makes the calling thread one of rayon's worker threads (index 0 of the global pool); call it
+/// first thing in `main`. False when the pool already exists.
+///
+/// The CPU kernels split each operation over rayon's pool. From a thread outside the pool every
+/// split is injected and the caller sleeps until it is done: three threads on two cores and two
+/// thread wake-ups per operation (a tenth of a small ViT step). A caller inside the pool takes its
+/// own share and the other thread is usually still awake. Steps stay on this one thread, which
+/// burn's BatchNorm needs: it keeps running-statistics updates per thread and averages them.
+pub fn compute_on_this_thread() -> bool {
+    rayon::ThreadPoolBuilder::new()
+        .use_current_thread()
+        .build_global()
+        .is_ok()
+}

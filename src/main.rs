@@ -26,6 +26,7 @@ fn message(e: &Error) -> String {
 
 fn main() {
     selfsup::allocator::keep_freed_memory();
+    selfsup::device::compute_on_this_thread();
     // A panic is a bug, not a user error: say so in one line, without a backtrace.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("selfsup: internal error: {info}. Please report this.");

@@ -210,8 +210,8 @@ pub fn train_command(args: TrainArgs) -> Result<()> {
         );
     }
     println!(
-        "Waited for data {:.1}% of the time. Run directory: {}\n",
-        100.0 * summary.data_wait_fraction,
+        "Making batches (decode + augment) took {:.1}% of the time. Run directory: {}\n",
+        100.0 * summary.data_fraction,
         summary.run_dir.display()
     );
     print!("{}", diagnose_table(&r.diagnose));

@@ -1,4 +1,5 @@
-//! Seeded shuffling, batching and augmentation on worker threads, prefetched ahead of the model.
+//! Seeded shuffling, batching and augmentation in parallel: one batch on demand ([`Loader::batch`],
+//! what the trainer uses between steps) or an epoch prefetched on a thread ([`Loader::epoch`]).
 //!
 //! Every random choice is derived from (seed, epoch, batch, sample), never from thread timing, so a
 //! run resumed at batch k of epoch e sees exactly the data an uninterrupted run would.
@@ -186,10 +187,13 @@ impl Loader {
             .collect();
         let views = (0..views)
             .map(|v| {
-                samples
-                    .iter()
-                    .flat_map(|(s, _)| s[v].data.iter().copied())
-                    .collect()
+                // Sized up front: growing a batch-sized buffer by doubling maps fresh pages each time.
+                let mut view =
+                    Vec::with_capacity(samples.iter().map(|(s, _)| s[v].data.len()).sum());
+                for (s, _) in &samples {
+                    view.extend_from_slice(&s[v].data);
+                }
+                view
             })
             .collect();
         Ok(Batch {

@@ -1,5 +1,6 @@
 //! A streamed dataset: an [`Index`] of encoded images decoded when a batch needs them, so memory
-//! is bounded by the loader's workers × prefetch × batch, not by the dataset.
+//! is bounded by the batches in flight (one when the trainer makes them between steps), not by the
+//! dataset.
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};

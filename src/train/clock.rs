@@ -1,4 +1,4 @@
-//! Wall-clock bookkeeping of a run: throughput per logging window, time spent waiting for data.
+//! Wall-clock bookkeeping of a run: throughput per logging window, time spent making batches.
 
 use std::time::Instant;
 
@@ -7,8 +7,8 @@ pub(super) struct Clock {
     window_start: Instant,
     window_images: usize,
     pub trained_images: usize,
-    /// Seconds spent waiting for the loader.
-    pub data_wait: f64,
+    /// Seconds spent making batches (reading, decoding, augmenting).
+    pub data: f64,
     pub final_loss: f64,
 }
 
@@ -20,7 +20,7 @@ impl Clock {
             window_start: now,
             window_images: 0,
             trained_images: 0,
-            data_wait: 0.0,
+            data: 0.0,
             final_loss: f64::NAN,
         }
     }

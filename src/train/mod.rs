@@ -62,8 +62,8 @@ pub struct TrainSummary {
     /// prototype), if any.
     pub distillation_collapse_warning_step: Option<usize>,
     pub resumed_from_step: Option<usize>,
-    /// Fraction of the training time spent waiting for the loader (0: the model never waited).
-    pub data_wait_fraction: f64,
+    /// Fraction of the training time spent making batches (reading, decoding, augmenting).
+    pub data_fraction: f64,
     /// Images that could not be decoded and were skipped (`data.on_corrupt = "skip"`).
     pub corrupt_images: usize,
     /// The first few of them, with the reason.
