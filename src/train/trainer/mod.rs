@@ -245,7 +245,7 @@ impl Trainer {
             self.stop_if_asked(&method, observer)?;
             // Each batch is made between steps on the same threads, not ahead on a thread of its
             // own: two cores shared by augmentation and the step's kernels lose more to waiting
-            // on each other than the overlap gains (README, *Speed*).
+            // on each other than the overlap gains (README, *Results*, the MAE step).
             let making = Instant::now();
             let batch = self.loader.batch(&order, epoch, index);
             self.clock.data += making.elapsed().as_secs_f64();
