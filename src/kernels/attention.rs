@@ -36,8 +36,9 @@ impl Heads {
     }
 }
 
-/// Row-wise `softmax(scale · s)` in place. Exponentials, maximum and sum in separate loops: a
-/// running sum inside the exponential's loop would keep it scalar.
+/// Row-wise `softmax(scale · s)` in place, over all of one head's `n × n` scores at once: the
+/// exponentials in one loop over the whole block (rows of a short sequence would each end in a
+/// scalar remainder of the vector loop), maxima and sums per row.
 fn softmax_rows(s: &mut [f32], n: usize, scale: f32) {
     vectorized(
         #[inline(always)]
@@ -45,8 +46,13 @@ fn softmax_rows(s: &mut [f32], n: usize, scale: f32) {
             for row in s.chunks_exact_mut(n) {
                 let max = lane_max(row);
                 for v in row.iter_mut() {
-                    *v = exp((*v - max) * scale);
+                    *v = (*v - max) * scale;
                 }
+            }
+            for v in s.iter_mut() {
+                *v = exp(*v);
+            }
+            for row in s.chunks_exact_mut(n) {
                 let inv = (1.0 / lane_sum(n, |i| row[i])) as f32;
                 for v in row.iter_mut() {
                     *v *= inv;

@@ -232,8 +232,11 @@ pub fn backward(
     if !want_dx && winograd::eligible(g) {
         return (None, Some(winograd::weight_grad(g, x, dy)));
     }
-    if !want_dx && direct::eligible(g) {
-        return (None, Some(direct::weight_grad(g, x, dy)));
+    if want_dw && direct::eligible(g) {
+        // dx of a stride-2 convolution by col2im below (stride 1 took the route above), dw
+        // straight from the rows.
+        let dx = want_dx.then(|| backward(g, x, weight, dy, true, false).0);
+        return (dx.flatten(), want_dw.then(|| direct::weight_grad(g, x, dy)));
     }
     let (k, p, cog) = (g.k(), g.p(), g.cog());
     let blocks = blocks(g);

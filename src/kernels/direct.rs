@@ -1,6 +1,7 @@
-//! 3×3 stride-1 "same" convolutions on narrow images (≤ 32 px wide) with few channels, computed
-//! straight from zero-padded input rows: no column matrix, no packing. Forward (and so the
-//! input gradient, itself such a convolution) and the weight gradient.
+//! 3×3 convolutions with padding 1 — stride 1 ("same") or 2 (ResNet's downsampling) — on narrow
+//! images (output ≤ 32 px wide) with few channels, computed straight from zero-padded input
+//! rows: no column matrix, no packing. Forward (and so the stride-1 input gradient, itself such
+//! a convolution) and the weight gradient.
 //!
 //! Below Winograd's channel count, im2col + gemm spends more time copying (a column matrix nine
 //! times the input, then the gemm's own packing of it) than multiplying. Here one output row of
@@ -17,16 +18,99 @@ use pulp::{Simd, WithSimd};
 
 const TAPS: usize = 9;
 
-/// Whether [`forward`] computes this convolution (and is the faster route for it).
+/// Whether [`forward`] and [`weight_grad`] compute this convolution (and are the faster route
+/// for it).
 pub fn eligible(g: &ConvGeometry) -> bool {
-    g.groups == 1
+    let shape = g.groups == 1
         && (g.kh, g.kw) == (3, 3)
-        && g.stride == [1, 1]
         && g.dilation == [1, 1]
         && g.pad == [1, 1]
-        && (g.oh, g.ow) == (g.h, g.w)
-        && g.w <= 32
-        && !winograd::eligible(g)
+        && g.ow <= 32;
+    match g.stride {
+        [1, 1] => shape && (g.oh, g.ow) == (g.h, g.w) && !winograd::eligible(g),
+        // Measured on ResNet-18 at width 8: 2.1× im2col's speed from 8 input channels, even at
+        // 16, slower at 32 (a 4-px output row fills a quarter of an AVX-512 vector).
+        [2, 2] => shape && g.c_in <= 8,
+        _ => false,
+    }
+}
+
+/// The zero-padded input rows of one input plane, as both kernels read them: for each output
+/// column, the input columns under the three taps are each one contiguous vector load away.
+///
+/// Stride 1: the padded row as is, tap `kx` at offset `kx`. Stride 2: the padded row split into
+/// its even then its odd columns (`half` each), so that output column `ox`'s taps — padded
+/// columns `2·ox`, `2·ox + 1`, `2·ox + 2` — are at `ox`, `half + ox` and `ox + 1`.
+#[derive(Clone, Copy)]
+struct PaddedRows {
+    /// Values per stored row.
+    width: usize,
+    /// Offset of each tap's first value in a stored row.
+    taps: [usize; 3],
+    stride: usize,
+}
+
+impl PaddedRows {
+    /// Rows wide enough for output rows of `vectors` vectors of `lanes` values.
+    fn new(g: &ConvGeometry, vectors: usize, lanes: usize) -> Self {
+        let half = vectors * lanes + 1;
+        match g.stride[1] {
+            1 => PaddedRows {
+                width: vectors * lanes + 2,
+                taps: [0, 1, 2],
+                stride: 1,
+            },
+            _ => PaddedRows {
+                width: 2 * half,
+                taps: [0, half, 1],
+                stride: 2,
+            },
+        }
+    }
+
+    /// Stored row of padded row `y` (input row `y − 1`) of plane `plane` (`h + 2` rows each).
+    fn row(&self, g: &ConvGeometry, plane: usize, y: usize) -> usize {
+        (plane * (g.h + 2) + y) * self.width
+    }
+
+    /// Input row `src` into its stored row `dst` (zero where nothing is written).
+    #[inline(always)]
+    fn copy<S: Simd>(&self, simd: S, src: &[f32], dst: &mut [f32]) {
+        if self.stride == 1 {
+            copy_row(simd, src, &mut dst[1..]);
+            return;
+        }
+        // Input column `ix` is padded column `ix + 1`: odd columns from even `ix`.
+        let half = self.taps[1];
+        for (j, pair) in src.chunks(2).enumerate() {
+            dst[half + j] = pair[0];
+            if let Some(&v) = pair.get(1) {
+                dst[j + 1] = v;
+            }
+        }
+    }
+
+    /// Every input plane of one image into `padded` (`c_in · (h + 2)` stored rows, borders
+    /// zero and left so across images: only the interior is rewritten).
+    #[inline(always)]
+    fn fill<S: Simd>(&self, simd: S, g: &ConvGeometry, image: &[f32], padded: &mut Vec<f32>) {
+        let (h, w) = (g.h, g.w);
+        if padded.len() != g.c_in * (h + 2) * self.width {
+            padded.clear();
+            padded.resize(g.c_in * (h + 2) * self.width, 0.0);
+        }
+        for (plane, rows) in image
+            .chunks_exact(h * w)
+            .zip(padded.chunks_exact_mut((h + 2) * self.width))
+        {
+            for (src, dst) in plane
+                .chunks_exact(w)
+                .zip(rows[self.width..].chunks_exact_mut(self.width))
+            {
+                self.copy(simd, src, dst);
+            }
+        }
+    }
 }
 
 /// `y = conv2d(x, weight)` (no bias) for an [`eligible`] geometry; NCHW in and out.
@@ -90,7 +174,7 @@ impl WithSimd for Image<'_> {
         // (AVX-512 has 32 vector registers, AVX2 16; NEON's 4 lanes and the scalar fallback
         // need more vectors per row, correct if not fast.)
         let lanes = std::mem::size_of::<S::f32s>() / 4;
-        match (self.g.w.div_ceil(lanes), lanes >= 16) {
+        match (self.g.ow.div_ceil(lanes), lanes >= 16) {
             (1, _) => self.rows::<S, 1, 8>(simd),
             (2, true) => self.rows::<S, 2, 8>(simd),
             (2, false) => self.rows::<S, 2, 6>(simd),
@@ -114,20 +198,9 @@ impl Image<'_> {
             y,
         } = self;
         let lanes = std::mem::size_of::<S::f32s>() / 4;
-        let (h, w, ph) = (g.h, g.w, g.h + 2);
-        // One zero on the left, enough on the right for NV whole vectors read at offsets 0–2.
-        let pw = NV * lanes + 2;
-        // The border stays zero across images: only the interior is rewritten.
-        let padded = &mut scratch.padded;
-        if padded.len() != g.c_in * ph * pw {
-            padded.clear();
-            padded.resize(g.c_in * ph * pw, 0.0);
-        }
-        for (plane, rows) in x.chunks_exact(h * w).zip(padded.chunks_exact_mut(ph * pw)) {
-            for (src, dst) in plane.chunks_exact(w).zip(rows[pw..].chunks_exact_mut(pw)) {
-                copy_row(simd, src, &mut dst[1..]);
-            }
-        }
+        let (oh, ow) = (g.oh, g.ow);
+        let rows = PaddedRows::new(g, NV, lanes);
+        rows.fill(simd, g, x, &mut scratch.padded);
         let blocks = g.c_out.div_ceil(CO);
         // The same for every image of the call: packed for the thread's first image.
         if scratch.packed.is_empty() {
@@ -149,14 +222,14 @@ impl Image<'_> {
         for block in 0..blocks {
             let weights = &packed[block * g.c_in * TAPS * CO..][..g.c_in * TAPS * CO];
             let channels = CO.min(g.c_out - block * CO);
-            for oy in 0..h {
+            for oy in 0..oh {
                 let mut acc = [[simd.splat_f32s(0.0); NV]; CO];
                 for (ci, w_ci) in weights.chunks_exact(TAPS * CO).enumerate() {
                     for ky in 0..3 {
-                        let row = (ci * ph + oy + ky) * pw;
-                        for kx in 0..3 {
+                        let row = rows.row(g, ci, oy * rows.stride + ky);
+                        for (kx, &tap) in rows.taps.iter().enumerate() {
                             let src: [S::f32s; NV] =
-                                std::array::from_fn(|v| load(row + kx + v * lanes));
+                                std::array::from_fn(|v| load(row + tap + v * lanes));
                             let w_tap: &[f32; CO] = w_ci[(ky * 3 + kx) * CO..][..CO]
                                 .try_into()
                                 .expect("packed taps");
@@ -171,7 +244,7 @@ impl Image<'_> {
                 }
                 for (co, a) in acc.iter().enumerate().take(channels) {
                     let flat: &[f32] = pulp::bytemuck::cast_slice(a.as_slice());
-                    let out = &mut y[((block * CO + co) * h + oy) * w..][..w];
+                    let out = &mut y[((block * CO + co) * oh + oy) * ow..][..ow];
                     for (o, &v) in out.iter_mut().zip(flat) {
                         o.write(v);
                     }
@@ -243,7 +316,7 @@ impl WithSimd for GradImages<'_> {
         // 3 taps × CO channels of accumulators, 3 shifted input vectors and one dy vector in
         // registers: 28 of AVX-512's 32, 16 of AVX2's 16.
         let lanes = std::mem::size_of::<S::f32s>() / 4;
-        match (self.g.w.div_ceil(lanes), lanes >= 16) {
+        match (self.g.ow.div_ceil(lanes), lanes >= 16) {
             (1, true) => self.sums::<S, 1, 8>(simd),
             (2, true) => self.sums::<S, 2, 8>(simd),
             (1, false) => self.sums::<S, 1, 4>(simd),
@@ -264,13 +337,13 @@ impl GradImages<'_> {
     fn sums<S: Simd, const NV: usize, const CO: usize>(self, simd: S) -> Vec<f32> {
         let GradImages { g, x, dy } = self;
         let lanes = std::mem::size_of::<S::f32s>() / 4;
-        let (h, w, ph) = (g.h, g.w, g.h + 2);
+        let (oh, ow) = (g.oh, g.ow);
         // Input rows as in the forward pass; dy rows padded with zeros to whole vectors (the
         // padding multiplies the input row's tail, which is not part of this output row).
-        let (pw, dw_row) = (NV * lanes + 2, NV * lanes);
+        let (rows, dw_row) = (PaddedRows::new(g, NV, lanes), NV * lanes);
         let blocks = g.c_out.div_ceil(CO);
-        let mut padded = vec![0.0f32; g.c_in * ph * pw];
-        let mut dy_rows = vec![0.0f32; blocks * CO * h * dw_row];
+        let mut padded = Vec::new();
+        let mut dy_rows = vec![0.0f32; blocks * CO * oh * dw_row];
         let zero = simd.splat_f32s(0.0);
         let mut acc_mem = vec![zero; blocks * g.c_in * TAPS * CO];
         let load = |buffer: &[f32], at: usize| -> S::f32s {
@@ -280,35 +353,29 @@ impl GradImages<'_> {
             .chunks_exact(g.x_image())
             .zip(dy.chunks_exact(g.y_image()))
         {
-            for (plane, rows) in x_image
-                .chunks_exact(h * w)
-                .zip(padded.chunks_exact_mut(ph * pw))
-            {
-                for (src, dst) in plane.chunks_exact(w).zip(rows[pw..].chunks_exact_mut(pw)) {
-                    copy_row(simd, src, &mut dst[1..]);
-                }
-            }
+            rows.fill(simd, g, x_image, &mut padded);
             for (src, dst) in dy_image
-                .chunks_exact(w)
+                .chunks_exact(ow)
                 .zip(dy_rows.chunks_exact_mut(dw_row))
             {
                 copy_row(simd, src, dst);
             }
             for block in 0..blocks {
-                let dy_block = &dy_rows[block * CO * h * dw_row..][..CO * h * dw_row];
+                let dy_block = &dy_rows[block * CO * oh * dw_row..][..CO * oh * dw_row];
                 for ci in 0..g.c_in {
                     for ky in 0..3 {
                         let slot =
                             &mut acc_mem[((block * g.c_in + ci) * TAPS + ky * 3) * CO..][..3 * CO];
                         let mut acc: [[S::f32s; CO]; 3] =
                             std::array::from_fn(|kx| std::array::from_fn(|co| slot[kx * CO + co]));
-                        for oy in 0..h {
-                            let row = (ci * ph + oy + ky) * pw;
+                        for oy in 0..oh {
+                            let row = rows.row(g, ci, oy * rows.stride + ky);
                             for v in 0..NV {
-                                let src: [S::f32s; 3] =
-                                    std::array::from_fn(|kx| load(&padded, row + kx + v * lanes));
+                                let src: [S::f32s; 3] = std::array::from_fn(|kx| {
+                                    load(&padded, row + rows.taps[kx] + v * lanes)
+                                });
                                 for co in 0..CO {
-                                    let d = load(dy_block, (co * h + oy) * dw_row + v * lanes);
+                                    let d = load(dy_block, (co * oh + oy) * dw_row + v * lanes);
                                     for (a, &s) in acc.iter_mut().zip(&src) {
                                         a[co] = simd.mul_add_f32s(d, s, a[co]);
                                     }
@@ -337,28 +404,33 @@ mod tests {
     use crate::kernels::geometry::test_values;
     use burn::tensor::ops::ConvOptions;
 
+    /// The input value under tap `(ky, kx)` of output `(oy, ox)`, zero outside the image.
+    fn tap(g: &ConvGeometry, x: &[f32], b: usize, ci: usize, [oy, ox, ky, kx]: [usize; 4]) -> f64 {
+        // Padded coordinates: the input's are one less.
+        let (iy, ix) = (oy * g.stride[0] + ky, ox * g.stride[1] + kx);
+        if iy == 0 || ix == 0 || iy > g.h || ix > g.w {
+            return 0.0;
+        }
+        x[((b * g.c_in + ci) * g.h + iy - 1) * g.w + ix - 1] as f64
+    }
+
     /// The convolution's definition, zero outside the image.
     fn definition(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
         let mut y = vec![0.0f32; g.batch * g.y_image()];
         for b in 0..g.batch {
             for co in 0..g.c_out {
-                for oy in 0..g.h {
-                    for ox in 0..g.w {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
                         let mut acc = 0.0f64;
                         for ci in 0..g.c_in {
                             for ky in 0..3 {
                                 for kx in 0..3 {
-                                    let (iy, ix) = (oy + ky, ox + kx);
-                                    if iy == 0 || ix == 0 || iy > g.h || ix > g.w {
-                                        continue;
-                                    }
-                                    let xv = x[((b * g.c_in + ci) * g.h + iy - 1) * g.w + ix - 1];
-                                    acc +=
-                                        xv as f64 * w[(co * g.c_in + ci) * 9 + ky * 3 + kx] as f64;
+                                    acc += tap(g, x, b, ci, [oy, ox, ky, kx])
+                                        * w[(co * g.c_in + ci) * 9 + ky * 3 + kx] as f64;
                                 }
                             }
                         }
-                        y[((b * g.c_out + co) * g.h + oy) * g.w + ox] = acc as f32;
+                        y[((b * g.c_out + co) * g.oh + oy) * g.ow + ox] = acc as f32;
                     }
                 }
             }
@@ -366,19 +438,34 @@ mod tests {
         y
     }
 
+    /// (batch, c_in, c_out, h, w, stride): partial output blocks, both row widths, odd sizes;
+    /// stride 2 on even and odd sizes (the last output column's right tap in the padding or not).
+    const SHAPES: [(usize, usize, usize, usize, usize, usize); 9] = [
+        (2, 1, 8, 28, 28, 1),
+        (3, 8, 8, 7, 9, 1),
+        (2, 8, 16, 14, 14, 1),
+        (1, 5, 11, 17, 32, 1),
+        (2, 16, 3, 4, 1, 1),
+        (2, 8, 16, 28, 28, 2),
+        (3, 3, 5, 7, 9, 2),
+        (1, 8, 11, 40, 63, 2),
+        (2, 2, 3, 1, 2, 2),
+    ];
+
+    fn geometry(
+        (batch, c_in, c_out, h, w, stride): (usize, usize, usize, usize, usize, usize),
+    ) -> ConvGeometry {
+        let options = ConvOptions::new([stride, stride], [1, 1], [1, 1], 1);
+        let g = ConvGeometry::new([batch, c_in, h, w], [c_out, c_in, 3, 3], &options);
+        assert!(eligible(&g), "{g:?}");
+        g
+    }
+
     #[test]
     fn matches_the_definition_on_both_row_widths_and_partial_channel_blocks() {
-        // (batch, c_in, c_out, h, w): partial output blocks, both row widths, odd sizes.
-        for (batch, c_in, c_out, h, w) in [
-            (2, 1, 8, 28, 28),
-            (3, 8, 8, 7, 9),
-            (2, 8, 16, 14, 14),
-            (1, 5, 11, 17, 32),
-            (2, 16, 3, 4, 1),
-        ] {
-            let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
-            let g = ConvGeometry::new([batch, c_in, h, w], [c_out, c_in, 3, 3], &options);
-            assert!(eligible(&g));
+        for shape in SHAPES {
+            let g = geometry(shape);
+            let (batch, c_in, c_out, h, w, _) = shape;
             let x = test_values(batch * c_in * h * w, 37, 101);
             let wt = test_values(c_out * c_in * 9, 53, 89);
             let want = definition(&g, &x, &wt);
@@ -419,15 +506,10 @@ mod tests {
                     for ky in 0..3 {
                         for kx in 0..3 {
                             let mut acc = 0.0f64;
-                            for oy in 0..g.h {
-                                for ox in 0..g.w {
-                                    let (iy, ix) = (oy + ky, ox + kx);
-                                    if iy == 0 || ix == 0 || iy > g.h || ix > g.w {
-                                        continue;
-                                    }
-                                    let xv = x[((b * g.c_in + ci) * g.h + iy - 1) * g.w + ix - 1];
-                                    let d = dy[((b * g.c_out + co) * g.h + oy) * g.w + ox];
-                                    acc += xv as f64 * d as f64;
+                            for oy in 0..g.oh {
+                                for ox in 0..g.ow {
+                                    let d = dy[((b * g.c_out + co) * g.oh + oy) * g.ow + ox];
+                                    acc += tap(g, x, b, ci, [oy, ox, ky, kx]) * d as f64;
                                 }
                             }
                             dw[(co * g.c_in + ci) * 9 + ky * 3 + kx] += acc;
@@ -441,17 +523,11 @@ mod tests {
 
     #[test]
     fn weight_grad_matches_the_definition_on_every_instruction_set() {
-        for (batch, c_in, c_out, h, w) in [
-            (3, 1, 8, 28, 28),
-            (2, 8, 8, 7, 9),
-            (5, 8, 16, 14, 14),
-            (1, 5, 11, 17, 32),
-            (2, 16, 3, 4, 1),
-        ] {
-            let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
-            let g = ConvGeometry::new([batch, c_in, h, w], [c_out, c_in, 3, 3], &options);
+        for shape in SHAPES {
+            let g = geometry(shape);
+            let (batch, c_in, c_out, h, w, _) = shape;
             let x = test_values(batch * c_in * h * w, 37, 101);
-            let dy = test_values(batch * c_out * h * w, 29, 97);
+            let dy = test_values(batch * c_out * g.oh * g.ow, 29, 97);
             let want = weight_grad_definition(&g, &x, &dy);
             let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
             let mut runs = vec![("best", weight_grad(&g, &x, &dy))];

@@ -350,6 +350,18 @@ mod tests {
                 1,
                 false,
             ),
+            // ResNet's stride-2 downsampling with few channels: the direct kernel's forward and
+            // weight gradient, col2im's input gradient.
+            (
+                [3, 8, 9, 10],
+                16,
+                [3, 3],
+                [2, 2],
+                [(1, 1), (1, 1)],
+                [1, 1],
+                1,
+                false,
+            ),
             // An odd batch of small images: uneven multi-image chunks in both passes.
             (
                 [9, 3, 5, 4],
