@@ -116,11 +116,14 @@ fn moco_v2_learns() {
     assert_learns("moco-v2", "1", -0.02, Some(0.02));
 }
 
-/// One epoch: kNN +4.1 / +3.9 / +2.1 points, linear +4.4 / +9.7 / +4.2 at seeds 5 / 1 / 2
-/// (AVX-512 Xeon).
+/// One epoch's kNN margin hangs on the trajectory: +4.1 / +3.9 / +2.1 points at seeds 5 / 1 / 2
+/// (AVX-512 Xeon), then −1.3 / +7.0 / +2.8 / +0.4 at seeds 5 / 1 / 2 / 3 on the same CPU once the
+/// stride-2 convolutions were summed in another order (linear +2.0 / +11.8 / +4.7 / +1.3). Two
+/// epochs: kNN +2.6 / +9.2 / +5.2 / +0.0, linear +4.8 / +14.3 / +6.7 / +3.2; so, as for MoCo v1
+/// and v2, the probe carries the assertion and kNN must not trail.
 #[test]
 fn moco_v3_learns() {
-    assert_learns("moco-v3", "1", 0.01, Some(0.02));
+    assert_learns("moco-v3", "2", -0.02, Some(0.02));
 }
 
 /// Barlow Twins' kNN margin grows slowly and depends on the CPU as much as on the seed: after four
