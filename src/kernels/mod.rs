@@ -350,6 +350,17 @@ mod tests {
                 1,
                 false,
             ),
+            // A ViT's patch embedding: kernel = stride, no padding, bias.
+            (
+                [2, 3, 16, 16],
+                8,
+                [4, 4],
+                [4, 4],
+                [(0, 0), (0, 0)],
+                [1, 1],
+                1,
+                true,
+            ),
             // ResNet's stride-2 downsampling with few channels: the direct kernel's forward and
             // weight gradient, col2im's input gradient.
             (

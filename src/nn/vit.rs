@@ -237,7 +237,7 @@ impl Vit {
     /// Patch embeddings without position: `[b, n, d]`, row-major over the patch grid.
     pub fn patch_embeddings(&self, images: Tensor<4>) -> Tensor<3> {
         let b = images.dims()[0];
-        let patches = self.patch_embed.proj.forward(images);
+        let patches = crate::kernels::conv2d_layer(&self.patch_embed.proj, images);
         let [_, d, gh, gw] = patches.dims();
         patches.reshape([b, d, gh * gw]).swap_dims(1, 2)
     }
