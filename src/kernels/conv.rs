@@ -236,7 +236,7 @@ pub fn backward(
         // dx of a stride-2 convolution by col2im below (stride 1 took the route above), dw
         // straight from the rows.
         let dx = want_dx.then(|| backward(g, x, weight, dy, true, false).0);
-        return (dx.flatten(), want_dw.then(|| direct::weight_grad(g, x, dy)));
+        return (dx.flatten(), Some(direct::weight_grad(g, x, dy)));
     }
     let (k, p, cog) = (g.k(), g.p(), g.cog());
     let blocks = blocks(g);
