@@ -161,6 +161,42 @@ impl ConvGeometry {
     }
 }
 
+/// A thread's scratch value, taken from its slot `home` for the guard's life and put back on
+/// drop: buffers keep their capacity, and their place in cache, from one call to the next. A
+/// nested take of the same slot gets a fresh default. Users must write every value they read.
+pub(super) struct Kept<T: Default + 'static> {
+    value: T,
+    home: &'static std::thread::LocalKey<std::cell::Cell<T>>,
+}
+
+impl<T: Default + 'static> Kept<T> {
+    pub(super) fn take(home: &'static std::thread::LocalKey<std::cell::Cell<T>>) -> Self {
+        Kept {
+            value: home.take(),
+            home,
+        }
+    }
+}
+
+impl<T: Default + 'static> std::ops::Deref for Kept<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: Default + 'static> std::ops::DerefMut for Kept<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.value
+    }
+}
+
+impl<T: Default + 'static> Drop for Kept<T> {
+    fn drop(&mut self) {
+        self.home.set(std::mem::take(&mut self.value));
+    }
+}
+
 /// The first `len` values of a reusable scratch buffer, grown as needed.
 pub(super) fn sized(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
     buffer.resize(len, 0.0);

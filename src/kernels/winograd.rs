@@ -17,8 +17,9 @@
 use rayon::prelude::*;
 
 use super::gemm::{MatMut, MatRef, gemm, transpose};
-use super::geometry::{ConvGeometry, sized, sized_zeroed, zeroed};
+use super::geometry::{ConvGeometry, Kept, sized, sized_zeroed, zeroed};
 use super::simd::vectorized;
+use std::cell::Cell;
 
 /// Tile elements: a 4×4 transformed tile.
 const XI: usize = 16;
@@ -417,6 +418,13 @@ fn by_image(
     parts
 }
 
+thread_local! {
+    /// The two transformed tensors of a group (at most [`GROUP_BUDGET`] values each), kept
+    /// between calls: reuse saves each layer an allocation and a zeroing pass, and finds them in
+    /// cache (ResNet-18 w8 BYOL step: +5–7 %).
+    static TRANSFORMED: Cell<[Vec<f32>; 2]> = const { Cell::new([Vec::new(), Vec::new()]) };
+}
+
 /// `y = conv2d(x, weight)` for an [`eligible`] geometry; layouts as in the im2col forward pass.
 ///
 /// Per group of images: input transforms (parallel over images), the 16 products (parallel
@@ -430,11 +438,12 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     let (x_image, y_image, per) = (g.c_in * hw, g.c_out * ohw, grid.per_image());
     let pairs = g.c_in * g.c_out;
     let mut y = zeroed(g.batch * y_image);
-    let (mut v, mut m) = (Vec::new(), Vec::new());
+    let mut transformed = Kept::take(&TRANSFORMED);
+    let [v, m] = &mut *transformed;
     for (y_group, x_group) in y.chunks_mut(nb * y_image).zip(x.chunks(nb * x_image)) {
         let images = x_group.len() / x_image;
         let tiles = images * per;
-        let v = sized_zeroed(&mut v, XI * tiles * g.c_in);
+        let v = sized_zeroed(v, XI * tiles * g.c_in);
         by_image(v, tiles, per, g.c_in)
             .into_par_iter()
             .zip(x_group.par_chunks(x_image))
@@ -444,7 +453,7 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
                 let tile = sized(&mut s.tile, XI * g.c_in);
                 transform_input(g, grid, hwc, &mut parts, tile);
             });
-        let m = sized_zeroed(&mut m, XI * tiles * g.c_out);
+        let m = sized_zeroed(m, XI * tiles * g.c_out);
         m.par_chunks_mut(tiles * g.c_out)
             .enumerate()
             .for_each(|(xi, m_xi)| {
@@ -483,12 +492,13 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let (x_image, y_image, per) = (g.c_in * hw, g.c_out * ohw, grid.per_image());
     let pairs = g.c_out * g.c_in;
     let mut du = vec![0.0f32; XI * pairs];
-    let (mut v, mut dm) = (Vec::new(), Vec::new());
+    let mut transformed = Kept::take(&TRANSFORMED);
+    let [v, dm] = &mut *transformed;
     for (x_group, dy_group) in x.chunks(nb * x_image).zip(dy.chunks(nb * y_image)) {
         let images = x_group.len() / x_image;
         let tiles = images * per;
-        let v = sized_zeroed(&mut v, XI * tiles * g.c_in);
-        let dm = sized_zeroed(&mut dm, XI * tiles * g.c_out);
+        let v = sized_zeroed(v, XI * tiles * g.c_in);
+        let dm = sized_zeroed(dm, XI * tiles * g.c_out);
         by_image(v, tiles, per, g.c_in)
             .into_par_iter()
             .zip(by_image(dm, tiles, per, g.c_out))
@@ -573,7 +583,8 @@ mod tests {
     #[test]
     fn forward_and_weight_grad_match_the_definition() {
         // (batch, c_in, h, w, c_out, padding (begin, end)): odd and even outputs, asymmetric
-        // and wide padding, a 1×1 image, more images than threads.
+        // and wide padding, a 1×1 image, more images than threads; the largest first, so the
+        // others run in reused transform buffers still holding its values.
         let cases = [
             (3, 33, 5, 3, 40, [(1, 1), (1, 1)]),
             (2, 3, 7, 5, 4, [(1, 1), (1, 1)]),
