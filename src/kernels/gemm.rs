@@ -33,16 +33,94 @@ fn check_strided(len: usize, rows: usize, cols: usize, row_stride: usize) {
     );
 }
 
-/// `dst[j][i] = src[i][j]` for a row-major `rows × cols` `src`, in 16×16 tiles so that both
-/// sides touch whole cache lines.
+/// `dst[j][i] = src[i][j]` for a row-major `rows × cols` `src`: 8 × 8 blocks in AVX registers
+/// where the CPU has AVX (element by element, these were ≈ 4 % of a ResNet-18 w8 step around
+/// the Winograd transforms), the edges and other CPUs in 16 × 16 tiles so that both sides
+/// touch whole cache lines.
 pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    const TILE: usize = 16;
     assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
-    for i0 in (0..rows).step_by(TILE) {
-        for j0 in (0..cols).step_by(TILE) {
-            for i in i0..(i0 + TILE).min(rows) {
-                for j in j0..(j0 + TILE).min(cols) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        let (rows8, cols8) = (rows / 8 * 8, cols / 8 * 8);
+        // SAFETY: AVX is present, and `src` / `dst` hold `rows × cols` values (asserted above).
+        unsafe { transpose_blocks_avx(src, rows8, cols, cols8, dst, rows) };
+        transpose_tiles(src, rows, cols, dst, 0..rows8, cols8..cols);
+        transpose_tiles(src, rows, cols, dst, rows8..rows, 0..cols);
+        return;
+    }
+    transpose_tiles(src, rows, cols, dst, 0..rows, 0..cols);
+}
+
+/// [`transpose`] of the `src` rows `is` and columns `js` only.
+fn transpose_tiles(
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    dst: &mut [f32],
+    is: std::ops::Range<usize>,
+    js: std::ops::Range<usize>,
+) {
+    const TILE: usize = 16;
+    for i0 in is.clone().step_by(TILE) {
+        for j0 in js.clone().step_by(TILE) {
+            for i in i0..(i0 + TILE).min(is.end) {
+                for j in j0..(j0 + TILE).min(js.end) {
                     dst[j * rows + i] = src[i * cols + j];
+                }
+            }
+        }
+    }
+}
+
+/// The 8 × 8 blocks of [`transpose`] covering `src` rows `0..rows8` and columns `0..cols8`
+/// (`src` has `cols` columns, `dst` `rows` columns; `rows8`, `cols8` multiples of 8).
+///
+/// # Safety
+/// AVX must be available and both buffers must hold a `rows × cols` matrix.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn transpose_blocks_avx(
+    src: &[f32],
+    rows8: usize,
+    cols: usize,
+    cols8: usize,
+    dst: &mut [f32],
+    rows: usize,
+) {
+    use std::arch::x86_64::*;
+    let (src, dst) = (src.as_ptr(), dst.as_mut_ptr());
+    for i0 in (0..rows8).step_by(8) {
+        for j0 in (0..cols8).step_by(8) {
+            // SAFETY (loads and stores): rows i0..i0 + 8 ≤ rows and columns j0..j0 + 8 ≤ cols
+            // of `src`, the same transposed of `dst`.
+            let r: [__m256; 8] =
+                std::array::from_fn(|k| unsafe { _mm256_loadu_ps(src.add((i0 + k) * cols + j0)) });
+            // Pairs of rows interleaved, then pairs of pairs: each 128-bit half then holds four
+            // rows' values of one column.
+            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            let s = [
+                _mm256_shuffle_ps::<0x44>(t0, t2),
+                _mm256_shuffle_ps::<0xEE>(t0, t2),
+                _mm256_shuffle_ps::<0x44>(t1, t3),
+                _mm256_shuffle_ps::<0xEE>(t1, t3),
+                _mm256_shuffle_ps::<0x44>(t4, t6),
+                _mm256_shuffle_ps::<0xEE>(t4, t6),
+                _mm256_shuffle_ps::<0x44>(t5, t7),
+                _mm256_shuffle_ps::<0xEE>(t5, t7),
+            ];
+            for k in 0..4 {
+                let low = _mm256_permute2f128_ps::<0x20>(s[k], s[k + 4]);
+                let high = _mm256_permute2f128_ps::<0x31>(s[k], s[k + 4]);
+                unsafe {
+                    _mm256_storeu_ps(dst.add((j0 + k) * rows + i0), low);
+                    _mm256_storeu_ps(dst.add((j0 + k + 4) * rows + i0), high);
                 }
             }
         }
@@ -216,6 +294,37 @@ fn gemm_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transpose_matches_the_definition_on_blocks_and_edges() {
+        // Whole 8 × 8 blocks, ragged edges on either side, a single row and column, the
+        // Winograd shapes (channels × 7², 4² and back).
+        for (rows, cols) in [
+            (8, 8),
+            (16, 24),
+            (1, 1),
+            (1, 13),
+            (13, 1),
+            (17, 23),
+            (32, 49),
+            (49, 32),
+            (64, 16),
+            (9, 70),
+        ] {
+            let src: Vec<f32> = (0..rows * cols).map(|v| v as f32).collect();
+            let mut dst = vec![-1.0f32; rows * cols];
+            transpose(&src, rows, cols, &mut dst);
+            for i in 0..rows {
+                for j in 0..cols {
+                    assert_eq!(
+                        dst[j * rows + i],
+                        src[i * cols + j],
+                        "{rows}×{cols} at ({i}, {j})"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn products_with_transposed_views_and_accumulation() {
