@@ -1,9 +1,9 @@
 //! LayerNorm over the last dimension, forward and backward in one pass over each row (burn's
-//! composed version makes about eight passes forward and more backward).
+//! composed version makes about eight passes forward and more backward), outputs written once
+//! without a zeroing pass first.
 
 use rayon::prelude::*;
 
-use super::geometry::zeroed;
 use super::simd::{LANES, lane_sum, lane_sums, vectorized};
 
 /// Rows per parallel task.
@@ -20,10 +20,11 @@ pub fn forward(
     let d = gamma.len();
     assert!(d > 0 && x.len().is_multiple_of(d) && beta.len() == d);
     let rows = x.len() / d;
-    let mut y = zeroed(x.len());
+    let mut y = Vec::with_capacity(x.len());
     let mut mean = vec![0.0f32; rows];
     let mut rstd = vec![0.0f32; rows];
-    y.par_chunks_mut(d * ROWS_PER_TASK)
+    y.spare_capacity_mut()[..x.len()]
+        .par_chunks_mut(d * ROWS_PER_TASK)
         .zip(x.par_chunks(d * ROWS_PER_TASK))
         .zip(
             mean.par_chunks_mut(ROWS_PER_TASK)
@@ -44,13 +45,15 @@ pub fn forward(
                         let var = lane_sum(d, |i| (x[i] - mu) * (x[i] - mu)) / d as f64;
                         let s = (1.0 / (var + epsilon).sqrt()) as f32;
                         for (((o, &v), &g), &b) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
-                            *o = (v - mu) * s * g + b;
+                            o.write((v - mu) * s * g + b);
                         }
                         (*m, *r) = (mu, s);
                     }
                 },
             )
         });
+    // SAFETY: the tasks cover all `x.len()` values, each row written above.
+    unsafe { y.set_len(x.len()) };
     (y, mean, rstd)
 }
 
@@ -64,9 +67,9 @@ pub fn backward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let d = gamma.len();
     assert!(x.len() == dy.len() && x.len() == mean.len() * d && rstd.len() == mean.len());
-    let mut dx = zeroed(x.len());
+    let mut dx = Vec::with_capacity(x.len());
     // Per task: partial sums of dgamma and dbeta, added in task order (deterministic).
-    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx.spare_capacity_mut()[..x.len()]
         .par_chunks_mut(d * ROWS_PER_TASK)
         .zip(
             x.par_chunks(d * ROWS_PER_TASK)
@@ -101,7 +104,7 @@ pub fn backward(
                             .zip(dgamma.iter_mut().zip(dbeta.iter_mut()))
                         {
                             let h = (x - mu) * s;
-                            *dx = s * (dy * g - mean_g - h * mean_gx);
+                            dx.write(s * (dy * g - mean_g - h * mean_gx));
                             *dg += dy * h;
                             *db += dy;
                         }
@@ -111,6 +114,8 @@ pub fn backward(
             (dgamma, dbeta)
         })
         .collect();
+    // SAFETY: the tasks cover all `x.len()` values, each row written above.
+    unsafe { dx.set_len(x.len()) };
     let (mut dgamma, mut dbeta) = (vec![0.0f32; d], vec![0.0f32; d]);
     for (g, b) in partials {
         for i in 0..d {
