@@ -314,12 +314,17 @@ mod tests {
             let src: Vec<f32> = (0..rows * cols).map(|v| v as f32).collect();
             let mut dst = vec![-1.0f32; rows * cols];
             transpose(&src, rows, cols, &mut dst);
+            // The element-by-element path alone, as CPUs without AVX run it.
+            let mut tiled = vec![-1.0f32; rows * cols];
+            transpose_tiles(&src, rows, cols, &mut tiled, 0..rows, 0..cols);
             for i in 0..rows {
                 for j in 0..cols {
+                    let want = src[i * cols + j];
+                    assert_eq!(dst[j * rows + i], want, "{rows}×{cols} at ({i}, {j})");
                     assert_eq!(
-                        dst[j * rows + i],
-                        src[i * cols + j],
-                        "{rows}×{cols} at ({i}, {j})"
+                        tiled[j * rows + i],
+                        want,
+                        "tiles, {rows}×{cols} at ({i}, {j})"
                     );
                 }
             }
