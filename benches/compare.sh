@@ -18,6 +18,7 @@
 #   ROUNDS=5 THREADS=2 benches/compare.sh
 #   ROWS=pretrain ROUNDS=1 benches/compare.sh
 #   ROWS=pretrain PRETRAIN="mae dino" benches/compare.sh   # some of the pretrain rows
+#   RAW=rounds.jsonl benches/compare.sh                    # also keep every run's JSON line
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${THREADS:-$(nproc)}
@@ -83,6 +84,7 @@ for round in $(seq "$rounds"); do
         done
     fi
 done
+if [ -n "${RAW:-}" ]; then cp "$results" "$RAW"; fi
 python3 - "$results" "$threads" "$rounds" <<'PY'
 import json, statistics, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
