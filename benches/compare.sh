@@ -19,6 +19,12 @@
 #   ROWS=pretrain ROUNDS=1 benches/compare.sh
 #   ROWS=pretrain PRETRAIN="mae dino" benches/compare.sh   # some of the pretrain rows
 #   RAW=rounds.jsonl benches/compare.sh                    # also keep every run's JSON line
+#   SIMD=avx2 benches/compare.sh                           # the AVX2 code paths (below)
+#
+# SIMD=avx2 measures both frameworks' AVX2 code on an AVX-512 machine: selfsup built without
+# its `avx512` feature (its own kernels and the `gemm` crate then run their AVX2 versions;
+# burn's few elementwise operations still pick AVX-512), PyTorch told to stop at AVX2
+# (ATEN_CPU_CAPABILITY, oneDNN's ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${THREADS:-$(nproc)}
@@ -30,7 +36,18 @@ if ! python3 -c 'import torch, torchvision, lightly, timm' 2>/dev/null; then
     echo "compare.sh: PyTorch, lightly or timm is not installed; run: pip install torch torchvision lightly timm" >&2
     exit 1
 fi
-cargo build -q --release --bin selfsup --bench train_step --bench augment --bench loader
+cargo_flags=()
+target=target
+if [ "${SIMD:-}" = avx2 ]; then
+    target=target/avx2
+    cargo_flags=(--no-default-features --features cli --target-dir "$target")
+    export ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
+elif [ -n "${SIMD:-}" ]; then
+    echo "compare.sh: SIMD=$SIMD is not one this script knows; use SIMD=avx2, or leave it unset for the CPU's best" >&2
+    exit 1
+fi
+export SELFSUP_BIN=$target/release/selfsup
+cargo build -q --release "${cargo_flags[@]}" --bin selfsup --bench train_step --bench augment --bench loader
 # 2,048 camera-sized (500×375) JPEGs cut from the sample photographs in data/photos/.
 photos=target/bench-photos-500x375
 if want loader && [ ! -d "$photos" ]; then
@@ -43,9 +60,9 @@ trap 'rm -rf "$results" "$runs"' EXIT
 # train.json reports it, and the process's peak resident memory.
 selfsup_pretrain() {
     python3 - "$1" "$runs/$1" <<'PY'
-import json, resource, subprocess, sys
+import json, os, resource, subprocess, sys
 method, out = sys.argv[1], sys.argv[2]
-subprocess.run(["target/release/selfsup", "train", "--method", method, "--epochs", "1", "--no-eval",
+subprocess.run([os.environ["SELFSUP_BIN"], "train", "--method", method, "--epochs", "1", "--no-eval",
                 "--out", out, "--json"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 train = json.load(open(f"{out}/train.json"))
 print(json.dumps({"bench": f"pretrain_{method}_epoch", "framework": "selfsup",
@@ -58,19 +75,19 @@ for round in $(seq "$rounds"); do
     echo "round $round of $rounds" >&2
     if want steps; then
         for model in resnet18 vit-tiny resnet50-224 vit-s16-224; do
-            cargo bench -q --bench train_step -- "$model" 10 2>/dev/null | tail -1 >>"$results"
+            cargo bench -q "${cargo_flags[@]}" --bench train_step -- "$model" 10 2>/dev/null | tail -1 >>"$results"
             python3 benches/torch_train_step.py "$model" 10 "$threads" | tail -1 >>"$results"
         done
     fi
     if want augment; then
         for args in "8192 32" "2048 224"; do
             set -- $args
-            cargo bench -q --bench augment -- "$1" "$2" 2>/dev/null | tail -1 >>"$results"
+            cargo bench -q "${cargo_flags[@]}" --bench augment -- "$1" "$2" 2>/dev/null | tail -1 >>"$results"
             python3 benches/torch_augment.py "$1" "$threads" "$2" | tail -1 >>"$results"
         done
     fi
     if want loader; then
-        cargo bench -q --bench loader -- "$photos" 2048 224 2>/dev/null | tail -1 >>"$results"
+        cargo bench -q "${cargo_flags[@]}" --bench loader -- "$photos" 2048 224 2>/dev/null | tail -1 >>"$results"
         python3 benches/torch_loader.py "$photos" 2048 "$threads" 224 | tail -1 >>"$results"
     fi
     if want pretrain; then
@@ -85,10 +102,10 @@ for round in $(seq "$rounds"); do
     fi
 done
 if [ -n "${RAW:-}" ]; then cp "$results" "$RAW"; fi
-python3 - "$results" "$threads" "$rounds" <<'PY'
+python3 - "$results" "$threads" "$rounds" "${SIMD:-}" <<'PY'
 import json, statistics, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-threads, rounds = sys.argv[2], sys.argv[3]
+threads, rounds, limit = sys.argv[2], sys.argv[3], sys.argv[4]
 names = {
     "train_step_resnet18_b64_32px": "ResNet-18 train step, batch 64, 32x32x3",
     "train_step_vit_tiny_p4_b64_32px": "ViT-Tiny/4 train step, batch 64, 32x32x3",
@@ -106,6 +123,8 @@ names = {
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
 simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
+if limit == "avx2":
+    simd += "; both frameworks on their AVX2 code paths"
 print(f"{cpu} ({simd}), {threads} threads, median of {rounds} alternating rounds")
 width = max(len(label) for label in names.values()) + len(" [pytorch N thr, N wkr]")
 print(f"{'benchmark':<{width}} {'selfsup img/s':>13} {'pytorch img/s':>13} {'ratio':>6} {'peak MB selfsup / pytorch':>26}")

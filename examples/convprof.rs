@@ -1,13 +1,30 @@
 //! Per-layer convolution timings (forward, backward) of ResNet-18 at 32×32, batch 64, with the
 //! GFLOP/s each reaches: where the train step's time goes.
 //!
+//! With `SMALL=1`: the shipped recipes' ResNet-18 at width 8 on 28×28×1, batch 128.
+//!
 //! cargo run --release --example convprof -- [c_in c_out side]   (one layer only)
 use burn::tensor::ops::ConvOptions;
 use selfsup::kernels::conv::{ConvGeometry, backward, forward};
 use std::time::Instant;
 fn main() {
     selfsup::allocator::keep_freed_memory();
-    let layers = [
+    let small = std::env::var("SMALL").is_ok();
+    let batch = if small { 128 } else { 64 };
+    let width8 = [
+        (1usize, 8usize, 28usize, 1usize, 3usize, 1usize),
+        (8, 8, 28, 1, 3, 4),
+        (8, 16, 28, 2, 3, 1),
+        (16, 16, 14, 1, 3, 3),
+        (8, 16, 28, 2, 1, 1),
+        (16, 32, 14, 2, 3, 1),
+        (32, 32, 7, 1, 3, 3),
+        (16, 32, 14, 2, 1, 1),
+        (32, 64, 7, 2, 3, 1),
+        (64, 64, 4, 1, 3, 3),
+        (32, 64, 7, 2, 1, 1),
+    ];
+    let width64 = [
         (3usize, 64usize, 32usize, 1usize, 3usize, 1usize),
         (64, 64, 32, 1, 3, 4),
         (64, 128, 32, 2, 3, 1),
@@ -20,6 +37,7 @@ fn main() {
         (512, 512, 4, 1, 3, 3),
         (256, 512, 8, 2, 1, 1),
     ];
+    let layers = if small { width8 } else { width64 };
     let only: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
@@ -30,11 +48,11 @@ fn main() {
             continue;
         }
         let o = ConvOptions::new([stride, stride], [k / 2, k / 2], [1, 1], 1);
-        let g = ConvGeometry::new([64, cin, side, side], [cout, cin, k, k], &o);
-        let x = vec![0.5f32; 64 * cin * side * side];
+        let g = ConvGeometry::new([batch, cin, side, side], [cout, cin, k, k], &o);
+        let x = vec![0.5f32; batch * cin * side * side];
         let w = vec![0.1f32; cout * cin * k * k];
-        let dy = vec![0.2f32; 64 * cout * g.oh * g.ow];
-        let fl = 2.0 * (64 * cout * cin * k * k * g.oh * g.ow) as f64;
+        let dy = vec![0.2f32; batch * cout * g.oh * g.ow];
+        let fl = 2.0 * (batch * cout * cin * k * k * g.oh * g.ow) as f64;
         // The fastest of five: this machine's noise only ever adds time.
         let fastest = |f: &dyn Fn()| {
             f();
@@ -50,11 +68,11 @@ fn main() {
             std::hint::black_box(forward(&g, &x, &w));
         });
         let b = fastest(&|| {
-            std::hint::black_box(backward(&g, &x, &w, &dy, cin != 3, true));
+            std::hint::black_box(backward(&g, &x, &w, &dy, cin != 3 && cin != 1, true));
         });
-        let bfl = if cin == 3 { fl } else { 2.0 * fl };
+        let bfl = if cin == 3 || cin == 1 { fl } else { 2.0 * fl };
         println!(
-            "{cin}->{cout} {side}px s{stride} k{k} x{count}: fwd {:.1} ms {:.0} GF/s, bwd {:.1} ms {:.0} GF/s",
+            "{cin}->{cout} {side}px s{stride} k{k} x{count}: fwd {:.2} ms {:.0} GF/s, bwd {:.2} ms {:.0} GF/s",
             f * 1e3,
             fl / f / 1e9,
             b * 1e3,
