@@ -46,7 +46,6 @@ elif [ -n "${SIMD:-}" ]; then
     echo "compare.sh: SIMD=$SIMD is not one this script knows; use SIMD=avx2, or leave it unset for the CPU's best" >&2
     exit 1
 fi
-export SELFSUP_BIN=$target/release/selfsup
 cargo build -q --release "${cargo_flags[@]}" --bin selfsup --bench train_step --bench augment --bench loader
 # 2,048 camera-sized (500×375) JPEGs cut from the sample photographs in data/photos/.
 photos=target/bench-photos-500x375
@@ -59,10 +58,10 @@ trap 'rm -rf "$results" "$runs"' EXIT
 # One epoch of selfsup's own `train` as a user runs it; images/s over the training loop, as
 # train.json reports it, and the process's peak resident memory.
 selfsup_pretrain() {
-    python3 - "$1" "$runs/$1" <<'PY'
-import json, os, resource, subprocess, sys
-method, out = sys.argv[1], sys.argv[2]
-subprocess.run([os.environ["SELFSUP_BIN"], "train", "--method", method, "--epochs", "1", "--no-eval",
+    python3 - "$1" "$runs/$1" "$target/release/selfsup" <<'PY'
+import json, resource, subprocess, sys
+method, out, selfsup = sys.argv[1], sys.argv[2], sys.argv[3]
+subprocess.run([selfsup, "train", "--method", method, "--epochs", "1", "--no-eval",
                 "--out", out, "--json"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 train = json.load(open(f"{out}/train.json"))
 print(json.dumps({"bench": f"pretrain_{method}_epoch", "framework": "selfsup",
