@@ -3,7 +3,9 @@
 # torchvision on this machine, same cores, in one run.
 #
 # Each benchmark runs ROUNDS times (default 3), alternating selfsup and PyTorch so that both
-# see the same machine; the table shows the median of the rounds and their ratio.
+# see the same machine; the table shows the median of the rounds and their ratio, and the most
+# CPU time the hypervisor took from this VM during any of a row's runs ("steal %"; above 10% the
+# row is named as one to rerun: on a shared host that alone can halve a run's speed).
 # Needs `pip install torch torchvision lightly timm` (benchmark tools, not dependencies of the crate).
 #
 # ROWS picks the groups (default all): `steps` (train steps on random tensors: small networks
@@ -52,6 +54,23 @@ photos=target/bench-photos-500x375
 if want loader && [ ! -d "$photos" ]; then
     cargo run -q --release --example photo_folder -- "$photos" photos --train 2048 --val 0 --size 500x375 --jpeg-only
 fi
+# The hypervisor's share of this VM's busy CPU time during each run ("steal" in /proc/stat): on
+# a shared host a run can lose half its time to other guests, which no code change explains.
+# steal_start before a run; the run's JSON line piped through with_steal gains `steal_pct`,
+# read after the line's producer has exited.
+steal_start() { stat_before=$(head -1 /proc/stat); }
+with_steal() {
+    python3 -c '
+import json, sys
+line = sys.stdin.read().strip().splitlines()[-1]
+before = [int(v) for v in sys.argv[1].split()[1:]]
+after = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+delta = [b - a for a, b in zip(before, after)]
+row = json.loads(line)
+busy = sum(delta[:8]) - delta[3] - delta[4]  # all but idle and iowait
+row["steal_pct"] = round(100 * delta[7] / max(busy, 1), 1)
+print(json.dumps(row))' "$stat_before"
+}
 results=$(mktemp)
 runs=$(mktemp -d)
 trap 'rm -rf "$results" "$runs"' EXIT
@@ -74,28 +93,36 @@ for round in $(seq "$rounds"); do
     echo "round $round of $rounds" >&2
     if want steps; then
         for model in resnet18 vit-tiny resnet50-224 vit-s16-224; do
-            cargo bench -q "${cargo_flags[@]}" --bench train_step -- "$model" 10 2>/dev/null | tail -1 >>"$results"
-            python3 benches/torch_train_step.py "$model" 10 "$threads" | tail -1 >>"$results"
+            steal_start
+            cargo bench -q "${cargo_flags[@]}" --bench train_step -- "$model" 10 2>/dev/null | tail -1 | with_steal >>"$results"
+            steal_start
+            python3 benches/torch_train_step.py "$model" 10 "$threads" | tail -1 | with_steal >>"$results"
         done
     fi
     if want augment; then
         for args in "8192 32" "2048 224"; do
             set -- $args
-            cargo bench -q "${cargo_flags[@]}" --bench augment -- "$1" "$2" 2>/dev/null | tail -1 >>"$results"
-            python3 benches/torch_augment.py "$1" "$threads" "$2" | tail -1 >>"$results"
+            steal_start
+            cargo bench -q "${cargo_flags[@]}" --bench augment -- "$1" "$2" 2>/dev/null | tail -1 | with_steal >>"$results"
+            steal_start
+            python3 benches/torch_augment.py "$1" "$threads" "$2" | tail -1 | with_steal >>"$results"
         done
     fi
     if want loader; then
-        cargo bench -q "${cargo_flags[@]}" --bench loader -- "$photos" 2048 224 2>/dev/null | tail -1 >>"$results"
-        python3 benches/torch_loader.py "$photos" 2048 "$threads" 224 | tail -1 >>"$results"
+        steal_start
+        cargo bench -q "${cargo_flags[@]}" --bench loader -- "$photos" 2048 224 2>/dev/null | tail -1 | with_steal >>"$results"
+        steal_start
+        python3 benches/torch_loader.py "$photos" 2048 "$threads" 224 | tail -1 | with_steal >>"$results"
     fi
     if want pretrain; then
         for method in ${PRETRAIN:-byol simclr moco-v2 mae dino}; do
-            selfsup_pretrain "$method" >>"$results"
+            steal_start
+            selfsup_pretrain "$method" | with_steal >>"$results"
             # threads:workers — all threads computing, or one computing while a DataLoader
             # worker process augments on the other core.
             for setting in $(printf '%s\n' 1:0 "$threads":0 1:1 | sort -u); do
-                python3 benches/torch_pretrain.py "$method" "${setting%:*}" "${setting#*:}" | tail -1 >>"$results"
+                steal_start
+                python3 benches/torch_pretrain.py "$method" "${setting%:*}" "${setting#*:}" | tail -1 | with_steal >>"$results"
             done
         done
     fi
@@ -126,7 +153,8 @@ if limit == "avx2":
     simd += "; both frameworks on their AVX2 code paths"
 print(f"{cpu} ({simd}), {threads} threads, median of {rounds} alternating rounds")
 width = max(len(label) for label in names.values()) + len(" [pytorch N thr, N wkr]")
-print(f"{'benchmark':<{width}} {'selfsup img/s':>13} {'pytorch img/s':>13} {'ratio':>6} {'peak MB selfsup / pytorch':>26}")
+print(f"{'benchmark':<{width}} {'selfsup img/s':>13} {'pytorch img/s':>13} {'ratio':>6} {'peak MB selfsup / pytorch':>26} {'steal %':>8}")
+noisy = []
 for bench, label in names.items():
     ours = [r for r in rows if r["bench"] == bench and r["framework"] == "selfsup"]
     theirs = [r for r in rows if r["bench"] == bench and r["framework"] != "selfsup"]
@@ -144,5 +172,11 @@ for bench, label in names.items():
     memory = ""
     if "peak_rss_mb" in ours[0] and "peak_rss_mb" in theirs[0]:
         memory = f"{max(r['peak_rss_mb'] for r in ours):.0f} / {max(r['peak_rss_mb'] for r in theirs):.0f}"
-    print(f"{label:<{width}} {a:>13.1f} {b:>13.1f} {a / b:>5.2f}x {memory:>26}")
+    # The most CPU time the host took during any of the row's runs, both frameworks.
+    steal = max(r.get("steal_pct", 0.0) for r in rows if r["bench"] == bench)
+    if steal > 10:
+        noisy.append(label.split(" [")[0])
+    print(f"{label:<{width}} {a:>13.1f} {b:>13.1f} {a / b:>5.2f}x {memory:>26} {steal:>8.1f}")
+if noisy:
+    print(f"steal above 10% during {', '.join(noisy)}: the host took CPU time from this VM in those runs; rerun them when it is quieter before reading their ratios")
 PY
