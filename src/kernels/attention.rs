@@ -53,7 +53,7 @@ fn softmax_rows(s: &mut [f32], n: usize, scale: f32) {
                 *v = exp(*v);
             }
             for row in s.chunks_exact_mut(n) {
-                let inv = (1.0 / lane_sum(n, |i| row[i])) as f32;
+                let inv = (1.0 / lane_sum(row, row, |v, _| v)) as f32;
                 for v in row.iter_mut() {
                     *v *= inv;
                 }
@@ -114,7 +114,7 @@ pub fn backward(s: Heads, qkv: &[f32], probs: &[f32], dout: &[f32]) -> Vec<f32> 
                     #[inline(always)]
                     || {
                         for (ds_row, p_row) in ds.chunks_exact_mut(n).zip(p.chunks_exact(n)) {
-                            let dot = lane_sum(n, |i| ds_row[i] * p_row[i]) as f32;
+                            let dot = lane_sum(ds_row, p_row, |u, v| u * v) as f32;
                             for (g, &pv) in ds_row.iter_mut().zip(p_row) {
                                 *g = pv * (*g - dot) * scale;
                             }

@@ -9,11 +9,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::simd::vectorized;
-
-/// Partial sums per statistic within a plane: batch norm's summation order, which every
-/// training trajectory depends on.
-const BN_LANES: usize = 16;
+use super::simd::{lane_sum, lane_sums, vectorized};
 
 /// Planes per parallel task: enough work per task that scheduling does not show.
 const TASK_ELEMENTS: usize = 1 << 14;
@@ -108,45 +104,6 @@ impl Planes {
     }
 }
 
-/// `(Σ f(a[i], b[i], c[i]).0, Σ f(a[i], b[i], c[i]).1)` in [`BN_LANES`] partial sums each, as
-/// f64; the chunked loop is what the compiler vectorises.
-#[inline(always)]
-fn lanes(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> (f32, f32)) -> (f64, f64) {
-    let (mut s, mut t) = ([0.0f32; BN_LANES], [0.0f32; BN_LANES]);
-    for ((ac, bc), cc) in a
-        .chunks_exact(BN_LANES)
-        .zip(b.chunks_exact(BN_LANES))
-        .zip(c.chunks_exact(BN_LANES))
-    {
-        for l in 0..BN_LANES {
-            let (u, v) = f(ac[l], bc[l], cc[l]);
-            s[l] += u;
-            t[l] += v;
-        }
-    }
-    let tail = a.len() / BN_LANES * BN_LANES;
-    for ((&u, &v), &w) in a[tail..].iter().zip(&b[tail..]).zip(&c[tail..]) {
-        let (u, v) = f(u, v, w);
-        s[0] += u;
-        t[0] += v;
-    }
-    (total(s), total(t))
-}
-
-/// The lanes added pairwise (a tree the compiler turns into a few shuffles: small planes have
-/// as many totals as elements).
-#[inline(always)]
-fn total(mut lanes: [f32; BN_LANES]) -> f64 {
-    let mut width = BN_LANES / 2;
-    while width > 0 {
-        for l in 0..width {
-            lanes[l] += lanes[l + width];
-        }
-        width /= 2;
-    }
-    lanes[0] as f64
-}
-
 fn inv_std(var: f32, epsilon: f64) -> f32 {
     (1.0 / (var as f64 + epsilon).sqrt()) as f32
 }
@@ -171,8 +128,8 @@ pub fn forward(
         x,
         #[inline(always)]
         |_, plane| {
-            let m = (lanes(plane, plane, plane, |v, _, _| (v, 0.0)).0 / plane.len() as f64) as f32;
-            let q = lanes(plane, plane, plane, |v, _, _| ((v - m) * (v - m), 0.0)).0;
+            let m = (lane_sum(plane, plane, |v, _| v) / plane.len() as f64) as f32;
+            let q = lane_sum(plane, plane, |v, _| (v - m) * (v - m));
             (m as f64, q)
         },
     );
@@ -288,7 +245,7 @@ fn backward_masked<const RELU: bool, const RESIDUAL: bool>(
                 &dy[i * p.spatial..][..p.spatial],
                 &y[i * p.spatial..][..p.spatial],
             );
-            lanes(xs, gs, ys, |xv, g, out| {
+            lane_sums(xs, gs, ys, |xv, g, out| {
                 let g = passed::<RELU>(g, out);
                 (g, g * (xv - m))
             })

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::simd::{LANES, lane_sum, lane_sums, vectorized};
+use super::simd::{lane_sum, lane_sums, vectorized};
 
 /// Rows per parallel task.
 const ROWS_PER_TASK: usize = 64;
@@ -40,9 +40,9 @@ pub fn forward(
                         .zip(mean.iter_mut())
                         .zip(rstd.iter_mut())
                     {
-                        let mu = (lane_sum(d, |i| x[i]) / d as f64) as f32;
+                        let mu = (lane_sum(x, x, |v, _| v) / d as f64) as f32;
                         // Two passes: the centred sum of squares does not cancel.
-                        let var = lane_sum(d, |i| (x[i] - mu) * (x[i] - mu)) / d as f64;
+                        let var = lane_sum(x, x, |v, _| (v - mu) * (v - mu)) / d as f64;
                         let s = (1.0 / (var + epsilon).sqrt()) as f32;
                         for (((o, &v), &g), &b) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
                             o.write((v - mu) * s * g + b);
@@ -89,23 +89,20 @@ pub fn backward(
                         .zip(x.chunks_exact(d).zip(dy.chunks_exact(d)))
                         .zip(mean.iter().zip(rstd))
                     {
-                        let (x, dy, gamma) = (&x[..d], &dy[..d], &gamma[..d]);
-                        let xhat = |i: usize| (x[i] - mu) * s;
-                        let (sum_g, sum_gx) = lane_sums::<LANES>(d, |i| {
-                            (dy[i] * gamma[i], dy[i] * gamma[i] * xhat(i))
-                        });
+                        let (sum_g, sum_gx) =
+                            lane_sums(x, dy, gamma, |x, dy, g| (dy * g, dy * g * ((x - mu) * s)));
                         let (mean_g, mean_gx) =
                             ((sum_g / d as f64) as f32, (sum_gx / d as f64) as f32);
-                        for ((((dx, &x), &dy), &g), (dg, db)) in dx
-                            .iter_mut()
-                            .zip(x)
-                            .zip(dy)
-                            .zip(gamma)
-                            .zip(dgamma.iter_mut().zip(dbeta.iter_mut()))
-                        {
+                        // Two loops: with the parameter sums in the same one, the compiler
+                        // leaves it scalar.
+                        for (((dx, &x), &dy), &g) in dx.iter_mut().zip(x).zip(dy).zip(gamma) {
                             let h = (x - mu) * s;
                             dx.write(s * (dy * g - mean_g - h * mean_gx));
-                            *dg += dy * h;
+                        }
+                        for (((dg, db), &x), &dy) in
+                            dgamma.iter_mut().zip(dbeta.iter_mut()).zip(x).zip(dy)
+                        {
+                            *dg += dy * ((x - mu) * s);
                             *db += dy;
                         }
                     }
