@@ -2,7 +2,8 @@
 //! the best instruction set this CPU has (AVX-512, else AVX2+FMA, else the baseline).
 //!
 //! Each helper is `#[inline(always)]` so that it is compiled inside [`vectorized`]'s
-//! target-feature context rather than as a baseline-SSE2 call.
+//! target-feature context rather than as a baseline-SSE2 call (where `mul_add`, with no FMA
+//! instruction to use, becomes a correct but slow call into libm).
 
 /// Runs `f` compiled for the widest SIMD instruction set available at run time.
 #[inline(always)]
