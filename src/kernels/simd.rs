@@ -14,37 +14,53 @@ pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
 /// Lanes of the partial sums in [`lane_sum`]: one AVX-512 register of f32.
 pub const LANES: usize = 16;
 
-/// `Σ f(a[i], b[i], c[i])` over slices of equal length in [`LANES`] f32 partial sums, the total
-/// as f64. Chunked loops over the slices themselves: the compiler leaves an index-taking closure
-/// scalar. One sum here; a second one that adds zeros still costs its adds (`s + 0.0` is not
-/// `s` for `s = −0.0`).
+/// `[Σ f(a[i], b[i], c[i])[k]; K]` over slices of equal length in [`LANES`] f32 partial sums
+/// per sum, totals as f64. Chunked loops over the slices themselves: the compiler leaves an
+/// index-taking closure scalar. `K` is exactly the sums wanted: a spare one that adds zeros
+/// still costs its adds (`s + 0.0` is not `s` for `s = −0.0`).
 #[inline(always)]
-pub fn lane_sum3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f64 {
+fn lane_sums_of<const K: usize>(
+    a: &[f32],
+    b: &[f32],
+    c: &[f32],
+    f: impl Fn(f32, f32, f32) -> [f32; K],
+) -> [f64; K] {
     assert!(a.len() == b.len() && a.len() == c.len());
-    let mut s = [0.0f32; LANES];
+    let mut sums = [[0.0f32; LANES]; K];
     for ((ac, bc), cc) in a
         .chunks_exact(LANES)
         .zip(b.chunks_exact(LANES))
         .zip(c.chunks_exact(LANES))
     {
         for l in 0..LANES {
-            s[l] += f(ac[l], bc[l], cc[l]);
+            for (s, v) in sums.iter_mut().zip(f(ac[l], bc[l], cc[l])) {
+                s[l] += v;
+            }
         }
     }
     let tail = a.len() / LANES * LANES;
     for ((&u, &v), &w) in a[tail..].iter().zip(&b[tail..]).zip(&c[tail..]) {
-        s[0] += f(u, v, w);
+        for (s, v) in sums.iter_mut().zip(f(u, v, w)) {
+            s[0] += v;
+        }
     }
-    pairwise(s, |x, y| x + y) as f64
+    sums.map(|lanes| pairwise(lanes, |x, y| x + y) as f64)
 }
 
-/// `Σ f(a[i], b[i])` as [`lane_sum3`].
+/// `Σ f(a[i], b[i], c[i])` as [`lane_sums_of`].
+#[inline(always)]
+pub fn lane_sum3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f64 {
+    let [sum] = lane_sums_of(a, b, c, |u, v, w| [f(u, v, w)]);
+    sum
+}
+
+/// `Σ f(a[i], b[i])` as [`lane_sums_of`].
 #[inline(always)]
 pub fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
     lane_sum3(a, b, b, |u, v, _| f(u, v))
 }
 
-/// `(Σ f(…).0, Σ f(…).1)` as [`lane_sum3`], in one pass.
+/// `(Σ f(…).0, Σ f(…).1)` as [`lane_sums_of`], in one pass.
 #[inline(always)]
 pub fn lane_sums(
     a: &[f32],
@@ -52,27 +68,8 @@ pub fn lane_sums(
     c: &[f32],
     f: impl Fn(f32, f32, f32) -> (f32, f32),
 ) -> (f64, f64) {
-    assert!(a.len() == b.len() && a.len() == c.len());
-    let (mut s, mut t) = ([0.0f32; LANES], [0.0f32; LANES]);
-    for ((ac, bc), cc) in a
-        .chunks_exact(LANES)
-        .zip(b.chunks_exact(LANES))
-        .zip(c.chunks_exact(LANES))
-    {
-        for l in 0..LANES {
-            let (u, v) = f(ac[l], bc[l], cc[l]);
-            s[l] += u;
-            t[l] += v;
-        }
-    }
-    let tail = a.len() / LANES * LANES;
-    for ((&u, &v), &w) in a[tail..].iter().zip(&b[tail..]).zip(&c[tail..]) {
-        let (u, v) = f(u, v, w);
-        s[0] += u;
-        t[0] += v;
-    }
-    let total = |lanes: [f32; LANES]| pairwise(lanes, |x, y| x + y) as f64;
-    (total(s), total(t))
+    let [s, t] = lane_sums_of(a, b, c, |u, v, w| f(u, v, w).into());
+    (s, t)
 }
 
 /// The lanes combined pairwise (`N` a power of two): log₂N vector steps, where a left-to-right
