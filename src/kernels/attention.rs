@@ -7,9 +7,9 @@
 
 use rayon::prelude::*;
 
-use super::gemm::{MatMut, MatRef, gemm};
 use super::geometry::zeroed;
 use super::simd::{exp, lane_max, lane_sum, vectorized};
+use pulp::{Simd, WithSimd};
 
 /// Sizes of one attention call.
 #[derive(Clone, Copy, Debug)]
@@ -29,10 +29,11 @@ impl Heads {
         1.0 / (self.head_dim() as f32).sqrt()
     }
 
-    /// Q, K and V of head `h` in one batch element's `[n, 3d]` block.
-    fn views<'a>(&self, qkv: &'a [f32], h: usize) -> [MatRef<'a>; 3] {
-        let (n, d, hd) = (self.tokens, self.dim, self.head_dim());
-        [0, 1, 2].map(|part| MatRef::strided(&qkv[part * d + h * hd..], n, hd, 3 * d))
+    /// Q, K and V of head `h` in one batch element's `[n, 3d]` block: each starts at its
+    /// first token's values, with the next token's `3d` further on.
+    fn parts<'a>(&self, qkv: &'a [f32], h: usize) -> [&'a [f32]; 3] {
+        let (d, hd) = (self.dim, self.head_dim());
+        [0, 1, 2].map(|part| &qkv[part * d + h * hd..])
     }
 }
 
@@ -72,13 +73,15 @@ pub fn forward(s: Heads, qkv: &[f32]) -> (Vec<f32>, Vec<f32>) {
     out.par_chunks_mut(n * d)
         .zip(probs.par_chunks_mut(s.heads * n * n))
         .zip(qkv.par_chunks(n * 3 * d))
-        .for_each(|((out, probs), qkv)| {
+        .for_each_init(Vec::new, |kt, ((out, probs), qkv)| {
+            kt.resize(hd * n, 0.0);
             for (h, p) in probs.chunks_exact_mut(n * n).enumerate() {
-                let [q, k, v] = s.views(qkv, h);
-                gemm(MatMut::row_major(p, n, n), q, k.transpose(), false);
+                let [q, k, v] = s.parts(qkv, h);
+                // S = Q·Kᵀ, O = P·V
+                transpose_rows(k, n, hd, 3 * d, kt);
+                multiply(p, n, Lhs::Rows(q, 3 * d), hd, kt, n, n, n);
                 softmax_rows(p, n, s.scale());
-                let dst = MatMut::strided(&mut out[h * hd..], n, hd, d);
-                gemm(dst, MatRef::row_major(p, n, n), v, false);
+                multiply(&mut out[h * hd..], d, Lhs::Rows(p, n), n, v, 3 * d, n, hd);
             }
         });
     (out, probs)
@@ -98,17 +101,25 @@ pub fn backward(s: Heads, qkv: &[f32], probs: &[f32], dout: &[f32]) -> Vec<f32> 
                 .zip(dout.par_chunks(n * d)),
         )
         .for_each_init(Vec::new, |scratch, ((dqkv, qkv), (probs, dout))| {
-            scratch.resize(n * n, 0.0);
-            let ds = &mut scratch[..n * n];
+            scratch.resize(n * n + hd * n, 0.0);
+            let (ds, vt) = scratch.split_at_mut(n * n);
             for (h, p) in probs.chunks_exact(n * n).enumerate() {
-                let [q, k, v] = s.views(qkv, h);
-                let p_mat = MatRef::row_major(p, n, n);
-                let dout_h = MatRef::strided(&dout[h * hd..], n, hd, d);
+                let [q, k, v] = s.parts(qkv, h);
+                let dout_h = &dout[h * hd..];
                 // dV = Pᵀ·dO
-                let dv = MatMut::strided(&mut dqkv[2 * d + h * hd..], n, hd, 3 * d);
-                gemm(dv, p_mat.transpose(), dout_h, false);
+                multiply(
+                    &mut dqkv[2 * d + h * hd..],
+                    3 * d,
+                    Lhs::Columns(p, n),
+                    n,
+                    dout_h,
+                    d,
+                    n,
+                    hd,
+                );
                 // dP = dO·Vᵀ, then dS = P ⊙ (dP − Σ_j dP⊙P) · scale (the softmax backward)
-                gemm(MatMut::row_major(ds, n, n), dout_h, v.transpose(), false);
+                transpose_rows(v, n, hd, 3 * d, vt);
+                multiply(ds, n, Lhs::Rows(dout_h, d), hd, vt, n, n, n);
                 let scale = s.scale();
                 vectorized(
                     #[inline(always)]
@@ -121,13 +132,263 @@ pub fn backward(s: Heads, qkv: &[f32], probs: &[f32], dout: &[f32]) -> Vec<f32> 
                         }
                     },
                 );
-                let ds_mat = MatRef::row_major(ds, n, n);
                 // dQ = dS·K, dK = dSᵀ·Q
-                let dq = MatMut::strided(&mut dqkv[h * hd..], n, hd, 3 * d);
-                gemm(dq, ds_mat, k, false);
-                let dk = MatMut::strided(&mut dqkv[d + h * hd..], n, hd, 3 * d);
-                gemm(dk, ds_mat.transpose(), q, false);
+                multiply(
+                    &mut dqkv[h * hd..],
+                    3 * d,
+                    Lhs::Rows(ds, n),
+                    n,
+                    k,
+                    3 * d,
+                    n,
+                    hd,
+                );
+                multiply(
+                    &mut dqkv[d + h * hd..],
+                    3 * d,
+                    Lhs::Columns(ds, n),
+                    n,
+                    q,
+                    3 * d,
+                    n,
+                    hd,
+                );
             }
         });
     dqkv
+}
+
+/// `dst [cols, rows] = srcᵀ` for `rows` rows of `cols` values, `row_stride` apart in `src`;
+/// strided reads, contiguous writes (scattered stores cost several times more).
+fn transpose_rows(src: &[f32], rows: usize, cols: usize, row_stride: usize, dst: &mut [f32]) {
+    for (c, column) in dst.chunks_exact_mut(rows).take(cols).enumerate() {
+        for (r, v) in column.iter_mut().enumerate() {
+            *v = src[r * row_stride + c];
+        }
+    }
+}
+
+/// The left operand of [`multiply`]: `a(i, k)` at `values[i·stride + k]` (`Rows`) or at
+/// `values[k·stride + i]` (`Columns`: a transposed operand read in place).
+#[derive(Clone, Copy)]
+enum Lhs<'a> {
+    Rows(&'a [f32], usize),
+    Columns(&'a [f32], usize),
+}
+
+/// `c[i][..w] = Σ_k a(i, k) · b[k][..w]` for `i < rows`, `k < depth`; rows of `b` and `c` are
+/// `b_row` and `c_row` values apart and only the first `w` values of each row of `c` are
+/// written. One head's products are a few dozen tokens or head dimensions on a side, where the
+/// gemm crate's packing and dispatch cost more than the arithmetic.
+#[allow(clippy::too_many_arguments)]
+fn multiply(
+    c: &mut [f32],
+    c_row: usize,
+    a: Lhs<'_>,
+    depth: usize,
+    b: &[f32],
+    b_row: usize,
+    rows: usize,
+    w: usize,
+) {
+    pulp::Arch::new().dispatch(Product {
+        c,
+        c_row,
+        a,
+        depth,
+        b,
+        b_row,
+        rows,
+        w,
+    })
+}
+
+/// The operands of [`multiply`], for whichever SIMD width the CPU has.
+struct Product<'a> {
+    c: &'a mut [f32],
+    c_row: usize,
+    a: Lhs<'a>,
+    depth: usize,
+    b: &'a [f32],
+    b_row: usize,
+    rows: usize,
+    w: usize,
+}
+
+impl WithSimd for Product<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(mut self, simd: S) {
+        if self.rows == 0 || self.w == 0 {
+            return;
+        }
+        assert!(self.depth == 0 || self.b.len() >= (self.depth - 1) * self.b_row + self.w);
+        assert!(self.c.len() >= (self.rows - 1) * self.c_row + self.w);
+        // Eight rows of accumulators: two FMA units of four cycles' latency stay busy.
+        let mut i = 0;
+        while i + 8 <= self.rows {
+            self.block::<S, 8>(simd, i);
+            i += 8;
+        }
+        if i + 4 <= self.rows {
+            self.block::<S, 4>(simd, i);
+            i += 4;
+        }
+        while i < self.rows {
+            self.block::<S, 1>(simd, i);
+            i += 1;
+        }
+    }
+}
+
+impl Product<'_> {
+    /// Rows `i0..i0 + R` of `c`.
+    #[inline(always)]
+    fn block<S: Simd, const R: usize>(&mut self, simd: S, i0: usize) {
+        let depth = self.depth;
+        match self.a {
+            Lhs::Rows(values, stride) => {
+                let rows: [&[f32]; R] =
+                    std::array::from_fn(|r| &values[(i0 + r) * stride..][..depth]);
+                self.columns(simd, i0, |k| -> [f32; R] {
+                    std::array::from_fn(|r| rows[r][k])
+                })
+            }
+            Lhs::Columns(values, stride) => self.columns(simd, i0, |k| {
+                *<&[f32; R]>::try_from(&values[k * stride + i0..][..R]).expect("R values")
+            }),
+        }
+    }
+
+    /// Rows `i0..i0 + R` of `c`, one vector of columns at a time, with `a_at(k)` the `R`
+    /// values of column `k` of `a`.
+    #[inline(always)]
+    fn columns<S: Simd, const R: usize>(
+        &mut self,
+        simd: S,
+        i0: usize,
+        a_at: impl Fn(usize) -> [f32; R],
+    ) {
+        let lanes = std::mem::size_of::<S::f32s>() / 4;
+        let (b, b_row, depth) = (self.b, self.b_row, self.depth);
+        for j0 in (0..self.w).step_by(lanes) {
+            let width = lanes.min(self.w - j0);
+            let acc: [S::f32s; R] = if width == lanes {
+                column_sums(simd, depth, &a_at, |k| {
+                    pulp::bytemuck::pod_read_unaligned(pulp::bytemuck::cast_slice(
+                        &b[k * b_row + j0..][..lanes],
+                    ))
+                })
+            } else {
+                column_sums(simd, depth, &a_at, |k| {
+                    simd.partial_load_f32s(&b[k * b_row + j0..][..width])
+                })
+            };
+            for (r, v) in acc.iter().enumerate() {
+                let out = &mut self.c[(i0 + r) * self.c_row + j0..];
+                if width == lanes {
+                    // Sliced to `lanes` (a constant here), or the copy becomes a call to `memmove`.
+                    out[..lanes]
+                        .copy_from_slice(pulp::bytemuck::cast_slice(std::slice::from_ref(v)));
+                } else {
+                    let out = &mut out[..width];
+                    simd.partial_store_f32s(out, *v);
+                }
+            }
+        }
+    }
+}
+
+/// `[Σ_k a_at(k)[r] · b_at(k); R]` over `k < depth`.
+#[inline(always)]
+fn column_sums<S: Simd, const R: usize>(
+    simd: S,
+    depth: usize,
+    a_at: impl Fn(usize) -> [f32; R],
+    b_at: impl Fn(usize) -> S::f32s,
+) -> [S::f32s; R] {
+    let mut acc = [simd.splat_f32s(0.0); R];
+    for k in 0..depth {
+        let bv = b_at(k);
+        for (acc, a) in acc.iter_mut().zip(a_at(k)) {
+            *acc = simd.mul_add_f32s(simd.splat_f32s(a), bv, *acc);
+        }
+    }
+    acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::geometry::test_values;
+
+    #[test]
+    fn products_match_the_definition_for_both_operand_layouts_on_each_instruction_set() {
+        // (rows, depth, w): row blocks of 8, 4 and 1, whole and partial vectors, depth 1.
+        for (rows, depth, w) in [
+            (1, 1, 1),
+            (5, 16, 5),
+            (13, 7, 17),
+            (17, 16, 33),
+            (65, 16, 16),
+            (9, 3, 40),
+        ] {
+            for columns in [false, true] {
+                let stride = if columns { rows + 1 } else { depth + 2 };
+                let values = test_values(stride * if columns { depth } else { rows }, 37, 101);
+                let (a, a_at): (Lhs<'_>, &dyn Fn(usize, usize) -> f32) = if columns {
+                    (Lhs::Columns(&values, stride), &|i, k| {
+                        values[k * stride + i]
+                    })
+                } else {
+                    (Lhs::Rows(&values, stride), &|i, k| values[i * stride + k])
+                };
+                let (b_row, c_row) = (w + 3, w + 2);
+                let b = test_values(depth * b_row, 53, 89);
+                let run = |dispatch: &dyn Fn(Product<'_>)| {
+                    // Values past `w` in each row of `c` must stay as they were.
+                    let mut c = vec![7.0f32; rows * c_row];
+                    dispatch(Product {
+                        c: &mut c,
+                        c_row,
+                        a,
+                        depth,
+                        b: &b,
+                        b_row,
+                        rows,
+                        w,
+                    });
+                    c
+                };
+                let mut runs = vec![("best", run(&|p| pulp::Arch::new().dispatch(p)))];
+                #[cfg(target_arch = "x86_64")]
+                if let Some(v3) = pulp::x86::V3::try_new() {
+                    runs.push(("avx2", run(&|p| pulp::Simd::vectorize(v3, p))));
+                }
+                runs.push((
+                    "scalar",
+                    run(&|p| pulp::Simd::vectorize(pulp::Scalar::new(), p)),
+                ));
+                for (isa, c) in runs {
+                    for i in 0..rows {
+                        for j in 0..c_row {
+                            let want = if j < w {
+                                (0..depth)
+                                    .map(|k| a_at(i, k) as f64 * b[k * b_row + j] as f64)
+                                    .sum::<f64>()
+                            } else {
+                                7.0
+                            };
+                            let got = c[i * c_row + j] as f64;
+                            assert!(
+                                (got - want).abs() < 1e-5,
+                                "{isa} {rows}×{depth}·{depth}×{w}, columns {columns}, ({i}, {j}): {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
