@@ -79,9 +79,14 @@ pub fn forward(s: Heads, qkv: &[f32]) -> (Vec<f32>, Vec<f32>) {
                 let [q, k, v] = s.parts(qkv, h);
                 // S = Q·Kᵀ, O = P·V
                 transpose_rows(k, n, hd, 3 * d, kt);
-                multiply(p, n, Lhs::Rows(q, 3 * d), hd, kt, n, n, n);
+                multiply((p, n), Lhs::Rows(q, 3 * d), (kt, n), [n, hd, n]);
                 softmax_rows(p, n, s.scale());
-                multiply(&mut out[h * hd..], d, Lhs::Rows(p, n), n, v, 3 * d, n, hd);
+                multiply(
+                    (&mut out[h * hd..], d),
+                    Lhs::Rows(p, n),
+                    (v, 3 * d),
+                    [n, n, hd],
+                );
             }
         });
     (out, probs)
@@ -108,18 +113,14 @@ pub fn backward(s: Heads, qkv: &[f32], probs: &[f32], dout: &[f32]) -> Vec<f32> 
                 let dout_h = &dout[h * hd..];
                 // dV = Pᵀ·dO
                 multiply(
-                    &mut dqkv[2 * d + h * hd..],
-                    3 * d,
+                    (&mut dqkv[2 * d + h * hd..], 3 * d),
                     Lhs::Columns(p, n),
-                    n,
-                    dout_h,
-                    d,
-                    n,
-                    hd,
+                    (dout_h, d),
+                    [n, n, hd],
                 );
                 // dP = dO·Vᵀ, then dS = P ⊙ (dP − Σ_j dP⊙P) · scale (the softmax backward)
                 transpose_rows(v, n, hd, 3 * d, vt);
-                multiply(ds, n, Lhs::Rows(dout_h, d), hd, vt, n, n, n);
+                multiply((ds, n), Lhs::Rows(dout_h, d), (vt, n), [n, hd, n]);
                 let scale = s.scale();
                 vectorized(
                     #[inline(always)]
@@ -134,24 +135,16 @@ pub fn backward(s: Heads, qkv: &[f32], probs: &[f32], dout: &[f32]) -> Vec<f32> 
                 );
                 // dQ = dS·K, dK = dSᵀ·Q
                 multiply(
-                    &mut dqkv[h * hd..],
-                    3 * d,
+                    (&mut dqkv[h * hd..], 3 * d),
                     Lhs::Rows(ds, n),
-                    n,
-                    k,
-                    3 * d,
-                    n,
-                    hd,
+                    (k, 3 * d),
+                    [n, n, hd],
                 );
                 multiply(
-                    &mut dqkv[d + h * hd..],
-                    3 * d,
+                    (&mut dqkv[d + h * hd..], 3 * d),
                     Lhs::Columns(ds, n),
-                    n,
-                    q,
-                    3 * d,
-                    n,
-                    hd,
+                    (q, 3 * d),
+                    [n, n, hd],
                 );
             }
         });
@@ -176,20 +169,15 @@ enum Lhs<'a> {
     Columns(&'a [f32], usize),
 }
 
-/// `c[i][..w] = Σ_k a(i, k) · b[k][..w]` for `i < rows`, `k < depth`; rows of `b` and `c` are
-/// `b_row` and `c_row` values apart and only the first `w` values of each row of `c` are
-/// written. One head's products are a few dozen tokens or head dimensions on a side, where the
-/// gemm crate's packing and dispatch cost more than the arithmetic.
-#[allow(clippy::too_many_arguments)]
+/// `c[i][..w] = Σ_k a(i, k) · b[k][..w]` for `[rows, depth, w]`, with `c` and `b` given as
+/// (values, row stride): only the first `w` values of each row of `c` are written. One head's
+/// products are a few dozen tokens or head dimensions on a side, where the gemm crate's
+/// packing and dispatch cost more than the arithmetic.
 fn multiply(
-    c: &mut [f32],
-    c_row: usize,
+    (c, c_row): (&mut [f32], usize),
     a: Lhs<'_>,
-    depth: usize,
-    b: &[f32],
-    b_row: usize,
-    rows: usize,
-    w: usize,
+    (b, b_row): (&[f32], usize),
+    [rows, depth, w]: [usize; 3],
 ) {
     pulp::Arch::new().dispatch(Product {
         c,
