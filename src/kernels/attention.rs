@@ -2,8 +2,9 @@
 //! forward and backward, one batch element per task.
 //!
 //! `qkv` is `[b, n, 3·d]` with each token laid out `[3, heads, d_h]` (timm's order); Q, K and V
-//! of a head are strided views into it, so no permute or slice copies are made. The output is
-//! `[b, n, d]` with heads side by side, ready for the output projection.
+//! of a head are read from it in place (only K and V are copied, transposed, into per-task
+//! scratch), so no permuted tensors are made. The output is `[b, n, d]` with heads side
+//! by side, ready for the output projection.
 
 use rayon::prelude::*;
 
