@@ -8,6 +8,7 @@
 
 use rayon::prelude::*;
 
+use super::gemm::transpose_strided;
 use super::geometry::zeroed;
 use super::simd::{exp, lane_max, lane_sum, vectorized};
 use pulp::{Simd, WithSimd};
@@ -79,7 +80,7 @@ pub fn forward(s: Heads, qkv: &[f32]) -> (Vec<f32>, Vec<f32>) {
             for (h, p) in probs.chunks_exact_mut(n * n).enumerate() {
                 let [q, k, v] = s.parts(qkv, h);
                 // S = Q·Kᵀ, O = P·V
-                transpose_rows(k, n, hd, 3 * d, kt);
+                transpose_strided(k, n, hd, 3 * d, kt);
                 multiply((p, n), Lhs::Rows(q, 3 * d), (kt, n), [n, hd, n]);
                 softmax_rows(p, n, s.scale());
                 multiply(
@@ -120,7 +121,7 @@ pub fn backward(s: Heads, qkv: &[f32], probs: &[f32], dout: &[f32]) -> Vec<f32> 
                     [n, n, hd],
                 );
                 // dP = dO·Vᵀ, then dS = P ⊙ (dP − Σ_j dP⊙P) · scale (the softmax backward)
-                transpose_rows(v, n, hd, 3 * d, vt);
+                transpose_strided(v, n, hd, 3 * d, vt);
                 multiply((ds, n), Lhs::Rows(dout_h, d), (vt, n), [n, hd, n]);
                 let scale = s.scale();
                 vectorized(
@@ -150,16 +151,6 @@ pub fn backward(s: Heads, qkv: &[f32], probs: &[f32], dout: &[f32]) -> Vec<f32> 
             }
         });
     dqkv
-}
-
-/// `dst [cols, rows] = srcᵀ` for `rows` rows of `cols` values, `row_stride` apart in `src`;
-/// strided reads, contiguous writes (scattered stores cost several times more).
-fn transpose_rows(src: &[f32], rows: usize, cols: usize, row_stride: usize, dst: &mut [f32]) {
-    for (c, column) in dst.chunks_exact_mut(rows).take(cols).enumerate() {
-        for (r, v) in column.iter_mut().enumerate() {
-            *v = src[r * row_stride + c];
-        }
-    }
 }
 
 /// The left operand of [`multiply`]: `a(i, k)` at `values[i·stride + k]` (`Rows`) or at

@@ -38,24 +38,32 @@ fn check_strided(len: usize, rows: usize, cols: usize, row_stride: usize) {
 /// the Winograd transforms), the edges and other CPUs in 16 × 16 tiles so that both sides
 /// touch whole cache lines.
 pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    transpose_strided(src, rows, cols, cols, dst)
+}
+
+/// [`transpose`] of `rows` rows of `cols` values that lie `stride` apart in `src` (a slice of
+/// wider rows, such as one head's keys in a fused `qkv`).
+pub fn transpose_strided(src: &[f32], rows: usize, cols: usize, stride: usize, dst: &mut [f32]) {
+    assert!(cols <= stride && dst.len() >= rows * cols);
+    assert!(rows == 0 || src.len() >= (rows - 1) * stride + cols);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx") {
         let (rows8, cols8) = (rows / 8 * 8, cols / 8 * 8);
-        // SAFETY: AVX is present, and `src` / `dst` hold `rows × cols` values (asserted above).
-        unsafe { transpose_blocks_avx(src, rows8, cols, cols8, dst, rows) };
-        transpose_tiles(src, rows, cols, dst, 0..rows8, cols8..cols);
-        transpose_tiles(src, rows, cols, dst, rows8..rows, 0..cols);
+        // SAFETY: AVX is present, `src` holds `rows` rows `stride` apart and `dst` `rows × cols`
+        // values (asserted above).
+        unsafe { transpose_blocks_avx(src, rows8, stride, cols8, dst, rows) };
+        transpose_tiles(src, rows, stride, dst, 0..rows8, cols8..cols);
+        transpose_tiles(src, rows, stride, dst, rows8..rows, 0..cols);
         return;
     }
-    transpose_tiles(src, rows, cols, dst, 0..rows, 0..cols);
+    transpose_tiles(src, rows, stride, dst, 0..rows, 0..cols);
 }
 
-/// [`transpose`] of the `src` rows `is` and columns `js` only.
+/// [`transpose_strided`] of the `src` rows `is` and columns `js` only.
 fn transpose_tiles(
     src: &[f32],
     rows: usize,
-    cols: usize,
+    stride: usize,
     dst: &mut [f32],
     is: std::ops::Range<usize>,
     js: std::ops::Range<usize>,
@@ -65,24 +73,25 @@ fn transpose_tiles(
         for j0 in js.clone().step_by(TILE) {
             for i in i0..(i0 + TILE).min(is.end) {
                 for j in j0..(j0 + TILE).min(js.end) {
-                    dst[j * rows + i] = src[i * cols + j];
+                    dst[j * rows + i] = src[i * stride + j];
                 }
             }
         }
     }
 }
 
-/// The 8 × 8 blocks of [`transpose`] covering `src` rows `0..rows8` and columns `0..cols8`
-/// (`src` has `cols` columns, `dst` `rows` columns; `rows8`, `cols8` multiples of 8).
+/// The 8 × 8 blocks of [`transpose_strided`] covering `src` rows `0..rows8` and columns
+/// `0..cols8` (`src` rows `stride` apart, `dst` `rows` columns; `rows8`, `cols8` multiples of 8).
 ///
 /// # Safety
-/// AVX must be available and both buffers must hold a `rows × cols` matrix.
+/// AVX must be available, `src` must hold `rows8` rows `stride` apart of at least `cols8`
+/// values and `dst` a `cols8 × rows` matrix.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
 unsafe fn transpose_blocks_avx(
     src: &[f32],
     rows8: usize,
-    cols: usize,
+    stride: usize,
     cols8: usize,
     dst: &mut [f32],
     rows: usize,
@@ -93,8 +102,9 @@ unsafe fn transpose_blocks_avx(
         for j0 in (0..cols8).step_by(8) {
             // SAFETY (loads and stores): rows i0..i0 + 8 ≤ rows and columns j0..j0 + 8 ≤ cols
             // of `src`, the same transposed of `dst`.
-            let r: [__m256; 8] =
-                std::array::from_fn(|k| unsafe { _mm256_loadu_ps(src.add((i0 + k) * cols + j0)) });
+            let r: [__m256; 8] = std::array::from_fn(|k| unsafe {
+                _mm256_loadu_ps(src.add((i0 + k) * stride + j0))
+            });
             // Pairs of rows interleaved, then pairs of pairs: each 128-bit half then holds four
             // rows' values of one column.
             let t0 = _mm256_unpacklo_ps(r[0], r[1]);
@@ -327,6 +337,21 @@ mod tests {
                         "tiles, {rows}×{cols} at ({i}, {j})"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn strided_transpose_reads_only_the_rows_it_is_given() {
+        // 17 keys of 16 values each inside rows of 48 (a fused qkv at width 16): 8 × 8 blocks
+        // and edges, the values between the rows never copied.
+        let (rows, cols, stride) = (17, 16, 48);
+        let src: Vec<f32> = (0..(rows - 1) * stride + cols).map(|v| v as f32).collect();
+        let mut dst = vec![-1.0f32; rows * cols];
+        transpose_strided(&src, rows, cols, stride, &mut dst);
+        for i in 0..rows {
+            for j in 0..cols {
+                assert_eq!(dst[j * rows + i], src[i * stride + j], "({i}, {j})");
             }
         }
     }
