@@ -1,7 +1,9 @@
 //! Per-layer convolution timings (forward, backward) of ResNet-18 at 32×32, batch 64, with the
 //! GFLOP/s each reaches: where the train step's time goes.
 //!
-//! With `SMALL=1`: the shipped recipes' ResNet-18 at width 8 on 28×28×1, batch 128.
+//! With `SMALL=1`: the shipped recipes' ResNet-18 at width 8 on 28×28×1, batch 128. With `R50=1`:
+//! ResNet-50's convolutions (ImageNet stem, stride on the 3×3s) at 224×224×3, batch 32, as the
+//! 224-px train step runs them.
 //!
 //! cargo run --release --example convprof -- [c_in c_out side]   (one layer only)
 use burn::tensor::ops::ConvOptions;
@@ -37,7 +39,40 @@ fn main() {
         (512, 512, 4, 1, 3, 3),
         (256, 512, 8, 2, 1, 1),
     ];
-    let layers = if small { width8 } else { width64 };
+    let resnet50 = [
+        (3usize, 64usize, 224usize, 2usize, 7usize, 1usize),
+        (64, 64, 56, 1, 1, 1),
+        (256, 64, 56, 1, 1, 2),
+        (64, 64, 56, 1, 3, 3),
+        (64, 256, 56, 1, 1, 4),
+        (256, 128, 56, 1, 1, 1),
+        (128, 128, 56, 2, 3, 1),
+        (128, 512, 28, 1, 1, 4),
+        (256, 512, 56, 2, 1, 1),
+        (512, 128, 28, 1, 1, 3),
+        (128, 128, 28, 1, 3, 3),
+        (512, 256, 28, 1, 1, 1),
+        (256, 256, 28, 2, 3, 1),
+        (256, 1024, 14, 1, 1, 6),
+        (512, 1024, 28, 2, 1, 1),
+        (1024, 256, 14, 1, 1, 5),
+        (256, 256, 14, 1, 3, 5),
+        (1024, 512, 14, 1, 1, 1),
+        (512, 512, 14, 2, 3, 1),
+        (512, 2048, 7, 1, 1, 3),
+        (1024, 2048, 14, 2, 1, 1),
+        (2048, 512, 7, 1, 1, 2),
+        (512, 512, 7, 1, 3, 2),
+    ];
+    let r50 = std::env::var("R50").is_ok_and(|v| v == "1");
+    let batch = if r50 { 32 } else { batch };
+    let layers: Vec<_> = if r50 {
+        resnet50.to_vec()
+    } else if small {
+        width8.to_vec()
+    } else {
+        width64.to_vec()
+    };
     let only: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())

@@ -205,46 +205,58 @@ impl WithSimd for Product<'_> {
         }
         assert!(self.depth == 0 || self.b.len() >= (self.depth - 1) * self.b_row + self.w);
         assert!(self.c.len() >= (self.rows - 1) * self.c_row + self.w);
-        // Eight rows of accumulators: two FMA units of four cycles' latency stay busy.
-        let mut i = 0;
-        while i + 8 <= self.rows {
-            self.block::<S, 8>(simd, i);
-            i += 8;
-        }
-        if i + 4 <= self.rows {
-            self.block::<S, 4>(simd, i);
-            i += 4;
-        }
-        while i < self.rows {
-            self.block::<S, 1>(simd, i);
-            i += 1;
+        // Rows × vectors of accumulators: 24 of AVX-512's 32 registers (8 of AVX2's 16), the
+        // rest for one row of `b` and a broadcast. Each value of `a` then feeds several FMAs
+        // and each vector of `b` several rows, so loads stay below the FMAs.
+        if std::mem::size_of::<S::f32s>() >= 64 {
+            self.row_blocks::<S, 6, 4>(simd);
+        } else {
+            self.row_blocks::<S, 4, 2>(simd);
         }
     }
 }
 
 impl Product<'_> {
+    /// All rows of `c`, `R` at a time, then 4, then one by one.
+    #[inline(always)]
+    fn row_blocks<S: Simd, const R: usize, const V: usize>(&mut self, simd: S) {
+        let mut i = 0;
+        while i + R <= self.rows {
+            self.block::<S, R, V>(simd, i);
+            i += R;
+        }
+        if R > 4 && i + 4 <= self.rows {
+            self.block::<S, 4, V>(simd, i);
+            i += 4;
+        }
+        while i < self.rows {
+            self.block::<S, 1, V>(simd, i);
+            i += 1;
+        }
+    }
+
     /// Rows `i0..i0 + R` of `c`.
     #[inline(always)]
-    fn block<S: Simd, const R: usize>(&mut self, simd: S, i0: usize) {
+    fn block<S: Simd, const R: usize, const V: usize>(&mut self, simd: S, i0: usize) {
         let depth = self.depth;
         match self.a {
             Lhs::Rows(values, stride) => {
                 let rows: [&[f32]; R] =
                     std::array::from_fn(|r| &values[(i0 + r) * stride..][..depth]);
-                self.columns(simd, i0, |k| -> [f32; R] {
+                self.columns::<S, R, V>(simd, i0, |k| -> [f32; R] {
                     std::array::from_fn(|r| rows[r][k])
                 })
             }
-            Lhs::Columns(values, stride) => self.columns(simd, i0, |k| {
+            Lhs::Columns(values, stride) => self.columns::<S, R, V>(simd, i0, |k| {
                 *<&[f32; R]>::try_from(&values[k * stride + i0..][..R]).expect("R values")
             }),
         }
     }
 
-    /// Rows `i0..i0 + R` of `c`, one vector of columns at a time, with `a_at(k)` the `R`
-    /// values of column `k` of `a`.
+    /// Rows `i0..i0 + R` of `c`, `V` whole vectors of columns at a time, then one vector
+    /// (whole or partial) at a time, with `a_at(k)` the `R` values of column `k` of `a`.
     #[inline(always)]
-    fn columns<S: Simd, const R: usize>(
+    fn columns<S: Simd, const R: usize, const V: usize>(
         &mut self,
         simd: S,
         i0: usize,
@@ -252,23 +264,34 @@ impl Product<'_> {
     ) {
         let lanes = std::mem::size_of::<S::f32s>() / 4;
         let (b, b_row, depth) = (self.b, self.b_row, self.depth);
-        for j0 in (0..self.w).step_by(lanes) {
+        let load = |values: &[f32]| -> S::f32s {
+            pulp::bytemuck::pod_read_unaligned(pulp::bytemuck::cast_slice(&values[..lanes]))
+        };
+        let mut j0 = 0;
+        while j0 + V * lanes <= self.w {
+            let acc: [[S::f32s; V]; R] = column_sums(simd, depth, &a_at, |k| {
+                let row = &b[k * b_row + j0..][..V * lanes];
+                std::array::from_fn(|v| load(&row[v * lanes..]))
+            });
+            for (r, vectors) in acc.iter().enumerate() {
+                let out = &mut self.c[(i0 + r) * self.c_row + j0..][..V * lanes];
+                // A constant length (`V · lanes`), or the copy becomes a call to `memmove`.
+                out.copy_from_slice(pulp::bytemuck::cast_slice(vectors.as_slice()));
+            }
+            j0 += V * lanes;
+        }
+        for j0 in (j0..self.w).step_by(lanes) {
             let width = lanes.min(self.w - j0);
-            let acc: [S::f32s; R] = if width == lanes {
-                column_sums(simd, depth, &a_at, |k| {
-                    pulp::bytemuck::pod_read_unaligned(pulp::bytemuck::cast_slice(
-                        &b[k * b_row + j0..][..lanes],
-                    ))
-                })
+            let acc: [[S::f32s; 1]; R] = if width == lanes {
+                column_sums(simd, depth, &a_at, |k| [load(&b[k * b_row + j0..])])
             } else {
                 column_sums(simd, depth, &a_at, |k| {
-                    simd.partial_load_f32s(&b[k * b_row + j0..][..width])
+                    [simd.partial_load_f32s(&b[k * b_row + j0..][..width])]
                 })
             };
-            for (r, v) in acc.iter().enumerate() {
+            for (r, [v]) in acc.iter().enumerate() {
                 let out = &mut self.c[(i0 + r) * self.c_row + j0..];
                 if width == lanes {
-                    // Sliced to `lanes` (a constant here), or the copy becomes a call to `memmove`.
                     out[..lanes]
                         .copy_from_slice(pulp::bytemuck::cast_slice(std::slice::from_ref(v)));
                 } else {
@@ -280,19 +303,22 @@ impl Product<'_> {
     }
 }
 
-/// `[Σ_k a_at(k)[r] · b_at(k); R]` over `k < depth`.
+/// `[[Σ_k a_at(k)[r] · b_at(k)[v]; V]; R]` over `k < depth`.
 #[inline(always)]
-fn column_sums<S: Simd, const R: usize>(
+fn column_sums<S: Simd, const R: usize, const V: usize>(
     simd: S,
     depth: usize,
     a_at: impl Fn(usize) -> [f32; R],
-    b_at: impl Fn(usize) -> S::f32s,
-) -> [S::f32s; R] {
-    let mut acc = [simd.splat_f32s(0.0); R];
+    b_at: impl Fn(usize) -> [S::f32s; V],
+) -> [[S::f32s; V]; R] {
+    let mut acc = [[simd.splat_f32s(0.0); V]; R];
     for k in 0..depth {
-        let bv = b_at(k);
+        let b = b_at(k);
         for (acc, a) in acc.iter_mut().zip(a_at(k)) {
-            *acc = simd.mul_add_f32s(simd.splat_f32s(a), bv, *acc);
+            let a = simd.splat_f32s(a);
+            for (acc, &b) in acc.iter_mut().zip(&b) {
+                *acc = simd.mul_add_f32s(a, b, *acc);
+            }
         }
     }
     acc
@@ -305,7 +331,8 @@ mod tests {
 
     #[test]
     fn products_match_the_definition_for_both_operand_layouts_on_each_instruction_set() {
-        // (rows, depth, w): row blocks of 8, 4 and 1, whole and partial vectors, depth 1.
+        // (rows, depth, w): row blocks of 6 (AVX-512) or 4 (AVX2), then 4 and 1; groups of
+        // 4 (2) whole vectors, then whole and partial single vectors; depth 1.
         for (rows, depth, w) in [
             (1, 1, 1),
             (5, 16, 5),
@@ -313,6 +340,8 @@ mod tests {
             (17, 16, 33),
             (65, 16, 16),
             (9, 3, 40),
+            (23, 5, 64),
+            (11, 9, 133),
         ] {
             for columns in [false, true] {
                 let stride = if columns { rows + 1 } else { depth + 2 };
