@@ -207,17 +207,20 @@ impl WithSimd for Product<'_> {
         assert!(self.c.len() >= (self.rows - 1) * self.c_row + self.w);
         // Rows × vectors of accumulators: 24 of AVX-512's 32 registers (8 of AVX2's 16), the
         // rest for one row of `b` and a broadcast. Each value of `a` then feeds several FMAs
-        // and each vector of `b` several rows, so loads stay below the FMAs.
-        if std::mem::size_of::<S::f32s>() >= 64 {
-            self.row_blocks::<S, 6, 4>(simd);
-        } else {
-            self.row_blocks::<S, 4, 2>(simd);
+        // and each vector of `b` several rows, so loads stay below the FMAs. Narrower products
+        // (DINO's and MAE's few tokens) keep eight rows of one vector: two FMA units of four
+        // cycles' latency stay busy.
+        let lanes = std::mem::size_of::<S::f32s>() / 4;
+        match lanes {
+            16.. if self.w >= 4 * lanes => self.row_blocks::<S, 6, 4>(simd),
+            8..16 if self.w >= 2 * lanes => self.row_blocks::<S, 4, 2>(simd),
+            _ => self.row_blocks::<S, 8, 1>(simd),
         }
     }
 }
 
 impl Product<'_> {
-    /// All rows of `c`, `R` at a time, then 4, then one by one.
+    /// All rows of `c`, `R` at a time, then 4, then one by one; `V` vectors of columns at a time.
     #[inline(always)]
     fn row_blocks<S: Simd, const R: usize, const V: usize>(&mut self, simd: S) {
         let mut i = 0;
