@@ -11,8 +11,8 @@ use selfsup::kernels::conv::{ConvGeometry, backward, forward};
 use std::time::Instant;
 fn main() {
     selfsup::allocator::keep_freed_memory();
-    let small = std::env::var("SMALL").is_ok_and(|v| v == "1");
-    let batch = if small { 128 } else { 64 };
+    let flag = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
+    let (small, r50) = (flag("SMALL"), flag("R50"));
     let width8 = [
         (1usize, 8usize, 28usize, 1usize, 3usize, 1usize),
         (8, 8, 28, 1, 3, 4),
@@ -64,21 +64,19 @@ fn main() {
         (2048, 512, 7, 1, 1, 2),
         (512, 512, 7, 1, 3, 2),
     ];
-    let r50 = std::env::var("R50").is_ok_and(|v| v == "1");
-    let batch = if r50 { 32 } else { batch };
-    let layers: Vec<_> = if r50 {
-        resnet50.to_vec()
+    let (batch, layers): (usize, &[_]) = if r50 {
+        (32, &resnet50)
     } else if small {
-        width8.to_vec()
+        (128, &width8)
     } else {
-        width64.to_vec()
+        (64, &width64)
     };
     let only: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
     let (mut tf, mut tb, mut fl_all) = (0.0, 0.0, 0.0);
-    for &(cin, cout, side, stride, k, count) in &layers {
+    for &(cin, cout, side, stride, k, count) in layers {
         if only.len() == 3 && only != [cin, cout, side] {
             continue;
         }

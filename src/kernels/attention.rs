@@ -256,8 +256,8 @@ impl Product<'_> {
         }
     }
 
-    /// Rows `i0..i0 + R` of `c`, `V` whole vectors of columns at a time, then one vector
-    /// (whole or partial) at a time, with `a_at(k)` the `R` values of column `k` of `a`.
+    /// Rows `i0..i0 + R` of `c`: `V` whole vectors of columns at a time, then single whole
+    /// vectors, then the partial last one, with `a_at(k)` the `R` values of column `k` of `a`.
     #[inline(always)]
     fn columns<S: Simd, const R: usize, const V: usize>(
         &mut self,
@@ -265,16 +265,42 @@ impl Product<'_> {
         i0: usize,
         a_at: impl Fn(usize) -> [f32; R],
     ) {
+        let j0 = self.whole_vectors::<S, R, V>(simd, i0, 0, &a_at);
+        let j0 = self.whole_vectors::<S, R, 1>(simd, i0, j0, &a_at);
+        let width = self.w - j0;
+        if width == 0 {
+            return;
+        }
+        let (b, b_row) = (self.b, self.b_row);
+        let acc: [[S::f32s; 1]; R] = column_sums(simd, self.depth, &a_at, |k| {
+            [simd.partial_load_f32s(&b[k * b_row + j0..][..width])]
+        });
+        for (r, [v]) in acc.iter().enumerate() {
+            let out = &mut self.c[(i0 + r) * self.c_row + j0..][..width];
+            simd.partial_store_f32s(out, *v);
+        }
+    }
+
+    /// Rows `i0..i0 + R` of `c`, columns from `j0` on in groups of `V` whole vectors while
+    /// they fit; returns the first column left.
+    #[inline(always)]
+    fn whole_vectors<S: Simd, const R: usize, const V: usize>(
+        &mut self,
+        simd: S,
+        i0: usize,
+        mut j0: usize,
+        a_at: &impl Fn(usize) -> [f32; R],
+    ) -> usize {
         let lanes = std::mem::size_of::<S::f32s>() / 4;
-        let (b, b_row, depth) = (self.b, self.b_row, self.depth);
-        let load = |values: &[f32]| -> S::f32s {
-            pulp::bytemuck::pod_read_unaligned(pulp::bytemuck::cast_slice(&values[..lanes]))
-        };
-        let mut j0 = 0;
+        let (b, b_row) = (self.b, self.b_row);
         while j0 + V * lanes <= self.w {
-            let acc: [[S::f32s; V]; R] = column_sums(simd, depth, &a_at, |k| {
+            let acc: [[S::f32s; V]; R] = column_sums(simd, self.depth, a_at, |k| {
                 let row = &b[k * b_row + j0..][..V * lanes];
-                std::array::from_fn(|v| load(&row[v * lanes..]))
+                std::array::from_fn(|v| {
+                    pulp::bytemuck::pod_read_unaligned(pulp::bytemuck::cast_slice(
+                        &row[v * lanes..][..lanes],
+                    ))
+                })
             });
             for (r, vectors) in acc.iter().enumerate() {
                 let out = &mut self.c[(i0 + r) * self.c_row + j0..][..V * lanes];
@@ -283,26 +309,7 @@ impl Product<'_> {
             }
             j0 += V * lanes;
         }
-        for j0 in (j0..self.w).step_by(lanes) {
-            let width = lanes.min(self.w - j0);
-            let acc: [[S::f32s; 1]; R] = if width == lanes {
-                column_sums(simd, depth, &a_at, |k| [load(&b[k * b_row + j0..])])
-            } else {
-                column_sums(simd, depth, &a_at, |k| {
-                    [simd.partial_load_f32s(&b[k * b_row + j0..][..width])]
-                })
-            };
-            for (r, [v]) in acc.iter().enumerate() {
-                let out = &mut self.c[(i0 + r) * self.c_row + j0..];
-                if width == lanes {
-                    out[..lanes]
-                        .copy_from_slice(pulp::bytemuck::cast_slice(std::slice::from_ref(v)));
-                } else {
-                    let out = &mut out[..width];
-                    simd.partial_store_f32s(out, *v);
-                }
-            }
-        }
+        j0
     }
 }
 
