@@ -339,10 +339,21 @@ mod tests {
                 4,
                 true,
             ),
-            // Enough channels for the Winograd path: forward, input and weight gradients.
+            // Enough channels for the Winograd path: forward, input and weight gradients, by
+            // F(2×2) on a 6 × 5 output and F(4×4) on 9 × 8.
             (
                 [3, 32, 6, 5],
                 36,
+                [3, 3],
+                [1, 1],
+                [(1, 1), (1, 1)],
+                [1, 1],
+                1,
+                false,
+            ),
+            (
+                [2, 33, 9, 8],
+                32,
                 [3, 3],
                 [1, 1],
                 [(1, 1), (1, 1)],
