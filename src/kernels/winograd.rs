@@ -579,12 +579,6 @@ fn output_grad_tile<F: Algorithm, const W: usize>(
     }
 }
 
-/// Scratch of one thread: one image channels-last.
-#[derive(Default)]
-struct Scratch {
-    hwc: Vec<f32>,
-}
-
 /// Tiles per group of images: each of a group's α² gemms packs its weight matrix once for all
 /// of them, so more tiles amortise the packing; fewer keep the transformed tensors in cache.
 const GROUP_TILES: usize = 512;
@@ -672,8 +666,8 @@ fn forward_by<F: Algorithm>(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<
         by_image(v, tiles, per, g.c_in)
             .into_par_iter()
             .zip(x_group.par_chunks(x_image))
-            .for_each_init(Scratch::default, |s, (mut parts, image)| {
-                let hwc = sized(&mut s.hwc, x_image);
+            .for_each_init(Vec::new, |hwc, (mut parts, image)| {
+                let hwc = sized(hwc, x_image);
                 transpose(image, g.c_in, hw, hwc);
                 transform_input::<F>(g, grid, hwc, &mut parts);
             });
@@ -691,14 +685,14 @@ fn forward_by<F: Algorithm>(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<
                 );
             });
         let m = &*m;
-        y_group.par_chunks_mut(y_image).enumerate().for_each_init(
-            Scratch::default,
-            |s, (i, image)| {
-                let hwc = sized(&mut s.hwc, y_image);
+        y_group
+            .par_chunks_mut(y_image)
+            .enumerate()
+            .for_each_init(Vec::new, |hwc, (i, image)| {
+                let hwc = sized(hwc, y_image);
                 transform_output::<F>(g, grid, m, tiles, i * per, hwc);
                 transpose(hwc, ohw, g.c_out, image);
-            },
-        );
+            });
     }
     y
 }
@@ -744,9 +738,9 @@ fn weight_grad_by<F: Algorithm>(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<
                     .zip(dy_group.par_chunks(y_image)),
             )
             .for_each_init(
-                Scratch::default,
-                |s, ((mut v_parts, mut dm_parts), (image, grad))| {
-                    let hwc = sized(&mut s.hwc, x_image.max(y_image));
+                Vec::new,
+                |hwc, ((mut v_parts, mut dm_parts), (image, grad))| {
+                    let hwc = sized(hwc, x_image.max(y_image));
                     transpose(image, g.c_in, hw, hwc);
                     transform_input::<F>(g, grid, hwc, &mut v_parts);
                     transpose(grad, g.c_out, ohw, hwc);
