@@ -19,6 +19,7 @@ use super::attention::{self, Heads};
 use super::batch_norm::{self, Planes};
 use super::conv::{self, ConvGeometry};
 use super::linear::{self, Dims};
+use super::pool::{self, Window};
 use super::{gelu, layer_norm};
 
 fn dims(t: &FlexTensor) -> Vec<usize> {
@@ -167,6 +168,35 @@ fn layer_norm_supported(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor) -
         && dims(beta) == dims(gamma)
 }
 
+/// The pooling call when the flex kernel takes it.
+fn pool_window(
+    x: &FlexTensor,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Option<Window> {
+    let shape = dims(x);
+    let [batch, channels, h, w] = <[usize; 4]>::try_from(shape).ok()?;
+    let win = Window {
+        batch,
+        channels,
+        h,
+        w,
+        kernel,
+        stride,
+        padding,
+    };
+    (is_f32(&[x]) && win.output().is_some()).then_some(win)
+}
+
+/// `(y, argmax)` of a max pooling.
+fn max_pool_forward(win: &Window, x: FlexTensor) -> (FlexTensor, Vec<u32>) {
+    let x = x.to_contiguous();
+    let (y, argmax) = pool::max_forward(win, x.storage::<f32>());
+    let (oh, ow) = win.output().expect("checked by pool_window");
+    (tensor(y, &[win.batch, win.channels, oh, ow]), argmax)
+}
+
 fn batch_norm_supported(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor) -> bool {
     is_f32(&[x, gamma, beta]) && x.layout().shape().num_dims() == 4
 }
@@ -213,6 +243,18 @@ impl KernelOps for Flex {
         }
         let x = x.to_contiguous();
         tensor(gelu::forward(x.storage::<f32>()), &dims(&x))
+    }
+
+    fn max_pool2d_padded(
+        x: FlexTensor,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FlexTensor {
+        match pool_window(&x, kernel, stride, padding) {
+            Some(win) => max_pool_forward(&win, x).0,
+            None => Flex::max_pool2d(x, kernel, stride, padding, [1, 1], false),
+        }
     }
 
     fn layer_norm_last_dim(
@@ -395,6 +437,27 @@ impl Backward<Flex, 1> for GeluBackward {
         if let Some(node) = node_x {
             let dx = gelu::backward(x.storage::<f32>(), dy.storage::<f32>());
             grads.register::<Flex>(node.id, tensor(dx, &dims(&x)));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct MaxPoolBackward;
+
+impl Backward<Flex, 1> for MaxPoolBackward {
+    /// The call and each output's input position.
+    type State = (Window, Vec<u32>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let (win, argmax) = ops.state;
+        if let Some(node) = node_x {
+            let dx = pool::max_backward(&win, &argmax, dy.storage::<f32>());
+            grads.register::<Flex>(
+                node.id,
+                tensor(dx, &[win.batch, win.channels, win.h, win.w]),
+            );
         }
     }
 }
@@ -634,6 +697,35 @@ impl<C: CheckpointStrategy> KernelOps for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => {
                 prep.finish(<Flex as KernelOps>::gelu_erf(x.into_primitive()))
             }
+        }
+    }
+
+    fn max_pool2d_padded(
+        x: FloatTensor<Self>,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        let Some(win) = pool_window(x.primitive(), kernel, stride, padding) else {
+            return <Self as ModuleOps<Self>>::max_pool2d(
+                x,
+                kernel,
+                stride,
+                padding,
+                [1, 1],
+                false,
+            );
+        };
+        match MaxPoolBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (y, argmax) = max_pool_forward(&win, x.into_primitive());
+                prep.finish((win, argmax), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(max_pool_forward(&win, x.into_primitive()).0),
         }
     }
 

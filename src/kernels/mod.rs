@@ -15,6 +15,7 @@ mod gemm;
 mod geometry;
 pub mod layer_norm;
 pub mod linear;
+pub mod pool;
 mod reference;
 mod simd;
 pub use simd::vectorized;
@@ -92,6 +93,17 @@ pub trait KernelOps: Backend {
     /// Multi-head self-attention from a fused projection `qkv [b, n, 3d]` to `[b, n, d]`.
     fn multi_head_attention(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
         reference::multi_head_attention::<Self>(qkv, heads)
+    }
+
+    /// 2-D max pooling, NCHW, padding on both sides of each axis, no dilation, output size
+    /// rounded down.
+    fn max_pool2d_padded(
+        x: FloatTensor<Self>,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        Self::max_pool2d(x, kernel, stride, padding, [1, 1], false)
     }
 }
 
@@ -208,6 +220,27 @@ pub fn conv2d_layer(layer: &burn::nn::conv::Conv2d, x: Tensor<4>) -> Tensor<4> {
         layer.bias.as_ref().map(|b| b.val()),
         options,
     )
+}
+
+/// A burn `MaxPool2d` layer's forward pass; same result, one pass per plane on flex.
+pub fn max_pool2d_layer(layer: &burn::nn::pool::MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    use burn::nn::PaddingConfig2d;
+    let padding = match layer.padding {
+        PaddingConfig2d::Valid => [0, 0],
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            [top, left]
+        }
+        _ => return layer.forward(x),
+    };
+    if layer.dilation != [1, 1] || layer.ceil_mode {
+        return layer.forward(x);
+    }
+    Tensor::from_dispatch(<Dispatch as KernelOps>::max_pool2d_padded(
+        x.into_dispatch(),
+        layer.kernel_size,
+        layer.stride,
+        padding,
+    ))
 }
 
 /// GELU, exact (erf) form, as `torch.nn.GELU()`; fused on flex.
@@ -467,6 +500,43 @@ mod tests {
             1e-4,
             "inference output",
         );
+    }
+
+    #[test]
+    fn max_pool_matches_burn_on_values_and_gradients_with_ties() {
+        use burn::nn::PaddingConfig2d;
+        use burn::nn::pool::MaxPool2dConfig;
+        let device = Device::flex().autodiff();
+        device.seed(12);
+        // (x dims, kernel, stride, padding): the ImageNet stem's pooling on an odd size,
+        // overlapping stride-1 windows, disjoint 2 × 2 windows, a non-square window.
+        for (shape, kernel, stride, padding) in [
+            ([2, 3, 13, 11], [3, 3], [2, 2], [1, 1]),
+            ([1, 5, 6, 7], [3, 3], [1, 1], [1, 1]),
+            ([3, 2, 8, 8], [2, 2], [2, 2], [0, 0]),
+            ([2, 4, 9, 10], [2, 3], [1, 2], [1, 0]),
+        ] {
+            let layer = MaxPool2dConfig::new(kernel)
+                .with_strides(stride)
+                .with_padding(PaddingConfig2d::Explicit(
+                    padding[0], padding[1], padding[0], padding[1],
+                ))
+                .init();
+            // Values on a coarse grid: many windows hold their maximum twice.
+            let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.5), &device).round();
+            let (xa, xb) = (x.clone().require_grad(), x.require_grad());
+            let (ya, yb) = (
+                max_pool2d_layer(&layer, xa.clone()),
+                layer.forward(xb.clone()),
+            );
+            assert_close(ya.clone(), yb.clone(), 0.0, "max pool");
+            let up = Tensor::<4>::random(yb.dims(), Distribution::Normal(0.0, 1.0), &device);
+            let (ga, gb) = (
+                (ya * up.clone()).sum().backward(),
+                (yb * up).sum().backward(),
+            );
+            assert_close(xa.grad(&ga).unwrap(), xb.grad(&gb).unwrap(), 1e-6, "dx");
+        }
     }
 }
 

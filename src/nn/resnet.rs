@@ -7,7 +7,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
 use super::cost::{Cost, Stage, shape};
-use crate::kernels::{batch_norm_add_relu_layer, batch_norm_layer, conv2d_layer};
+use crate::kernels::{batch_norm_add_relu_layer, batch_norm_layer, conv2d_layer, max_pool2d_layer};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,7 +201,7 @@ impl ResNet {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = batch_norm_layer(&self.bn1, conv2d_layer(&self.conv1, x), true);
         if let Some(pool) = &self.maxpool {
-            x = pool.forward(x);
+            x = max_pool2d_layer(pool, x);
         }
         for block in &self.layers {
             x = block.forward(x);
