@@ -101,6 +101,11 @@ fn col2im(g: &ConvGeometry, group: usize, col: &[f32], row_stride: usize, dx_chu
 fn flip_transpose(g: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
     let (cg, cog, taps) = (g.cg(), g.cog(), g.kh * g.kw);
     let mut flipped = vec![0.0f32; weight.len()];
+    if taps == 1 && g.groups == 1 {
+        // A pointwise weight: the plain transpose, in vector blocks.
+        transpose(weight, cog, cg, &mut flipped);
+        return flipped;
+    }
     for group in 0..g.groups {
         for co in 0..cog {
             for ci in 0..cg {
@@ -143,16 +148,24 @@ struct Scratch {
     out: Vec<f32>,
 }
 
-/// Contiguous chunks `(first image, images)` of the batch, grouped into one block per thread.
+/// Contiguous chunks `(first image, images)` of the batch, grouped into one block per thread:
+/// each block an equal share of the images (to within one), cut into near-equal chunks. Blocks
+/// of whole chunks split ResNet-50's 7-px layers 22 : 10 images between two threads.
 fn blocks(g: &ConvGeometry) -> Vec<Vec<(usize, usize)>> {
     let nb = images_per_chunk(g, WEIGHT_GRAD_COLUMNS);
-    let chunks: Vec<(usize, usize)> = (0..g.batch.div_ceil(nb))
-        .map(|i| (i * nb, nb.min(g.batch - i * nb)))
-        .collect();
-    let per_block = chunks
-        .len()
-        .div_ceil(rayon::current_num_threads().clamp(1, chunks.len().max(1)));
-    chunks.chunks(per_block.max(1)).map(<[_]>::to_vec).collect()
+    let threads = rayon::current_num_threads().clamp(1, g.batch.max(1));
+    (0..threads)
+        .map(|t| {
+            let (first, end) = (t * g.batch / threads, (t + 1) * g.batch / threads);
+            let chunks = (end - first).div_ceil(nb);
+            (0..chunks)
+                .map(|c| {
+                    let start = first + c * (end - first) / chunks;
+                    (start, first + (c + 1) * (end - first) / chunks - start)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// `y = conv2d(x, weight)` without bias; `x` is `[batch, c_in, h, w]`, the result

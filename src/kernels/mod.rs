@@ -342,6 +342,17 @@ mod tests {
                 3,
                 false,
             ),
+            // Pointwise: the input gradient's weight is a plain transpose.
+            (
+                [2, 6, 5, 7],
+                10,
+                [1, 1],
+                [1, 1],
+                [(0, 0), (0, 0)],
+                [1, 1],
+                1,
+                false,
+            ),
             (
                 [2, 8, 7, 7],
                 4,
