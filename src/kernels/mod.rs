@@ -526,6 +526,8 @@ mod tests {
             ([1, 5, 6, 7], [3, 3], [1, 1], [1, 1]),
             ([3, 2, 8, 8], [2, 2], [2, 2], [0, 0]),
             ([2, 4, 9, 10], [2, 3], [1, 2], [1, 0]),
+            // Narrower than the window: its last column lies wholly in the padding.
+            ([1, 2, 2, 1], [3, 3], [2, 2], [1, 1]),
         ] {
             let layer = MaxPool2dConfig::new(kernel)
                 .with_strides(stride)

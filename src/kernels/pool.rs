@@ -71,7 +71,12 @@ pub fn max_forward(win: &Window, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
     let taps: Vec<(usize, usize, usize, usize)> = (0..kw)
         .map(|kx| {
             let lo = px.saturating_sub(kx).div_ceil(sx);
-            let hi = ((win.w + px - kx - 1) / sx + 1).min(ow).max(lo);
+            // The last output whose window holds input column `ox·sx + kx − px ≤ w − 1`.
+            let hi = match (win.w + px).checked_sub(kx + 1) {
+                Some(last) => (last / sx + 1).min(ow),
+                None => 0,
+            };
+            let hi = hi.max(lo);
             let ix0 = lo * sx + kx - px;
             (lo, hi, ix0, ix0 % sx * phase_len + ix0 / sx)
         })
