@@ -284,26 +284,31 @@ pub fn backward(
                 let dy_chunk = &dy[first * g.y_image()..][..images * g.y_image()];
                 for group in 0..g.groups {
                     let w_g = MatRef::row_major(&weight[group * cog * k..][..cog * k], cog, k);
-                    // dy of this group as [cog, width], gathered into padded rows.
-                    let out = sized(&mut scratch.out, cog * stride);
-                    for (i, dy_image) in dy_chunk.chunks_exact(g.y_image()).enumerate() {
-                        for co in 0..cog {
-                            out[co * stride + i * p..][..p]
-                                .copy_from_slice(&dy_image[(group * cog + co) * p..][..p]);
+                    // dy of this group as [cog, width]: one image's is already in place,
+                    // several are gathered into padded rows.
+                    let dy_g = if images == 1 {
+                        MatRef::row_major(&dy_chunk[group * cog * p..][..cog * p], cog, p)
+                    } else {
+                        let out = sized(&mut scratch.out, cog * stride);
+                        for (i, dy_image) in dy_chunk.chunks_exact(g.y_image()).enumerate() {
+                            for co in 0..cog {
+                                out[co * stride + i * p..][..p]
+                                    .copy_from_slice(&dy_image[(group * cog + co) * p..][..p]);
+                            }
                         }
-                    }
-                    let dy_g = MatRef::strided(out, cog, width, stride);
+                        MatRef::strided(out, cog, width, stride)
+                    };
                     if let Some(dw_t) = dw_t.as_mut() {
-                        let col = sized(&mut scratch.col, k * stride);
-                        im2col(g, group, x_chunk, col, stride);
+                        let col = if images == 1 && g.is_pointwise() {
+                            MatRef::row_major(&x_chunk[group * k * p..][..k * p], k, p)
+                        } else {
+                            let col = sized(&mut scratch.col, k * stride);
+                            im2col(g, group, x_chunk, col, stride);
+                            MatRef::strided(col, k, width, stride)
+                        };
                         let dst =
                             MatMut::row_major(&mut dw_t[group * cog * k..][..cog * k], k, cog);
-                        gemm(
-                            dst,
-                            MatRef::strided(col, k, width, stride),
-                            dy_g.transpose(),
-                            true,
-                        );
+                        gemm(dst, col, dy_g.transpose(), true);
                     }
                     if let Some(dx_block) = dx_block.as_deref_mut() {
                         let dx_chunk = &mut dx_block[(first - block_first) * g.x_image()..]
