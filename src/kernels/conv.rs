@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::gemm::{MatMut, MatRef, gemm, transpose};
 pub use super::geometry::ConvGeometry;
-use super::geometry::{sized, zeroed};
+use super::geometry::{output_buffer, sized, zeroed};
 use super::{direct, winograd};
 
 /// Fills the column matrix `col` (K rows, `row_stride` apart; image `i` in columns
@@ -181,8 +181,10 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     }
     let (k, p, cog) = (g.k(), g.p(), g.cog());
     let nb = images_per_chunk(g, FORWARD_COLUMNS);
-    let mut y = zeroed(g.batch * g.y_image());
-    y.par_chunks_mut(nb * g.y_image())
+    let len = g.batch * g.y_image();
+    let mut y = output_buffer(len);
+    y.spare_capacity_mut()[..len]
+        .par_chunks_mut(nb * g.y_image())
         .zip(x.par_chunks(nb * g.x_image()))
         .for_each_init(Scratch::default, |scratch, (y_chunk, x_chunk)| {
             let images = y_chunk.len() / g.y_image();
@@ -190,22 +192,19 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
             let stride = padded(width);
             for group in 0..g.groups {
                 let w_g = MatRef::row_major(&weight[group * cog * k..][..cog * k], cog, k);
+                // This group's outputs of a single image, written in place by its gemm.
+                let y_g = MatMut::uninit(&mut y_chunk[group * cog * p..][..cog * p], cog, p);
                 if images == 1 && g.is_pointwise() {
                     // The input image already is the column matrix, the output its NCHW place.
-                    gemm(
-                        MatMut::row_major(&mut y_chunk[group * cog * p..][..cog * p], cog, p),
-                        w_g,
-                        MatRef::row_major(&x_chunk[group * k * p..][..k * p], k, p),
-                        false,
-                    );
+                    let x_g = MatRef::row_major(&x_chunk[group * k * p..][..k * p], k, p);
+                    gemm(y_g, w_g, x_g, false);
                     continue;
                 }
                 let col = sized(&mut scratch.col, k * stride);
                 im2col(g, group, x_chunk, col, stride);
                 let col = MatRef::strided(col, k, width, stride);
                 if images == 1 {
-                    let dst = MatMut::row_major(&mut y_chunk[group * cog * p..][..cog * p], cog, p);
-                    gemm(dst, w_g, col, false);
+                    gemm(y_g, w_g, col, false);
                     continue;
                 }
                 let out = sized(&mut scratch.out, cog * stride);
@@ -213,11 +212,13 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
                 for (i, y_image) in y_chunk.chunks_exact_mut(g.y_image()).enumerate() {
                     for co in 0..cog {
                         y_image[(group * cog + co) * p..][..p]
-                            .copy_from_slice(&out[co * stride + i * p..][..p]);
+                            .write_copy_of_slice(&out[co * stride + i * p..][..p]);
                     }
                 }
             }
         });
+    // SAFETY: every image's groups × cog rows of p outputs were written above.
+    unsafe { y.set_len(len) };
     y
 }
 

@@ -1,6 +1,8 @@
 //! Bounds-checked strided matrix views over slices, and `dst (+)= a · b` on them by the `gemm`
 //! crate's packed kernels (single-threaded: callers parallelise over images).
 
+use std::mem::MaybeUninit;
+
 /// A read-only `rows × cols` matrix at `data[r·row_stride + c·col_stride]`.
 #[derive(Clone, Copy)]
 pub struct MatRef<'a> {
@@ -14,11 +16,20 @@ pub struct MatRef<'a> {
 /// A writable `rows × cols` matrix at `data[r·row_stride + c·col_stride]`: row-major with
 /// padded rows, or the transpose of a row-major buffer.
 pub struct MatMut<'a> {
-    data: &'a mut [f32],
+    data: &'a mut [MaybeUninit<f32>],
     rows: usize,
     cols: usize,
     row_stride: usize,
     col_stride: usize,
+    /// False for a view of memory not yet written: a product may fill it, never add to it.
+    initialized: bool,
+}
+
+/// `data` as memory to write into. Sound because only initialised `f32`s are ever stored
+/// through the result.
+fn as_uninit(data: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and the callers above write only values.
+    unsafe { &mut *(data as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
 /// Panics unless `rows × cols` with rows `row_stride` apart fits in `len` values.
@@ -41,9 +52,25 @@ pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     transpose_strided(src, rows, cols, cols, dst)
 }
 
+/// [`transpose`] into memory not yet written (every value of `dst[..rows·cols]` is written):
+/// a fresh output needs no zero-filling first.
+pub fn transpose_uninit(src: &[f32], rows: usize, cols: usize, dst: &mut [MaybeUninit<f32>]) {
+    transpose_into(src, rows, cols, cols, dst)
+}
+
 /// [`transpose`] of `rows` rows of `cols` values that lie `stride` apart in `src` (a slice of
 /// wider rows, such as one head's keys in a fused `qkv`).
 pub fn transpose_strided(src: &[f32], rows: usize, cols: usize, stride: usize, dst: &mut [f32]) {
+    transpose_into(src, rows, cols, stride, as_uninit(dst))
+}
+
+fn transpose_into(
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    stride: usize,
+    dst: &mut [MaybeUninit<f32>],
+) {
     assert!(cols <= stride && dst.len() >= rows * cols);
     assert!(rows == 0 || src.len() >= (rows - 1) * stride + cols);
     #[cfg(target_arch = "x86_64")]
@@ -64,7 +91,7 @@ fn transpose_tiles(
     src: &[f32],
     rows: usize,
     stride: usize,
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     is: std::ops::Range<usize>,
     js: std::ops::Range<usize>,
 ) {
@@ -73,7 +100,7 @@ fn transpose_tiles(
         for j0 in js.clone().step_by(TILE) {
             for i in i0..(i0 + TILE).min(is.end) {
                 for j in j0..(j0 + TILE).min(js.end) {
-                    dst[j * rows + i] = src[i * stride + j];
+                    dst[j * rows + i].write(src[i * stride + j]);
                 }
             }
         }
@@ -93,11 +120,11 @@ unsafe fn transpose_blocks_avx(
     rows8: usize,
     stride: usize,
     cols8: usize,
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     rows: usize,
 ) {
     use std::arch::x86_64::*;
-    let (src, dst) = (src.as_ptr(), dst.as_mut_ptr());
+    let (src, dst) = (src.as_ptr(), dst.as_mut_ptr().cast::<f32>());
     for i0 in (0..rows8).step_by(8) {
         for j0 in (0..cols8).step_by(8) {
             // SAFETY (loads and stores): rows i0..i0 + 8 ≤ rows and columns j0..j0 + 8 ≤ cols
@@ -174,11 +201,26 @@ impl<'a> MatMut<'a> {
     pub fn strided(data: &'a mut [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
         check_strided(data.len(), rows, cols, row_stride);
         MatMut {
-            data,
+            data: as_uninit(data),
             rows,
             cols,
             row_stride,
             col_stride: 1,
+            initialized: true,
+        }
+    }
+
+    /// A row-major view of memory not yet written, for a product that fills it
+    /// (`accumulate = false`): a fresh output needs no zero-filling first.
+    pub fn uninit(data: &'a mut [MaybeUninit<f32>], rows: usize, cols: usize) -> Self {
+        check_strided(data.len(), rows, cols, cols);
+        MatMut {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+            initialized: false,
         }
     }
 
@@ -187,11 +229,12 @@ impl<'a> MatMut<'a> {
     pub fn transposed(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
         assert!(data.len() >= rows * cols, "matrix view out of bounds");
         MatMut {
-            data,
+            data: as_uninit(data),
             rows,
             cols,
             row_stride: 1,
             col_stride: rows,
+            initialized: true,
         }
     }
 }
@@ -259,6 +302,10 @@ fn gemm_with(
     assert_eq!(a.rows, dst.rows, "gemm: rows of a and dst differ");
     assert_eq!(b.cols, dst.cols, "gemm: columns of b and dst differ");
     assert_eq!(a.cols, b.rows, "gemm: inner sizes differ");
+    assert!(
+        dst.initialized || !accumulate,
+        "gemm: cannot accumulate into unwritten memory"
+    );
     let (m, n, k) = (dst.rows, dst.cols, a.cols);
     if m == 0 || n == 0 {
         return;
@@ -267,7 +314,7 @@ fn gemm_with(
         if !accumulate {
             for r in 0..m {
                 for c in 0..n {
-                    dst.data[r * dst.row_stride + c * dst.col_stride] = 0.0;
+                    dst.data[r * dst.row_stride + c * dst.col_stride].write(0.0);
                 }
             }
         }
@@ -281,7 +328,7 @@ fn gemm_with(
             m,
             n,
             k,
-            dst.data.as_mut_ptr(),
+            dst.data.as_mut_ptr().cast::<f32>(),
             dst.col_stride as isize,
             dst.row_stride as isize,
             accumulate,
@@ -326,7 +373,7 @@ mod tests {
             transpose(&src, rows, cols, &mut dst);
             // The element-by-element path alone, as CPUs without AVX run it.
             let mut tiled = vec![-1.0f32; rows * cols];
-            transpose_tiles(&src, rows, cols, &mut tiled, 0..rows, 0..cols);
+            transpose_tiles(&src, rows, cols, as_uninit(&mut tiled), 0..rows, 0..cols);
             for i in 0..rows {
                 for j in 0..cols {
                     let want = src[i * cols + j];

@@ -223,6 +223,17 @@ pub(super) fn zeroed(len: usize) -> Vec<f32> {
     v
 }
 
+/// Room for `len` values that a kernel writes whole before `set_len`: a fresh output needs no
+/// zero-filling. Unit tests fill it with NaN first, so an output left unwritten shows in their
+/// comparisons.
+pub(super) fn output_buffer(len: usize) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    if cfg!(test) {
+        v.spare_capacity_mut()[..len].fill(std::mem::MaybeUninit::new(f32::NAN));
+    }
+    v
+}
+
 /// [`sized`] for a scratch buffer that may be large: grown with [`zeroed`].
 pub(super) fn sized_zeroed(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
     if buffer.len() < len {

@@ -20,8 +20,8 @@
 
 use rayon::prelude::*;
 
-use super::gemm::{MatMut, MatRef, gemm, transpose};
-use super::geometry::{ConvGeometry, Kept, sized, sized_zeroed, zeroed};
+use super::gemm::{MatMut, MatRef, gemm, transpose, transpose_uninit};
+use super::geometry::{ConvGeometry, Kept, output_buffer, sized, sized_zeroed};
 use super::simd::{LANES, vectorized};
 use std::cell::Cell;
 
@@ -656,10 +656,14 @@ fn forward_by<F: Algorithm>(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let (x_image, y_image, per) = (g.c_in * hw, g.c_out * ohw, grid.per_image());
     let pairs = g.c_in * g.c_out;
-    let mut y = zeroed(g.batch * y_image);
+    let len = g.batch * y_image;
+    let mut y = output_buffer(len);
     let mut transformed = Kept::take(&TRANSFORMED);
     let [v, m] = &mut *transformed;
-    for (y_group, x_group) in y.chunks_mut(nb * y_image).zip(x.chunks(nb * x_image)) {
+    for (y_group, x_group) in y.spare_capacity_mut()[..len]
+        .chunks_mut(nb * y_image)
+        .zip(x.chunks(nb * x_image))
+    {
         let images = x_group.len() / x_image;
         let tiles = images * per;
         let v = sized_zeroed(v, F::xi() * tiles * g.c_in);
@@ -691,9 +695,11 @@ fn forward_by<F: Algorithm>(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<
             .for_each_init(Vec::new, |hwc, (i, image)| {
                 let hwc = sized(hwc, y_image);
                 transform_output::<F>(g, grid, m, tiles, i * per, hwc);
-                transpose(hwc, ohw, g.c_out, image);
+                transpose_uninit(hwc, ohw, g.c_out, image);
             });
     }
+    // SAFETY: each image's output was written whole by the transpose above.
+    unsafe { y.set_len(len) };
     y
 }
 
