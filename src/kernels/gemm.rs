@@ -25,10 +25,10 @@ pub struct MatMut<'a> {
     initialized: bool,
 }
 
-/// `data` as memory to write into. Sound because only initialised `f32`s are ever stored
-/// through the result.
+/// `data` as memory to write into.
 fn as_uninit(data: &mut [f32]) -> &mut [MaybeUninit<f32>] {
-    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and the callers above write only values.
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and every write through the result (the
+    // gemm, the transposes, `MaybeUninit::write`) stores an initialised value.
     unsafe { &mut *(data as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
