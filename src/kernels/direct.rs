@@ -255,13 +255,23 @@ impl Image<'_> {
     }
 }
 
-/// `dst[..src.len()] = src` in masked vector moves: rows here are a few vectors long, where a
-/// call to `memcpy` costs more than the copy.
+/// `dst[..src.len()] = src`: whole vectors as fixed-size moves, the rest value by value. Rows
+/// here are a few vectors long, where a call to `memcpy` costs more than the copy, and so do
+/// pulp's masked loads and stores (an indirect call per vector: 30% of the 8-channel forward).
 #[inline(always)]
-fn copy_row<S: Simd>(simd: S, src: &[f32], dst: &mut [f32]) {
+fn copy_row<S: Simd>(_simd: S, src: &[f32], dst: &mut [f32]) {
     let lanes = std::mem::size_of::<S::f32s>() / 4;
-    for (s, d) in src.chunks(lanes).zip(dst[..src.len()].chunks_mut(lanes)) {
-        simd.partial_store_f32s(d, simd.partial_load_f32s(s));
+    let whole = src.len() / lanes * lanes;
+    let (src_vectors, src_rest) = src.split_at(whole);
+    let (dst_vectors, dst_rest) = dst[..src.len()].split_at_mut(whole);
+    for (s, d) in src_vectors
+        .chunks_exact(lanes)
+        .zip(dst_vectors.chunks_exact_mut(lanes))
+    {
+        d.copy_from_slice(s);
+    }
+    for (d, &s) in dst_rest.iter_mut().zip(src_rest) {
+        *d = s;
     }
 }
 
