@@ -10,6 +10,8 @@
 //! Images run in parallel; the weight gradient is summed per contiguous block of images and the
 //! blocks are added in a fixed order, so results do not depend on scheduling.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::gemm::{MatMut, MatRef, gemm, transpose};
@@ -192,19 +194,17 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
             let stride = padded(width);
             for group in 0..g.groups {
                 let w_g = MatRef::row_major(&weight[group * cog * k..][..cog * k], cog, k);
-                // This group's outputs of a single image, written in place by its gemm.
-                let y_g = MatMut::uninit(&mut y_chunk[group * cog * p..][..cog * p], cog, p);
                 if images == 1 && g.is_pointwise() {
                     // The input image already is the column matrix, the output its NCHW place.
                     let x_g = MatRef::row_major(&x_chunk[group * k * p..][..k * p], k, p);
-                    gemm(y_g, w_g, x_g, false);
+                    gemm(image_group(y_chunk, group, cog, p), w_g, x_g, false);
                     continue;
                 }
                 let col = sized(&mut scratch.col, k * stride);
                 im2col(g, group, x_chunk, col, stride);
                 let col = MatRef::strided(col, k, width, stride);
                 if images == 1 {
-                    gemm(y_g, w_g, col, false);
+                    gemm(image_group(y_chunk, group, cog, p), w_g, col, false);
                     continue;
                 }
                 let out = sized(&mut scratch.out, cog * stride);
@@ -220,6 +220,11 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     // SAFETY: every image's groups × cog rows of p outputs were written above.
     unsafe { y.set_len(len) };
     y
+}
+
+/// Group `group`'s `[cog, p]` outputs in one image's unwritten NCHW output, for its gemm to fill.
+fn image_group(y_image: &mut [MaybeUninit<f32>], group: usize, cog: usize, p: usize) -> MatMut<'_> {
+    MatMut::uninit(&mut y_image[group * cog * p..][..cog * p], cog, p)
 }
 
 /// Gradients of `sum(dy · conv2d(x, weight))`: `(dx, dweight)`, each computed only when asked.
