@@ -1,6 +1,7 @@
 //! Bounds-checked strided matrix views over slices, and `dst (+)= a · b` on them by the `gemm`
 //! crate's packed kernels (single-threaded: callers parallelise over images).
 
+use super::geometry::output_buffer;
 use std::mem::MaybeUninit;
 
 /// A read-only `rows × cols` matrix at `data[r·row_stride + c·col_stride]`.
@@ -210,6 +211,28 @@ impl<'a> MatMut<'a> {
         }
     }
 
+    /// `data` filled with copies of `row`, as a row-major matrix to accumulate into: a product
+    /// with a bias starts from it.
+    pub fn repeated_row(data: &'a mut [MaybeUninit<f32>], row: &[f32]) -> Self {
+        let cols = row.len();
+        assert!(
+            cols > 0 && data.len().is_multiple_of(cols),
+            "repeated_row: {} values are not whole rows of {cols}",
+            data.len()
+        );
+        for dst in data.chunks_exact_mut(cols) {
+            dst.write_copy_of_slice(row);
+        }
+        MatMut {
+            rows: data.len() / cols,
+            data,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+            initialized: true,
+        }
+    }
+
     /// A row-major view of memory not yet written, for a product that fills it
     /// (`accumulate = false`): a fresh output needs no zero-filling first.
     pub fn uninit(data: &'a mut [MaybeUninit<f32>], rows: usize, cols: usize) -> Self {
@@ -239,38 +262,28 @@ impl<'a> MatMut<'a> {
     }
 }
 
-/// A new row-major `rows × row.len()` matrix, built in parallel blocks of `rows_per_task`
-/// rows: each block starts as copies of `row`, then `finish(first_row, block)` completes it.
+/// A new row-major `rows × cols` matrix, built in parallel blocks of `rows_per_task` rows:
+/// `fill(first_row, block)` writes every value of its block.
 ///
-/// The block is initialised by the thread that finishes it, right before it does, rather than
-/// zeroed up front by one thread (a cold, serial pass over the whole output).
+/// Each block is written by the thread that fills it rather than zeroed up front by one thread
+/// (a cold, serial pass over the whole output).
 pub fn par_rows(
     rows: usize,
-    row: &[f32],
+    cols: usize,
     rows_per_task: usize,
-    finish: impl Fn(usize, &mut [f32]) + Sync,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
 ) -> Vec<f32> {
     use rayon::prelude::*;
-    let cols = row.len();
-    let mut out: Vec<f32> = Vec::with_capacity(rows * cols);
+    let mut out = output_buffer(rows * cols);
     if rows * cols == 0 {
         return out;
     }
-    let task = rows_per_task.max(1) * cols;
+    let per_task = rows_per_task.max(1);
     out.spare_capacity_mut()[..rows * cols]
-        .par_chunks_mut(task)
+        .par_chunks_mut(per_task * cols)
         .enumerate()
-        .for_each(|(i, block)| {
-            for dst in block.chunks_exact_mut(cols) {
-                for (d, &v) in dst.iter_mut().zip(row) {
-                    d.write(v);
-                }
-            }
-            // SAFETY: every element of the block was written just above.
-            let block = unsafe { &mut *(block as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
-            finish(i * rows_per_task.max(1), block);
-        });
-    // SAFETY: the blocks cover all `rows · cols` elements, each initialised above.
+        .for_each(|(i, block)| fill(i * per_task, block));
+    // SAFETY: the blocks cover all `rows · cols` elements and `fill` writes each of them.
     unsafe { out.set_len(rows * cols) };
     out
 }

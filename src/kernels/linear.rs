@@ -21,21 +21,20 @@ pub fn forward(s: Dims, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
     assert_eq!(bias.len(), s.d_out);
     let w = MatRef::row_major(weight, s.d_in, s.d_out);
     let per_task = rows_per_thread(s.rows);
-    par_rows(s.rows, bias, per_task, |first, y| {
+    par_rows(s.rows, s.d_out, per_task, |first, y| {
         let rows = y.len() / s.d_out;
         let x = MatRef::row_major(&x[first * s.d_in..][..rows * s.d_in], rows, s.d_in);
-        gemm(MatMut::row_major(y, rows, s.d_out), x, w, true);
+        gemm(MatMut::repeated_row(y, bias), x, w, true);
     })
 }
 
 /// `dx [rows, d_in] = dy · weightᵀ`.
 pub fn input_grad(s: Dims, weight: &[f32], dy: &[f32]) -> Vec<f32> {
     let wt = MatRef::row_major(weight, s.d_in, s.d_out).transpose();
-    let zeros = vec![0.0f32; s.d_in];
-    par_rows(s.rows, &zeros, rows_per_thread(s.rows), |first, dx| {
+    par_rows(s.rows, s.d_in, rows_per_thread(s.rows), |first, dx| {
         let rows = dx.len() / s.d_in;
         let dy = MatRef::row_major(&dy[first * s.d_out..][..rows * s.d_out], rows, s.d_out);
-        gemm(MatMut::row_major(dx, rows, s.d_in), dy, wt, false);
+        gemm(MatMut::uninit(dx, rows, s.d_in), dy, wt, false);
     })
 }
 
