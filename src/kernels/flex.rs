@@ -20,7 +20,7 @@ use super::batch_norm::{self, Planes};
 use super::conv::{self, ConvGeometry};
 use super::linear::{self, Dims};
 use super::pool::{self, Window};
-use super::{gelu, layer_norm};
+use super::{gelu, layer_norm, update};
 
 fn dims(t: &FlexTensor) -> Vec<usize> {
     t.layout().shape().to_vec()
@@ -267,6 +267,28 @@ impl KernelOps for Flex {
             return super::reference::layer_norm::<Flex>(x, gamma, beta, epsilon);
         }
         layer_norm_forward(x, gamma, beta, epsilon).0
+    }
+
+    fn adamw_step(
+        w: FlexTensor,
+        g: FlexTensor,
+        m: FlexTensor,
+        v: FlexTensor,
+        step: update::Adamw,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let n = dims(&w);
+        if !is_f32(&[&w, &g, &m, &v]) || [&g, &m, &v].iter().any(|t| dims(t) != n) {
+            return super::reference::adamw::<Flex>(w, g, m, v, step);
+        }
+        let [w, g, m, v] = [w, g, m, v].map(|t| t.to_contiguous());
+        let [w, m, v] = update::adamw(
+            step,
+            w.storage::<f32>(),
+            g.storage::<f32>(),
+            m.storage::<f32>(),
+            v.storage::<f32>(),
+        );
+        (tensor(w, &n), tensor(m, &n), tensor(v, &n))
     }
 
     fn linear_bias(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {

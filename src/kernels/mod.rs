@@ -19,6 +19,7 @@ pub mod pool;
 mod reference;
 mod simd;
 pub use simd::vectorized;
+pub mod update;
 mod winograd;
 
 #[cfg(feature = "gpu")]
@@ -93,6 +94,18 @@ pub trait KernelOps: Backend {
     /// Multi-head self-attention from a fused projection `qkv [b, n, 3d]` to `[b, n, d]`.
     fn multi_head_attention(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
         reference::multi_head_attention::<Self>(qkv, heads)
+    }
+
+    /// One AdamW step of a flat parameter `w` with gradient `g` and moments `m`, `v` (zeros
+    /// before the first step): `(w', m', v')`.
+    fn adamw_step(
+        w: FloatTensor<Self>,
+        g: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        step: update::Adamw,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        reference::adamw::<Self>(w, g, m, v, step)
     }
 
     /// 2-D max pooling, NCHW, padding on both sides of each axis, no dilation, output size
@@ -284,6 +297,29 @@ pub fn multi_head_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
         qkv.into_dispatch(),
         heads,
     ))
+}
+
+/// One AdamW step of a flat parameter: `(w', m', v')` from the weight, its gradient and the
+/// moments (zeros before the first step); one pass on flex.
+pub fn adamw_step(
+    w: Tensor<1>,
+    g: Tensor<1>,
+    m: Tensor<1>,
+    v: Tensor<1>,
+    step: update::Adamw,
+) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+    let (w, m, v) = <Dispatch as KernelOps>::adamw_step(
+        w.into_dispatch(),
+        g.into_dispatch(),
+        m.into_dispatch(),
+        v.into_dispatch(),
+        step,
+    );
+    (
+        Tensor::from_dispatch(w),
+        Tensor::from_dispatch(m),
+        Tensor::from_dispatch(v),
+    )
 }
 
 /// Asserts `ours` matches `reference` within `tolerance` relative to the reference's largest
@@ -832,5 +868,90 @@ mod transformer_tests {
 
     fn reference_attention(qkv: FloatTensor<Dispatch>, heads: usize) -> FloatTensor<Dispatch> {
         reference::multi_head_attention::<Dispatch>(qkv, heads)
+    }
+}
+
+#[cfg(test)]
+mod update_tests {
+    use super::*;
+    use burn::tensor::{Device, TensorData};
+
+    /// Three AdamW steps over 40,000 values (two whole parallel chunks and a part): the fused
+    /// pass against PyTorch's formula in f64, and bit for bit against the composed reference.
+    #[test]
+    fn adamw_step_matches_the_formula_and_the_reference() {
+        let device = Device::flex();
+        let n = 40_000;
+        let flat = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [n]), &device);
+        let mut w64: Vec<f64> = geometry::test_values(n, 7919, 1013)
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
+        let (mut m64, mut v64) = (vec![0.0f64; n], vec![0.0f64; n]);
+        let w0 = flat(w64.iter().map(|&v| v as f32).collect());
+        let zeros = Tensor::<1>::zeros([n], &device);
+        let (mut ours, mut reference) = (
+            (w0.clone(), zeros.clone(), zeros.clone()),
+            (w0, zeros.clone(), zeros),
+        );
+        for t in 1..=3 {
+            let g: Vec<f32> = geometry::test_values(n, 104_729 * t, 997)
+                .iter()
+                .map(|v| v * 0.01)
+                .collect();
+            let step = update::Adamw {
+                lr: 0.01,
+                betas: [0.9, 0.95],
+                eps: 1e-8,
+                decay: 0.01 * 0.05,
+                step: t as i32,
+            };
+            let [b1, b2] = step.betas;
+            for i in 0..n {
+                let g = g[i] as f64;
+                m64[i] = b1 * m64[i] + (1.0 - b1) * g;
+                v64[i] = b2 * v64[i] + (1.0 - b2) * g * g;
+                let m_hat = m64[i] / (1.0 - b1.powi(t as i32));
+                let v_hat = v64[i] / (1.0 - b2.powi(t as i32));
+                w64[i] = w64[i] * (1.0 - step.decay) - step.lr * m_hat / (v_hat.sqrt() + step.eps);
+            }
+            let (w, m, v) = ours;
+            ours = adamw_step(w, flat(g.clone()), m, v, step);
+            let (w, m, v) = reference;
+            let (w, m, v) = reference::adamw::<Dispatch>(
+                w.into_dispatch(),
+                flat(g).into_dispatch(),
+                m.into_dispatch(),
+                v.into_dispatch(),
+                step,
+            );
+            reference = (
+                Tensor::from_dispatch(w),
+                Tensor::from_dispatch(m),
+                Tensor::from_dispatch(v),
+            );
+        }
+        let host = |t: &Tensor<1>| crate::host::to_f32(t.clone());
+        for (what, a, b) in [
+            ("w", &ours.0, &reference.0),
+            ("m", &ours.1, &reference.1),
+            ("v", &ours.2, &reference.2),
+        ] {
+            assert_eq!(host(a), host(b), "{what}: fused vs composed");
+        }
+        for (what, got, want) in [
+            ("w", &ours.0, &w64),
+            ("m", &ours.1, &m64),
+            ("v", &ours.2, &v64),
+        ] {
+            // f32 rounding relative to the largest magnitude of each quantity.
+            let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            for (i, (&g, &w)) in host(got).iter().zip(want.iter()).enumerate() {
+                assert!(
+                    (g as f64 - w).abs() <= 1e-6 * scale,
+                    "{what}[{i}]: {g} vs {w}"
+                );
+            }
+        }
     }
 }

@@ -109,3 +109,25 @@ pub fn multi_head_attention<B: Backend>(qkv: FloatTensor<B>, heads: usize) -> Fl
     let out = B::float_swap_dims(B::float_matmul(probs, v), 1, 2);
     B::float_reshape(out, Shape::from(vec![b, n, d]))
 }
+
+/// One AdamW step of a flat parameter: `(w', m', v')`; see [`super::update::adamw`].
+pub fn adamw<B: Backend>(
+    w: FloatTensor<B>,
+    g: FloatTensor<B>,
+    m: FloatTensor<B>,
+    v: FloatTensor<B>,
+    h: super::update::Adamw,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let [b1, b2] = h.betas;
+    let times = |x: FloatTensor<B>, s: f64| B::float_mul_scalar(x, Scalar::from(s));
+    let m = B::float_add(times(m, b1), times(g.clone(), 1.0 - b1));
+    let v = B::float_add(times(v, b2), times(B::float_mul(g.clone(), g), 1.0 - b2));
+    let m_hat = B::float_div_scalar(m.clone(), Scalar::from(1.0 - b1.powi(h.step)));
+    let v_hat = B::float_div_scalar(v.clone(), Scalar::from(1.0 - b2.powi(h.step)));
+    let update = B::float_div(
+        m_hat,
+        B::float_add_scalar(B::float_sqrt(v_hat), Scalar::from(h.eps)),
+    );
+    let w = B::float_sub(times(w, 1.0 - h.decay), times(update, h.lr));
+    (w, m, v)
+}

@@ -14,6 +14,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::{ConstantLr, OptimizerConfig, OptimizerKind};
 use crate::error::{Error, Result, write_atomic};
+use crate::kernels::adamw_step;
+use crate::kernels::update::Adamw;
 
 /// The optimizer with its per-parameter buffers (keyed by parameter id, which module records
 /// preserve, so a resumed run finds its buffers).
@@ -101,27 +103,22 @@ impl Optimizer {
         g: Tensor<D>,
         lr: f64,
     ) -> Tensor<D> {
-        let c = &self.config;
-        let [b1, b2] = c.betas;
-        let t = (self.steps + 1) as i32;
         let dims = g.dims();
         let n = g.shape().num_elements();
-        let g = g.reshape([n]);
-        let m = match self.velocity.remove(&id) {
-            Some(m) => m.mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1),
-            None => g.clone().mul_scalar(1.0 - b1),
+        let zeros = || Tensor::zeros([n], &g.device());
+        let m = self.velocity.remove(&id).unwrap_or_else(zeros);
+        let v = self.second.remove(&id).unwrap_or_else(zeros);
+        let step = Adamw {
+            lr,
+            betas: self.config.betas,
+            eps: self.config.eps,
+            decay: if D == 1 { 0.0 } else { lr * self.weight_decay },
+            step: (self.steps + 1) as i32,
         };
-        let v = match self.second.remove(&id) {
-            Some(v) => v.mul_scalar(b2) + g.square().mul_scalar(1.0 - b2),
-            None => g.square().mul_scalar(1.0 - b2),
-        };
-        self.velocity.insert(id, m.clone());
-        self.second.insert(id, v.clone());
-        let m_hat = m.div_scalar(1.0 - b1.powi(t));
-        let v_hat = v.div_scalar(1.0 - b2.powi(t));
-        let update = m_hat / v_hat.sqrt().add_scalar(c.eps);
-        let decay = if D == 1 { 0.0 } else { lr * self.weight_decay };
-        w.mul_scalar(1.0 - decay) - update.reshape(dims).mul_scalar(lr)
+        let (w, m, v) = adamw_step(w.reshape([n]), g.reshape([n]), m, v, step);
+        self.velocity.insert(id, m);
+        self.second.insert(id, v);
+        w.reshape(dims)
     }
 
     fn update<const D: usize>(
