@@ -6,10 +6,12 @@
 //! scratch), so no permuted tensors are made. The output is `[b, n, d]` with heads side
 //! by side, ready for the output projection.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
-use super::gemm::transpose_strided;
-use super::geometry::zeroed;
+use super::gemm::{as_uninit, transpose_strided};
+use super::geometry::output_buffer;
 use super::simd::{exp, lane_max, lane_sum, vectorized};
 use pulp::{Simd, WithSimd};
 
@@ -70,10 +72,12 @@ fn softmax_rows(s: &mut [f32], n: usize, scale: f32) {
 pub fn forward(s: Heads, qkv: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let (n, d, hd) = (s.tokens, s.dim, s.head_dim());
     assert!(s.heads > 0 && d % s.heads == 0 && qkv.len() == s.batch * n * 3 * d);
-    let mut out = zeroed(s.batch * n * d);
-    let mut probs = zeroed(s.batch * s.heads * n * n);
-    out.par_chunks_mut(n * d)
-        .zip(probs.par_chunks_mut(s.heads * n * n))
+    let (out_len, probs_len) = (s.batch * n * d, s.batch * s.heads * n * n);
+    let mut out = output_buffer(out_len);
+    let mut probs = output_buffer(probs_len);
+    out.spare_capacity_mut()[..out_len]
+        .par_chunks_mut(n * d)
+        .zip(probs.spare_capacity_mut()[..probs_len].par_chunks_mut(s.heads * n * n))
         .zip(qkv.par_chunks(n * 3 * d))
         .for_each_init(Vec::new, |kt, ((out, probs), qkv)| {
             kt.resize(hd * n, 0.0);
@@ -82,6 +86,8 @@ pub fn forward(s: Heads, qkv: &[f32]) -> (Vec<f32>, Vec<f32>) {
                 // S = Q·Kᵀ, O = P·V
                 transpose_strided(k, n, hd, 3 * d, kt);
                 multiply((p, n), Lhs::Rows(q, 3 * d), (kt, n), [n, hd, n]);
+                // SAFETY: the product above wrote all `n · n` scores of this head.
+                let p = unsafe { p.assume_init_mut() };
                 softmax_rows(p, n, s.scale());
                 multiply(
                     (&mut out[h * hd..], d),
@@ -91,6 +97,11 @@ pub fn forward(s: Heads, qkv: &[f32]) -> (Vec<f32>, Vec<f32>) {
                 );
             }
         });
+    // SAFETY: every head wrote its probabilities and its `hd` columns of each output row.
+    unsafe {
+        out.set_len(out_len);
+        probs.set_len(probs_len);
+    }
     (out, probs)
 }
 
@@ -99,8 +110,9 @@ pub fn backward(s: Heads, qkv: &[f32], probs: &[f32], dout: &[f32]) -> Vec<f32> 
     let (n, d, hd) = (s.tokens, s.dim, s.head_dim());
     assert!(qkv.len() == s.batch * n * 3 * d && dout.len() == s.batch * n * d);
     assert_eq!(probs.len(), s.batch * s.heads * n * n);
-    let mut dqkv = zeroed(qkv.len());
-    dqkv.par_chunks_mut(n * 3 * d)
+    let mut dqkv = output_buffer(qkv.len());
+    dqkv.spare_capacity_mut()[..qkv.len()]
+        .par_chunks_mut(n * 3 * d)
         .zip(qkv.par_chunks(n * 3 * d))
         .zip(
             probs
@@ -122,7 +134,12 @@ pub fn backward(s: Heads, qkv: &[f32], probs: &[f32], dout: &[f32]) -> Vec<f32> 
                 );
                 // dP = dO·Vᵀ, then dS = P ⊙ (dP − Σ_j dP⊙P) · scale (the softmax backward)
                 transpose_strided(v, n, hd, 3 * d, vt);
-                multiply((ds, n), Lhs::Rows(dout_h, d), (vt, n), [n, hd, n]);
+                multiply(
+                    (as_uninit(ds), n),
+                    Lhs::Rows(dout_h, d),
+                    (vt, n),
+                    [n, hd, n],
+                );
                 let scale = s.scale();
                 vectorized(
                     #[inline(always)]
@@ -150,6 +167,8 @@ pub fn backward(s: Heads, qkv: &[f32], probs: &[f32], dout: &[f32]) -> Vec<f32> 
                 );
             }
         });
+    // SAFETY: every head wrote its `hd` columns of dQ, dK and dV in each token's row.
+    unsafe { dqkv.set_len(qkv.len()) };
     dqkv
 }
 
@@ -166,7 +185,7 @@ enum Lhs<'a> {
 /// products are a few dozen tokens or head dimensions on a side, where the gemm crate's
 /// packing and dispatch cost more than the arithmetic.
 fn multiply(
-    (c, c_row): (&mut [f32], usize),
+    (c, c_row): (&mut [MaybeUninit<f32>], usize),
     a: Lhs<'_>,
     (b, b_row): (&[f32], usize),
     [rows, depth, w]: [usize; 3],
@@ -185,7 +204,7 @@ fn multiply(
 
 /// The operands of [`multiply`], for whichever SIMD width the CPU has.
 struct Product<'a> {
-    c: &'a mut [f32],
+    c: &'a mut [MaybeUninit<f32>],
     c_row: usize,
     a: Lhs<'a>,
     depth: usize,
@@ -276,8 +295,9 @@ impl Product<'_> {
             [simd.partial_load_f32s(&b[k * b_row + j0..][..width])]
         });
         for (r, [v]) in acc.iter().enumerate() {
-            let out = &mut self.c[(i0 + r) * self.c_row + j0..][..width];
-            simd.partial_store_f32s(out, *v);
+            let mut lanes = [0.0f32; 16];
+            simd.partial_store_f32s(&mut lanes[..width], *v);
+            self.c[(i0 + r) * self.c_row + j0..][..width].write_copy_of_slice(&lanes[..width]);
         }
     }
 
@@ -305,7 +325,7 @@ impl Product<'_> {
             for (r, vectors) in acc.iter().enumerate() {
                 let out = &mut self.c[(i0 + r) * self.c_row + j0..][..V * lanes];
                 // A constant length (`V · lanes`), or the copy becomes a call to `memmove`.
-                out.copy_from_slice(pulp::bytemuck::cast_slice(vectors.as_slice()));
+                out.write_copy_of_slice(pulp::bytemuck::cast_slice(vectors.as_slice()));
             }
             j0 += V * lanes;
         }
@@ -369,7 +389,7 @@ mod tests {
                     // Values past `w` in each row of `c` must stay as they were.
                     let mut c = vec![7.0f32; rows * c_row];
                     dispatch(Product {
-                        c: &mut c,
+                        c: as_uninit(&mut c),
                         c_row,
                         a,
                         depth,

@@ -27,9 +27,10 @@ pub struct MatMut<'a> {
 }
 
 /// `data` as memory to write into.
-fn as_uninit(data: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+pub(super) fn as_uninit(data: &mut [f32]) -> &mut [MaybeUninit<f32>] {
     // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and every write through the result (the
-    // gemm, the transposes, `MaybeUninit::write`) stores an initialised value.
+    // gemm, the transposes, the attention products, `MaybeUninit::write`) stores an
+    // initialised value.
     unsafe { &mut *(data as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
