@@ -197,6 +197,7 @@ impl Trainer {
             restarted: self.restarted,
         });
         let _armed = self.interrupt.arm();
+        let _polling = crate::device::WorkersPolling::start();
         self.corrupt.record_at_load(self.position.step, observer);
         self.clock = Clock::start();
         for epoch in self.position.epoch..epochs {
