@@ -67,12 +67,10 @@ pub struct WorkersPolling {
 
 impl WorkersPolling {
     pub fn start() -> Self {
-        let Some(caller) = rayon::current_thread_index() else {
-            return WorkersPolling { stop: None };
+        let caller = match rayon::current_thread_index() {
+            Some(index) if rayon::current_num_threads() > 1 => index,
+            _ => return WorkersPolling { stop: None },
         };
-        if rayon::current_num_threads() < 2 {
-            return WorkersPolling { stop: None };
-        }
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         rayon::spawn_broadcast(move |ctx| {

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::gemm::{as_uninit, transpose_strided};
 use super::geometry::output_buffer;
-use super::simd::{exp, lane_max, lane_sum, vectorized};
+use super::simd::{LANES, exp, lane_max, lane_sum, vectorized};
 use pulp::{Simd, WithSimd};
 
 /// Sizes of one attention call.
@@ -295,7 +295,7 @@ impl Product<'_> {
             [simd.partial_load_f32s(&b[k * b_row + j0..][..width])]
         });
         for (r, [v]) in acc.iter().enumerate() {
-            let mut lanes = [0.0f32; 16];
+            let mut lanes = [0.0f32; LANES];
             simd.partial_store_f32s(&mut lanes[..width], *v);
             self.c[(i0 + r) * self.c_row + j0..][..width].write_copy_of_slice(&lanes[..width]);
         }
