@@ -12,7 +12,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::geometry::ConvGeometry;
+use super::geometry::{ConvGeometry, output_buffer};
 use super::winograd;
 use pulp::{Simd, WithSimd};
 
@@ -130,7 +130,7 @@ fn forward_on(
     assert_eq!(x.len(), g.batch * g.x_image());
     assert_eq!(weight.len(), g.c_out * g.c_in * TAPS);
     let len = g.batch * g.y_image();
-    let mut y: Vec<f32> = Vec::with_capacity(len);
+    let mut y = output_buffer(len);
     y.spare_capacity_mut()[..len]
         .par_chunks_mut(g.y_image())
         .zip(x.par_chunks(g.x_image()))
@@ -217,8 +217,11 @@ impl Image<'_> {
             }
         }
         let (padded, packed) = (&scratch.padded[..], &scratch.packed[..]);
-        let load = |at: usize| -> S::f32s {
-            pulp::bytemuck::pod_read_unaligned(pulp::bytemuck::cast_slice(&padded[at..at + lanes]))
+        // One bounds check per tap rather than per vector.
+        let load = |at: usize| -> [S::f32s; NV] {
+            pulp::bytemuck::pod_read_unaligned(pulp::bytemuck::cast_slice(
+                &padded[at..at + NV * lanes],
+            ))
         };
         for block in 0..blocks {
             let weights = &packed[block * g.c_in * TAPS * CO..][..g.c_in * TAPS * CO];
@@ -229,8 +232,7 @@ impl Image<'_> {
                     for ky in 0..3 {
                         let row = rows.row(g, ci, oy * rows.stride + ky);
                         for (kx, &tap) in rows.taps.iter().enumerate() {
-                            let src: [S::f32s; NV] =
-                                std::array::from_fn(|v| load(row + tap + v * lanes));
+                            let src = load(row + tap);
                             let w_tap: &[f32; CO] = w_ci[(ky * 3 + kx) * CO..][..CO]
                                 .try_into()
                                 .expect("packed taps");
@@ -243,11 +245,27 @@ impl Image<'_> {
                         }
                     }
                 }
+                // Whole vectors when what spills past the row lands in this plane's later
+                // rows, which are written after it; value by value at the plane's end.
+                let spill_stays_in_plane = oy * ow + NV * lanes <= oh * ow;
                 for (co, a) in acc.iter().enumerate().take(channels) {
-                    let flat: &[f32] = pulp::bytemuck::cast_slice(a.as_slice());
-                    let out = &mut y[((block * CO + co) * oh + oy) * ow..][..ow];
-                    for (o, &v) in out.iter_mut().zip(flat) {
-                        o.write(v);
+                    let plane = &mut y[(block * CO + co) * oh * ow..][..oh * ow];
+                    if spill_stays_in_plane {
+                        let out = &mut plane[oy * ow..][..NV * lanes];
+                        for (out, &vector) in out.chunks_exact_mut(lanes).zip(a) {
+                            // SAFETY: `out` is `lanes` values, one vector's bytes.
+                            unsafe { out.as_mut_ptr().cast::<S::f32s>().write_unaligned(vector) };
+                        }
+                        continue;
+                    }
+                    let out = &mut plane[oy * ow..][..ow];
+                    for (out, &vector) in out.chunks_mut(lanes).zip(a) {
+                        // A copy: reading `acc` through a slice would keep it in memory.
+                        let flat: &[f32] =
+                            pulp::bytemuck::cast_slice(std::slice::from_ref(&vector));
+                        for (o, &v) in out.iter_mut().zip(flat) {
+                            o.write(v);
+                        }
                     }
                 }
             }
@@ -393,8 +411,11 @@ impl GradImages<'_> {
                                 }
                             }
                         }
-                        for (kx, a) in acc.iter().enumerate() {
-                            slot[kx * CO..][..CO].copy_from_slice(a);
+                        // Element by element: a slice copy would keep `acc` in memory.
+                        for (kx, a) in acc.into_iter().enumerate() {
+                            for (co, v) in a.into_iter().enumerate() {
+                                slot[kx * CO + co] = v;
+                            }
                         }
                     }
                 }
