@@ -322,10 +322,12 @@ impl Product<'_> {
                     ))
                 })
             });
-            for (r, vectors) in acc.iter().enumerate() {
+            for (r, vectors) in acc.into_iter().enumerate() {
                 let out = &mut self.c[(i0 + r) * self.c_row + j0..][..V * lanes];
-                // A constant length (`V · lanes`), or the copy becomes a call to `memmove`.
-                out.write_copy_of_slice(pulp::bytemuck::cast_slice(vectors.as_slice()));
+                for (out, vector) in out.chunks_exact_mut(lanes).zip(vectors) {
+                    // SAFETY: `out` is `lanes` values, one vector's bytes.
+                    unsafe { out.as_mut_ptr().cast::<S::f32s>().write_unaligned(vector) };
+                }
             }
             j0 += V * lanes;
         }
