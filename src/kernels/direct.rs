@@ -81,13 +81,16 @@ impl PaddedRows {
             copy_row(simd, src, &mut dst[1..]);
             return;
         }
-        // Input column `ix` is padded column `ix + 1`: odd columns from even `ix`.
-        let half = self.taps[1];
-        for (j, pair) in src.chunks(2).enumerate() {
-            dst[half + j] = pair[0];
-            if let Some(&v) = pair.get(1) {
-                dst[j + 1] = v;
-            }
+        // Input column `ix` is padded column `ix + 1`: odd columns from even `ix`. Disjoint
+        // slices and whole pairs, so that the compiler vectorises the split.
+        let (odd, even) = dst.split_at_mut(self.taps[1]);
+        let pairs = src.chunks_exact(2);
+        if let [last] = pairs.remainder() {
+            even[src.len() / 2] = *last;
+        }
+        for ((pair, e), o) in pairs.zip(even.iter_mut()).zip(&mut odd[1..]) {
+            *e = pair[0];
+            *o = pair[1];
         }
     }
 
