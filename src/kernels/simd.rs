@@ -26,11 +26,39 @@ fn lane_sums_of<const K: usize>(
     f: impl Fn(f32, f32, f32) -> [f32; K],
 ) -> [f64; K] {
     assert!(a.len() == b.len() && a.len() == c.len());
+    // Four independent sums per lane while four vectors remain: one chain of adds would wait
+    // on each add's latency.
+    const CHAINS: usize = 4;
     let mut sums = [[0.0f32; LANES]; K];
-    for ((ac, bc), cc) in a
+    let long = a.len() / (CHAINS * LANES) * (CHAINS * LANES);
+    if long > 0 {
+        let mut chains = [[[0.0f32; LANES]; K]; CHAINS];
+        for ((ac, bc), cc) in a[..long]
+            .chunks_exact(CHAINS * LANES)
+            .zip(b[..long].chunks_exact(CHAINS * LANES))
+            .zip(c[..long].chunks_exact(CHAINS * LANES))
+        {
+            for (chain, sums) in chains.iter_mut().enumerate() {
+                for l in 0..LANES {
+                    let i = chain * LANES + l;
+                    for (s, v) in sums.iter_mut().zip(f(ac[i], bc[i], cc[i])) {
+                        s[l] += v;
+                    }
+                }
+            }
+        }
+        for chain in chains {
+            for (s, c) in sums.iter_mut().zip(chain) {
+                for l in 0..LANES {
+                    s[l] += c[l];
+                }
+            }
+        }
+    }
+    for ((ac, bc), cc) in a[long..]
         .chunks_exact(LANES)
-        .zip(b.chunks_exact(LANES))
-        .zip(c.chunks_exact(LANES))
+        .zip(b[long..].chunks_exact(LANES))
+        .zip(c[long..].chunks_exact(LANES))
     {
         for l in 0..LANES {
             for (s, v) in sums.iter_mut().zip(f(ac[l], bc[l], cc[l])) {
