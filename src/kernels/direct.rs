@@ -231,14 +231,13 @@ impl Image<'_> {
             let channels = CO.min(g.c_out - block * CO);
             for oy in 0..oh {
                 let mut acc = [[simd.splat_f32s(0.0); NV]; CO];
-                for (ci, w_ci) in weights.chunks_exact(TAPS * CO).enumerate() {
+                for (ci, w_ci) in weights.as_chunks::<CO>().0.chunks_exact(TAPS).enumerate() {
+                    let w_ci: &[[f32; CO]; TAPS] = w_ci.try_into().expect("packed taps");
                     for ky in 0..3 {
                         let row = rows.row(g, ci, oy * rows.stride + ky);
                         for (kx, &tap) in rows.taps.iter().enumerate() {
                             let src = load(row + tap);
-                            let w_tap: &[f32; CO] = w_ci[(ky * 3 + kx) * CO..][..CO]
-                                .try_into()
-                                .expect("packed taps");
+                            let w_tap = &w_ci[ky * 3 + kx];
                             for (a, &wv) in acc.iter_mut().zip(w_tap) {
                                 let wv = simd.splat_f32s(wv);
                                 for (a, &s) in a.iter_mut().zip(&src) {
