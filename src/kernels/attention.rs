@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::gemm::{as_uninit, transpose_strided};
 use super::geometry::output_buffer;
-use super::simd::{LANES, exp, lane_max, lane_sum, vectorized};
+use super::simd::{LANES, exp, lane_max, lane_sum, vectorized, write_vector};
 use pulp::{Simd, WithSimd};
 
 /// Sizes of one attention call.
@@ -325,8 +325,7 @@ impl Product<'_> {
             for (r, vectors) in acc.into_iter().enumerate() {
                 let out = &mut self.c[(i0 + r) * self.c_row + j0..][..V * lanes];
                 for (out, vector) in out.chunks_exact_mut(lanes).zip(vectors) {
-                    // SAFETY: `out` is `lanes` values, one vector's bytes.
-                    unsafe { out.as_mut_ptr().cast::<S::f32s>().write_unaligned(vector) };
+                    write_vector::<S>(out, vector);
                 }
             }
             j0 += V * lanes;

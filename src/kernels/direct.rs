@@ -13,6 +13,7 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use super::geometry::{ConvGeometry, output_buffer};
+use super::simd::write_vector;
 use super::winograd;
 use pulp::{Simd, WithSimd};
 
@@ -255,8 +256,7 @@ impl Image<'_> {
                     if spill_stays_in_plane {
                         let out = &mut plane[oy * ow..][..NV * lanes];
                         for (out, &vector) in out.chunks_exact_mut(lanes).zip(a) {
-                            // SAFETY: `out` is `lanes` values, one vector's bytes.
-                            unsafe { out.as_mut_ptr().cast::<S::f32s>().write_unaligned(vector) };
+                            write_vector::<S>(out, vector);
                         }
                         continue;
                     }

@@ -5,10 +5,23 @@
 //! target-feature context rather than as a baseline-SSE2 call (where `mul_add`, with no FMA
 //! instruction to use, becomes a correct but slow call into libm).
 
+use std::mem::MaybeUninit;
+
 /// Runs `f` compiled for the widest SIMD instruction set available at run time.
 #[inline(always)]
 pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
+}
+
+/// `out = vector`, for `out` exactly one vector long: a kernel's accumulators leave their
+/// registers one vector at a time (read back through a slice view, an accumulator array is kept
+/// in memory and stored on every iteration).
+#[inline(always)]
+pub(super) fn write_vector<S: pulp::Simd>(out: &mut [MaybeUninit<f32>], vector: S::f32s) {
+    assert_eq!(std::mem::size_of_val(out), std::mem::size_of::<S::f32s>());
+    // SAFETY: `out` is exactly one vector's bytes (checked above), and an unaligned write
+    // needs no alignment.
+    unsafe { out.as_mut_ptr().cast::<S::f32s>().write_unaligned(vector) };
 }
 
 /// Lanes of the partial sums in [`lane_sum`]: one AVX-512 register of f32.
