@@ -75,6 +75,7 @@ fn main() {
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
+    let reps: usize = std::env::var("REPS").map_or(5, |v| v.parse().expect("REPS: a count"));
     let (mut tf, mut tb, mut fl_all) = (0.0, 0.0, 0.0);
     for &(cin, cout, side, stride, k, count) in layers {
         if only.len() == 3 && only != [cin, cout, side] {
@@ -86,10 +87,10 @@ fn main() {
         let w = vec![0.1f32; cout * cin * k * k];
         let dy = vec![0.2f32; batch * cout * g.oh * g.ow];
         let fl = 2.0 * (batch * cout * cin * k * k * g.oh * g.ow) as f64;
-        // The fastest of five: this machine's noise only ever adds time.
+        // The fastest of five (`REPS`): this machine's noise only ever adds time.
         let fastest = |f: &dyn Fn()| {
             f();
-            (0..5)
+            (0..reps)
                 .map(|_| {
                     let t = Instant::now();
                     f();

@@ -175,24 +175,22 @@ impl WithSimd for Image<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        // Output channels per block × vectors per row ≤ the accumulator registers.
-        // (AVX-512 has 32 vector registers, AVX2 16; NEON's 4 lanes and the scalar fallback
-        // need more vectors per row, correct if not fast.)
+        // Output channels per block × vectors per segment ≤ the accumulator registers, with a
+        // register left for the broadcast weight: AVX-512 has 32, AVX2 16 (at 4 × 3 on AVX2 the
+        // compiler spills: 83 against 107 GFLOP/s at 2 × 4, a C loop of the same shape).
+        // NEON's 4 lanes and the scalar fallback take the AVX2 shape: correct if not fast.
         let lanes = std::mem::size_of::<S::f32s>() / 4;
         match (self.g.ow.div_ceil(lanes), lanes >= 16) {
             (1, _) => self.rows::<S, 1, 8>(simd),
-            (2, true) => self.rows::<S, 2, 8>(simd),
-            (2, false) => self.rows::<S, 2, 6>(simd),
-            (3..=4, _) => self.rows::<S, 4, 3>(simd),
-            (5..=8, _) => self.rows::<S, 8, 1>(simd),
-            _ => self.rows::<S, 32, 1>(simd),
+            (_, true) => self.rows::<S, 2, 8>(simd),
+            (_, false) => self.rows::<S, 2, 4>(simd),
         }
     }
 }
 
 impl Image<'_> {
-    /// Output rows of `NV` vectors: each block of `CO` output channels stays in registers
-    /// while the input rows stream past.
+    /// Output rows in segments of `NV` vectors: each segment of a block of `CO` output
+    /// channels stays in registers while the input rows stream past.
     #[inline(always)]
     fn rows<S: Simd, const NV: usize, const CO: usize>(self, simd: S) {
         let Image {
@@ -204,7 +202,9 @@ impl Image<'_> {
         } = self;
         let lanes = std::mem::size_of::<S::f32s>() / 4;
         let (oh, ow) = (g.oh, g.ow);
-        let rows = PaddedRows::new(g, NV, lanes);
+        let segment = NV * lanes;
+        let segments = ow.div_ceil(segment);
+        let rows = PaddedRows::new(g, segments * NV, lanes);
         rows.fill(simd, g, x, &mut scratch.padded);
         let blocks = g.c_out.div_ceil(CO);
         // The same for every image of the call: packed for the thread's first image.
@@ -230,12 +230,12 @@ impl Image<'_> {
         for block in 0..blocks {
             let weights = &packed[block * g.c_in * TAPS * CO..][..g.c_in * TAPS * CO];
             let channels = CO.min(g.c_out - block * CO);
-            for oy in 0..oh {
+            for (oy, seg) in (0..oh).flat_map(|oy| (0..segments).map(move |seg| (oy, seg))) {
                 let mut acc = [[simd.splat_f32s(0.0); NV]; CO];
                 for (ci, w_ci) in weights.as_chunks::<CO>().0.chunks_exact(TAPS).enumerate() {
                     let w_ci: &[[f32; CO]; TAPS] = w_ci.try_into().expect("packed taps");
                     for ky in 0..3 {
-                        let row = rows.row(g, ci, oy * rows.stride + ky);
+                        let row = rows.row(g, ci, oy * rows.stride + ky) + seg * segment;
                         for (kx, &tap) in rows.taps.iter().enumerate() {
                             let src = load(row + tap);
                             let w_tap = &w_ci[ky * 3 + kx];
@@ -249,18 +249,20 @@ impl Image<'_> {
                     }
                 }
                 // Whole vectors when what spills past the row lands in this plane's later
-                // rows, which are written after it; value by value at the plane's end.
-                let spill_stays_in_plane = oy * ow + NV * lanes <= oh * ow;
+                // rows (or segments), which are written after it; value by value at the
+                // plane's end.
+                let start = oy * ow + seg * segment;
+                let spill_stays_in_plane = start + segment <= oh * ow;
                 for (co, a) in acc.iter().enumerate().take(channels) {
                     let plane = &mut y[(block * CO + co) * oh * ow..][..oh * ow];
                     if spill_stays_in_plane {
-                        let out = &mut plane[oy * ow..][..NV * lanes];
+                        let out = &mut plane[start..][..segment];
                         for (out, &vector) in out.chunks_exact_mut(lanes).zip(a) {
                             write_vector::<S>(out, vector);
                         }
                         continue;
                     }
-                    let out = &mut plane[oy * ow..][..ow];
+                    let out = &mut plane[start..(oy + 1) * ow];
                     for (out, &vector) in out.chunks_mut(lanes).zip(a) {
                         // A copy: reading `acc` through a slice would keep it in memory.
                         let flat: &[f32] =
