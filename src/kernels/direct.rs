@@ -387,11 +387,12 @@ impl GradImages<'_> {
             .zip(dy.chunks_exact(g.y_image()))
         {
             rows.fill(simd, g, x_image, &mut padded);
-            for (src, dst) in dy_image
-                .chunks_exact(ow)
-                .zip(dy_rows.chunks_exact_mut(dw_row))
-            {
-                copy_row(simd, src, dst);
+            // dy rows as `[block][oy][co in block][dw_row]`: one output row's `CO` rows
+            // together, so the row loop below steps through one slice.
+            for (r, src) in dy_image.chunks_exact(ow).enumerate() {
+                let (co, oy) = (r / oh, r % oh);
+                let at = ((co / CO * oh + oy) * CO + co % CO) * dw_row;
+                copy_row(simd, src, &mut dy_rows[at..][..dw_row]);
             }
             for block in 0..blocks {
                 let dy_block = &dy_rows[block * CO * oh * dw_row..][..CO * oh * dw_row];
@@ -401,14 +402,19 @@ impl GradImages<'_> {
                             &mut acc_mem[((block * g.c_in + ci) * TAPS + ky * 3) * CO..][..3 * CO];
                         let mut acc: [[S::f32s; CO]; 3] =
                             std::array::from_fn(|kx| std::array::from_fn(|co| slot[kx * CO + co]));
-                        for oy in 0..oh {
-                            let row = rows.row(g, ci, oy * rows.stride + ky);
-                            for v in 0..NV {
-                                let src: [S::f32s; 3] = std::array::from_fn(|kx| {
-                                    load(&padded, row + rows.taps[kx] + v * lanes)
-                                });
+                        // Vector columns outside the rows, each row's loads from two slices:
+                        // with the columns inside, LLVM hoists every column's loads ahead of
+                        // the products and spills them (AVX2); with indices, the address
+                        // arithmetic and bounds checks outnumber the products.
+                        for v in 0..NV {
+                            let x_rows = padded[rows.row(g, ci, ky) + v * lanes..]
+                                .chunks(rows.width * rows.stride);
+                            let dy_rows = dy_block[v * lanes..].chunks(CO * dw_row);
+                            for (x_row, dy_row) in x_rows.zip(dy_rows).take(oh) {
+                                let src: [S::f32s; 3] =
+                                    std::array::from_fn(|kx| load(x_row, rows.taps[kx]));
                                 for co in 0..CO {
-                                    let d = load(dy_block, (co * oh + oy) * dw_row + v * lanes);
+                                    let d = load(dy_row, co * dw_row);
                                     for (a, &s) in acc.iter_mut().zip(&src) {
                                         a[co] = simd.mul_add_f32s(d, s, a[co]);
                                     }
