@@ -221,54 +221,68 @@ impl Image<'_> {
             }
         }
         let (padded, packed) = (&scratch.padded[..], &scratch.packed[..]);
-        // One bounds check per tap rather than per vector.
-        let load = |at: usize| -> [S::f32s; NV] {
-            pulp::bytemuck::pod_read_unaligned(pulp::bytemuck::cast_slice(
-                &padded[at..at + NV * lanes],
-            ))
+        // The rows' bounds are checked once per output row segment (below), not per tap:
+        // per tap, the checks' address arithmetic took a third of the loop's instructions.
+        let reach = rows.taps.iter().max().expect("three taps") + NV * lanes;
+        let load = |at: usize, end: usize| -> [S::f32s; NV] {
+            debug_assert!(at + NV * lanes <= end && end <= padded.len());
+            // SAFETY: every caller's `at + NV·lanes ≤ end`, and `end ≤ padded.len()` was
+            // asserted for its row segment.
+            unsafe {
+                padded
+                    .as_ptr()
+                    .add(at)
+                    .cast::<[S::f32s; NV]>()
+                    .read_unaligned()
+            }
         };
         for block in 0..blocks {
             let weights = &packed[block * g.c_in * TAPS * CO..][..g.c_in * TAPS * CO];
             let channels = CO.min(g.c_out - block * CO);
-            for (oy, seg) in (0..oh).flat_map(|oy| (0..segments).map(move |seg| (oy, seg))) {
-                let mut acc = [[simd.splat_f32s(0.0); NV]; CO];
-                for (ci, w_ci) in weights.as_chunks::<CO>().0.chunks_exact(TAPS).enumerate() {
-                    let w_ci: &[[f32; CO]; TAPS] = w_ci.try_into().expect("packed taps");
-                    for ky in 0..3 {
-                        let row = rows.row(g, ci, oy * rows.stride + ky) + seg * segment;
-                        for (kx, &tap) in rows.taps.iter().enumerate() {
-                            let src = load(row + tap);
-                            let w_tap = &w_ci[ky * 3 + kx];
-                            for (a, &wv) in acc.iter_mut().zip(w_tap) {
-                                let wv = simd.splat_f32s(wv);
-                                for (a, &s) in a.iter_mut().zip(&src) {
-                                    *a = simd.mul_add_f32s(wv, s, *a);
+            for oy in 0..oh {
+                for seg in 0..segments {
+                    // The furthest any tap of this segment reads: the last channel's third row.
+                    let end = rows.row(g, g.c_in - 1, oy * rows.stride + 2) + seg * segment + reach;
+                    assert!(end <= padded.len());
+                    let mut acc = [[simd.splat_f32s(0.0); NV]; CO];
+                    for (ci, w_ci) in weights.as_chunks::<CO>().0.chunks_exact(TAPS).enumerate() {
+                        let w_ci: &[[f32; CO]; TAPS] = w_ci.try_into().expect("packed taps");
+                        for ky in 0..3 {
+                            let row = rows.row(g, ci, oy * rows.stride + ky) + seg * segment;
+                            for (kx, &tap) in rows.taps.iter().enumerate() {
+                                let src = load(row + tap, end);
+                                let w_tap = &w_ci[ky * 3 + kx];
+                                for (a, &wv) in acc.iter_mut().zip(w_tap) {
+                                    let wv = simd.splat_f32s(wv);
+                                    for (a, &s) in a.iter_mut().zip(&src) {
+                                        *a = simd.mul_add_f32s(wv, s, *a);
+                                    }
                                 }
                             }
                         }
                     }
-                }
-                // Whole vectors when what spills past the row lands in this plane's later
-                // rows (or segments), which are written after it; value by value at the
-                // plane's end.
-                let start = oy * ow + seg * segment;
-                let spill_stays_in_plane = start + segment <= oh * ow;
-                for (co, a) in acc.iter().enumerate().take(channels) {
-                    let plane = &mut y[(block * CO + co) * oh * ow..][..oh * ow];
-                    if spill_stays_in_plane {
-                        let out = &mut plane[start..][..segment];
-                        for (out, &vector) in out.chunks_exact_mut(lanes).zip(a) {
-                            write_vector::<S>(out, vector);
+                    // Whole vectors when what spills past the row lands in this plane's later
+                    // rows (or segments), which are written after it; value by value at the
+                    // plane's end.
+                    let start = oy * ow + seg * segment;
+                    let spill_stays_in_plane = start + segment <= oh * ow;
+                    for (co, a) in acc.into_iter().enumerate().take(channels) {
+                        let plane = &mut y[(block * CO + co) * oh * ow..][..oh * ow];
+                        if spill_stays_in_plane {
+                            let out = &mut plane[start..][..segment];
+                            for (out, vector) in out.chunks_exact_mut(lanes).zip(a) {
+                                write_vector::<S>(out, vector);
+                            }
+                            continue;
                         }
-                        continue;
-                    }
-                    let out = &mut plane[start..(oy + 1) * ow];
-                    for (out, &vector) in out.chunks_mut(lanes).zip(a) {
-                        // A copy: reading `acc` through a slice would keep it in memory.
-                        let flat: &[f32] =
-                            pulp::bytemuck::cast_slice(std::slice::from_ref(&vector));
-                        for (o, &v) in out.iter_mut().zip(flat) {
-                            o.write(v);
+                        let out = &mut plane[start..(oy + 1) * ow];
+                        for (out, vector) in out.chunks_mut(lanes).zip(a) {
+                            // A copy: reading `acc` through a slice would keep it in memory.
+                            let flat: &[f32] =
+                                pulp::bytemuck::cast_slice(std::slice::from_ref(&vector));
+                            for (o, &v) in out.iter_mut().zip(flat) {
+                                o.write(v);
+                            }
                         }
                     }
                 }
