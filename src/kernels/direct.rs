@@ -427,10 +427,9 @@ impl GradImages<'_> {
                             &mut acc_mem[((block * g.c_in + ci) * TAPS + ky * 3) * CO..][..3 * CO];
                         let mut acc: [[S::f32s; CO]; 3] =
                             std::array::from_fn(|kx| std::array::from_fn(|co| slot[kx * CO + co]));
-                        // Vector columns outside the rows, each row's loads from two slices:
-                        // with the columns inside, LLVM hoists every column's loads ahead of
-                        // the products and spills them (AVX2); with indices, the address
-                        // arithmetic and bounds checks outnumber the products.
+                        // Vector columns outside the rows: with the columns inside, LLVM
+                        // hoists every column's loads ahead of the products and spills them
+                        // (AVX2).
                         let (x_step, dy_step) = (rows.width * rows.stride, CO * dw_row);
                         for v in 0..NV {
                             let (x0, dy0) = (rows.row(g, ci, ky) + v * lanes, v * lanes);
