@@ -6,6 +6,9 @@
 //! 224-px train step runs them.
 //!
 //! cargo run --release --example convprof -- [c_in c_out side]   (one layer only)
+//!
+//! Each time is the fastest of `REPS` runs (default 5); a few hundred make a layer long enough
+//! for `perf record`.
 use burn::tensor::ops::ConvOptions;
 use selfsup::kernels::conv::{ConvGeometry, backward, forward};
 use std::time::Instant;
