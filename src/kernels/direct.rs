@@ -13,7 +13,7 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use super::geometry::{ConvGeometry, output_buffer};
-use super::simd::write_vector;
+use super::simd::{read_vectors, write_vector};
 use super::winograd;
 use pulp::{Simd, WithSimd};
 
@@ -69,6 +69,11 @@ impl PaddedRows {
                 stride: 2,
             },
         }
+    }
+
+    /// How far past a stored row's start a read of `values` at every tap reaches.
+    fn reach(&self, values: usize) -> usize {
+        self.taps.iter().max().expect("three taps") + values
     }
 
     /// Stored row of padded row `y` (input row `y − 1`) of plane `plane` (`h + 2` rows each).
@@ -223,7 +228,7 @@ impl Image<'_> {
         }
         let (padded, packed) = (&scratch.padded[..], &scratch.packed[..]);
         // The rows' bounds are checked once per output row segment (below), not per tap.
-        let reach = rows.taps.iter().max().expect("three taps") + NV * lanes;
+        let reach = rows.reach(NV * lanes);
         let load = |at: usize, end: usize| -> [S::f32s; NV] {
             debug_assert!(at + NV * lanes <= end);
             // SAFETY: every caller's `at + NV·lanes ≤ end`, and `end ≤ padded.len()` was
@@ -305,25 +310,6 @@ fn copy_row<S: Simd>(_simd: S, src: &[f32], dst: &mut [f32]) {
     }
 }
 
-/// `N` vectors from `buffer[at..]`, without a bounds check: each kernel asserts the furthest
-/// index its loop reads once, before the loop. Checked per load, the address arithmetic took a
-/// third of the loops' instructions.
-///
-/// # Safety
-/// `at + N · lanes ≤ buffer.len()`.
-#[inline(always)]
-unsafe fn read_vectors<S: Simd, const N: usize>(buffer: &[f32], at: usize) -> [S::f32s; N] {
-    debug_assert!(at + N * std::mem::size_of::<S::f32s>() / 4 <= buffer.len());
-    // SAFETY: in bounds by the caller's contract; unaligned reads of plain f32 data.
-    unsafe {
-        buffer
-            .as_ptr()
-            .add(at)
-            .cast::<[S::f32s; N]>()
-            .read_unaligned()
-    }
-}
-
 /// The weight gradient of `sum(dy · conv2d(x, weight))` for an [`eligible`] geometry,
 /// `[c_out, c_in, 3, 3]`.
 pub fn weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
@@ -401,7 +387,7 @@ impl GradImages<'_> {
         // Input rows as in the forward pass; dy rows padded with zeros to whole vectors (the
         // padding multiplies the input row's tail, which is not part of this output row).
         let (rows, dw_row) = (PaddedRows::new(g, NV, lanes), NV * lanes);
-        let x_reach = rows.taps.iter().max().expect("three taps") + lanes;
+        let x_reach = rows.reach(lanes);
         let blocks = g.c_out.div_ceil(CO);
         let mut padded = Vec::new();
         let mut dy_rows = vec![0.0f32; blocks * CO * oh * dw_row];
