@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::simd::{lane_sum, lane_sums, vectorized};
+use super::simd::{LONG_ROW, lane_sum_by, lane_sums_by, vectorized};
 
 /// Planes per parallel task: enough work per task that scheduling does not show.
 const TASK_ELEMENTS: usize = 1 << 14;
@@ -108,6 +108,14 @@ fn inv_std(var: f32, epsilon: f64) -> f32 {
     (1.0 / (var as f64 + epsilon).sqrt()) as f32
 }
 
+/// A plane's mean and centred sum of squares (`LONG` as [`lane_sum_by`]).
+#[inline(always)]
+fn plane_stats<const LONG: bool>(plane: &[f32]) -> (f64, f64) {
+    let m = (lane_sum_by::<LONG>(plane, plane, |v, _| v) / plane.len() as f64) as f32;
+    let q = lane_sum_by::<LONG>(plane, plane, |v, _| (v - m) * (v - m));
+    (m as f64, q)
+}
+
 /// Returns `(y, mean, var)` of `y = act(bn(x) + residual)`, `act` a ReLU when `relu`.
 ///
 /// One read of `x` for the statistics: each plane's mean and centred sum of squares (the plane
@@ -124,15 +132,19 @@ pub fn forward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), p.batch * p.channels * p.spatial);
     assert!(residual.is_none_or(|r| r.len() == x.len()));
-    let plane_stats = p.map_planes(
-        x,
-        #[inline(always)]
-        |_, plane| {
-            let m = (lane_sum(plane, plane, |v, _| v) / plane.len() as f64) as f32;
-            let q = lane_sum(plane, plane, |v, _| (v - m) * (v - m));
-            (m as f64, q)
-        },
-    );
+    let plane_stats = if p.spatial >= LONG_ROW {
+        p.map_planes(
+            x,
+            #[inline(always)]
+            |_, plane| plane_stats::<true>(plane),
+        )
+    } else {
+        p.map_planes(
+            x,
+            #[inline(always)]
+            |_, plane| plane_stats::<false>(plane),
+        )
+    };
     let (mut mean, mut var) = (vec![0.0f32; p.channels], vec![0.0f32; p.channels]);
     for c in 0..p.channels {
         let stats = || (0..p.batch).map(|b| plane_stats[b * p.channels + c]);
@@ -235,22 +247,24 @@ fn backward_masked<const RELU: bool, const RESIDUAL: bool>(
         var,
         epsilon,
     } = stats;
-    let plane_sums = p.map_planes(
-        x,
-        #[inline(always)]
-        |i, xs| {
-            let c = i % p.channels;
-            let m = mean[c];
-            let (gs, ys) = (
-                &dy[i * p.spatial..][..p.spatial],
-                &y[i * p.spatial..][..p.spatial],
-            );
-            lane_sums(xs, gs, ys, |xv, g, out| {
-                let g = passed::<RELU>(g, out);
-                (g, g * (xv - m))
-            })
-        },
-    );
+    // Plane `i`'s channel mean, dy and y (only indexing, like `planes` below).
+    let others = |i: usize| {
+        let range = i * p.spatial..(i + 1) * p.spatial;
+        (mean[i % p.channels], &dy[range.clone()], &y[range])
+    };
+    let plane_sums = if p.spatial >= LONG_ROW {
+        p.map_planes(
+            x,
+            #[inline(always)]
+            |i, xs| gradient_sums::<RELU, true>(xs, others(i)),
+        )
+    } else {
+        p.map_planes(
+            x,
+            #[inline(always)]
+            |i, xs| gradient_sums::<RELU, false>(xs, others(i)),
+        )
+    };
     let sums: Vec<(f64, f64)> = (0..p.channels)
         .map(|c| {
             (0..p.batch)
@@ -298,6 +312,19 @@ fn backward_masked<const RELU: bool, const RESIDUAL: bool>(
         );
         (dx, dgamma, dbeta, None)
     }
+}
+
+/// One plane's Σ g and Σ g·(x − m) of the passed upstream gradient `g` (`LONG` as
+/// [`lane_sum_by`]).
+#[inline(always)]
+fn gradient_sums<const RELU: bool, const LONG: bool>(
+    xs: &[f32],
+    (m, gs, ys): (f32, &[f32], &[f32]),
+) -> (f64, f64) {
+    lane_sums_by::<LONG>(xs, gs, ys, |xv, g, out| {
+        let g = passed::<RELU>(g, out);
+        (g, g * (xv - m))
+    })
 }
 
 /// The upstream gradient `g` where the output `out` let it through (with a ReLU: `out > 0`).

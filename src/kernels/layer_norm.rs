@@ -2,9 +2,11 @@
 //! composed version makes about eight passes forward and more backward), outputs written once
 //! without a zeroing pass first.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
-use super::simd::{lane_sum, lane_sums, vectorized};
+use super::simd::{LONG_ROW, lane_sum, lane_sums_by, vectorized};
 
 /// Rows per parallel task.
 const ROWS_PER_TASK: usize = 64;
@@ -81,33 +83,25 @@ pub fn backward(
         )
         .map(|((dx, (x, dy)), (mean, rstd))| {
             let (mut dgamma, mut dbeta) = (vec![0.0f32; d], vec![0.0f32; d]);
-            vectorized(
-                #[inline(always)]
-                || {
-                    for ((dx, (x, dy)), (&mu, &s)) in dx
-                        .chunks_exact_mut(d)
-                        .zip(x.chunks_exact(d).zip(dy.chunks_exact(d)))
-                        .zip(mean.iter().zip(rstd))
-                    {
-                        let (sum_g, sum_gx) =
-                            lane_sums(x, dy, gamma, |x, dy, g| (dy * g, dy * g * ((x - mu) * s)));
-                        let (mean_g, mean_gx) =
-                            ((sum_g / d as f64) as f32, (sum_gx / d as f64) as f32);
-                        // Two loops: with the parameter sums in the same one, the compiler
-                        // leaves it scalar.
-                        for (((dx, &x), &dy), &g) in dx.iter_mut().zip(x).zip(dy).zip(gamma) {
-                            let h = (x - mu) * s;
-                            dx.write(s * (dy * g - mean_g - h * mean_gx));
-                        }
-                        for (((dg, db), &x), &dy) in
-                            dgamma.iter_mut().zip(dbeta.iter_mut()).zip(x).zip(dy)
-                        {
-                            *dg += dy * ((x - mu) * s);
-                            *db += dy;
-                        }
-                    }
-                },
-            );
+            let rows = Rows {
+                dx,
+                x,
+                dy,
+                mean,
+                rstd,
+                gamma,
+            };
+            if d >= LONG_ROW {
+                vectorized(
+                    #[inline(always)]
+                    || rows.backward::<true>(&mut dgamma, &mut dbeta),
+                );
+            } else {
+                vectorized(
+                    #[inline(always)]
+                    || rows.backward::<false>(&mut dgamma, &mut dbeta),
+                );
+            }
             (dgamma, dbeta)
         })
         .collect();
@@ -121,4 +115,50 @@ pub fn backward(
         }
     }
     (dx, dgamma, dbeta)
+}
+
+/// One task's rows of a [`backward`].
+struct Rows<'a, 'b> {
+    dx: &'b mut [MaybeUninit<f32>],
+    x: &'a [f32],
+    dy: &'a [f32],
+    mean: &'a [f32],
+    rstd: &'a [f32],
+    gamma: &'a [f32],
+}
+
+impl Rows<'_, '_> {
+    /// The rows' `dx`, their parameter gradients added to `dgamma` and `dbeta` (`LONG` as
+    /// [`lane_sums_by`]: on rows of 128 and more, the backward's sums ran as scalar code).
+    #[inline(always)]
+    fn backward<const LONG: bool>(self, dgamma: &mut [f32], dbeta: &mut [f32]) {
+        let Rows {
+            dx,
+            x,
+            dy,
+            mean,
+            rstd,
+            gamma,
+        } = self;
+        let d = gamma.len();
+        for ((dx, (x, dy)), (&mu, &s)) in dx
+            .chunks_exact_mut(d)
+            .zip(x.chunks_exact(d).zip(dy.chunks_exact(d)))
+            .zip(mean.iter().zip(rstd))
+        {
+            let (sum_g, sum_gx) =
+                lane_sums_by::<LONG>(x, dy, gamma, |x, dy, g| (dy * g, dy * g * ((x - mu) * s)));
+            let (mean_g, mean_gx) = ((sum_g / d as f64) as f32, (sum_gx / d as f64) as f32);
+            // Two loops: with the parameter sums in the same one, the compiler leaves it
+            // scalar.
+            for (((dx, &x), &dy), &g) in dx.iter_mut().zip(x).zip(dy).zip(gamma) {
+                let h = (x - mu) * s;
+                dx.write(s * (dy * g - mean_g - h * mean_gx));
+            }
+            for (((dg, db), &x), &dy) in dgamma.iter_mut().zip(dbeta.iter_mut()).zip(x).zip(dy) {
+                *dg += dy * ((x - mu) * s);
+                *db += dy;
+            }
+        }
+    }
 }

@@ -601,7 +601,11 @@ mod batch_norm_tests {
     fn batch_norm_layers_match_burn() {
         let device = Device::flex().autodiff();
         device.seed(7);
-        for (relu, with_residual) in [(false, false), (true, false), (true, true)] {
+        // Planes of 28 values, and of 156 (past `LONG_ROW`, not a whole number of blocks).
+        let cases = [(false, false), (true, false), (true, true)]
+            .into_iter()
+            .flat_map(|case| [([3, 5, 4, 7], case), ([2, 5, 12, 13], case)]);
+        for (shape, (relu, with_residual)) in cases {
             let ours = BatchNormConfig::new(5).init(&device);
             let theirs = BatchNormConfig::new(5).init(&device);
             let normal = Distribution::Normal(0.0, 1.0);
@@ -618,9 +622,9 @@ mod batch_norm_tests {
                 beta: burn::module::Param::from_tensor(beta),
                 ..theirs
             };
-            let x = Tensor::<4>::random([3, 5, 4, 7], Distribution::Normal(2.0, 3.0), &device);
+            let x = Tensor::<4>::random(shape, Distribution::Normal(2.0, 3.0), &device);
             let (xa, xb) = (x.clone().require_grad(), x.require_grad());
-            let r = Tensor::<4>::random([3, 5, 4, 7], normal, &device);
+            let r = Tensor::<4>::random(shape, normal, &device);
             let (ra, rb) = (r.clone().require_grad(), r.require_grad());
             let (ya, yb) = if with_residual {
                 let ya = batch_norm_add_relu_layer(&ours, xa.clone(), ra.clone());
@@ -764,44 +768,46 @@ mod transformer_tests {
     fn layer_norm_matches_the_composed_definition() {
         let device = Device::flex().autodiff();
         device.seed(12);
-        // An odd row length (not a multiple of the SIMD width) and a large offset, where a
-        // one-pass variance would lose its digits.
-        let d = 37;
-        let x = normal([4, 5, d], 3.0, &device).add_scalar(50.0);
-        let gamma = normal([d], 1.0, &device);
-        let beta = normal([d], 1.0, &device);
-        let inputs = || {
-            (
-                x.clone().require_grad(),
-                gamma.clone().require_grad(),
-                beta.clone().require_grad(),
-            )
-        };
-        let (xa, ga, ba) = inputs();
-        let (xb, gb, bb) = inputs();
-        let ya = layer_norm(xa.clone(), ga.clone(), ba.clone(), 1e-6);
-        let (var, mean) = xb.clone().var_mean_bias(2);
-        let yb = (xb.clone() - mean) / var.add_scalar(1e-6).sqrt() * gb.clone().unsqueeze::<3>()
-            + bb.clone().unsqueeze::<3>();
-        assert_close(ya.clone(), yb.clone(), 1e-5, "layer norm");
-        let up = normal([4, 5, d], 1.0, &device);
-        let (gra, grb) = (
-            (ya * up.clone()).sum().backward(),
-            (yb * up).sum().backward(),
-        );
-        assert_close(xa.grad(&gra).unwrap(), xb.grad(&grb).unwrap(), 1e-4, "dx");
-        assert_close(
-            ga.grad(&gra).unwrap(),
-            gb.grad(&grb).unwrap(),
-            1e-4,
-            "dgamma",
-        );
-        assert_close(
-            ba.grad(&gra).unwrap(),
-            bb.grad(&grb).unwrap(),
-            1e-4,
-            "dbeta",
-        );
+        // Odd row lengths (not a multiple of the SIMD width), one past `LONG_ROW`, and a large
+        // offset, where a one-pass variance would lose its digits.
+        for d in [37, 131] {
+            let x = normal([4, 5, d], 3.0, &device).add_scalar(50.0);
+            let gamma = normal([d], 1.0, &device);
+            let beta = normal([d], 1.0, &device);
+            let inputs = || {
+                (
+                    x.clone().require_grad(),
+                    gamma.clone().require_grad(),
+                    beta.clone().require_grad(),
+                )
+            };
+            let (xa, ga, ba) = inputs();
+            let (xb, gb, bb) = inputs();
+            let ya = layer_norm(xa.clone(), ga.clone(), ba.clone(), 1e-6);
+            let (var, mean) = xb.clone().var_mean_bias(2);
+            let yb = (xb.clone() - mean) / var.add_scalar(1e-6).sqrt()
+                * gb.clone().unsqueeze::<3>()
+                + bb.clone().unsqueeze::<3>();
+            assert_close(ya.clone(), yb.clone(), 1e-5, "layer norm");
+            let up = normal([4, 5, d], 1.0, &device);
+            let (gra, grb) = (
+                (ya * up.clone()).sum().backward(),
+                (yb * up).sum().backward(),
+            );
+            assert_close(xa.grad(&gra).unwrap(), xb.grad(&grb).unwrap(), 1e-4, "dx");
+            assert_close(
+                ga.grad(&gra).unwrap(),
+                gb.grad(&grb).unwrap(),
+                1e-4,
+                "dgamma",
+            );
+            assert_close(
+                ba.grad(&gra).unwrap(),
+                bb.grad(&grb).unwrap(),
+                1e-4,
+                "dbeta",
+            );
+        }
     }
 
     #[test]

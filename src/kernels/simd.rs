@@ -49,24 +49,55 @@ pub(super) unsafe fn read_vectors<S: pulp::Simd, const N: usize>(
 /// Lanes of the partial sums in [`lane_sum`]: one AVX-512 register of f32.
 pub const LANES: usize = 16;
 
+/// Independent partial sums per lane in [`lane_sums_of`]: one chain of adds would wait on each
+/// add's latency.
+const CHAINS: usize = 4;
+
+/// Values from which a row's sums go through [`lane_sum_by`]`::<true>`: its block loop's setup
+/// costs more than it saves on shorter rows.
+pub const LONG_ROW: usize = 2 * CHAINS * LANES;
+
 /// `[Σ f(a[i], b[i], c[i])[k]; K]` over slices of equal length in [`LANES`] f32 partial sums
 /// per sum, totals as f64. Chunked loops over the slices themselves: the compiler leaves an
 /// index-taking closure scalar. `K` is exactly the sums wanted: a spare one that adds zeros
 /// still costs its adds (`s + 0.0` is not `s` for `s = −0.0`).
+///
+/// `LONG` (for rows of at least [`LONG_ROW`]): chain `c`'s lane `l` at `c·LANES + l` and one
+/// loop over them all, which the loop vectoriser makes `CHAINS` vectors of; nested per chain,
+/// the loops are unrolled into scalar lanes (BN's centred squares and masked gradient sums ran
+/// as scalar code), but on short rows that costs less than the block loop's setup. The two are
+/// separate instantiations: in one function, either slowed the other.
 #[inline(always)]
-fn lane_sums_of<const K: usize>(
+fn lane_sums_of<const K: usize, const LONG: bool>(
     a: &[f32],
     b: &[f32],
     c: &[f32],
     f: impl Fn(f32, f32, f32) -> [f32; K],
 ) -> [f64; K] {
     assert!(a.len() == b.len() && a.len() == c.len());
-    // Four independent sums per lane while four vectors remain: one chain of adds would wait
-    // on each add's latency.
-    const CHAINS: usize = 4;
     let mut sums = [[0.0f32; LANES]; K];
     let long = a.len() / (CHAINS * LANES) * (CHAINS * LANES);
-    if long > 0 {
+    if LONG && long > 0 {
+        let mut chains = [[0.0f32; CHAINS * LANES]; K];
+        for ((ac, bc), cc) in a[..long]
+            .chunks_exact(CHAINS * LANES)
+            .zip(b[..long].chunks_exact(CHAINS * LANES))
+            .zip(c[..long].chunks_exact(CHAINS * LANES))
+        {
+            for i in 0..CHAINS * LANES {
+                for (s, v) in chains.iter_mut().zip(f(ac[i], bc[i], cc[i])) {
+                    s[i] += v;
+                }
+            }
+        }
+        for (s, chain) in sums.iter_mut().zip(chains) {
+            for c in 0..CHAINS {
+                for l in 0..LANES {
+                    s[l] += chain[c * LANES + l];
+                }
+            }
+        }
+    } else if long > 0 {
         let mut chains = [[[0.0f32; LANES]; K]; CHAINS];
         for ((ac, bc), cc) in a[..long]
             .chunks_exact(CHAINS * LANES)
@@ -110,28 +141,29 @@ fn lane_sums_of<const K: usize>(
     sums.map(|lanes| pairwise(lanes, |x, y| x + y) as f64)
 }
 
-/// `Σ f(a[i], b[i], c[i])` as [`lane_sums_of`].
-#[inline(always)]
-pub fn lane_sum3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f64 {
-    let [sum] = lane_sums_of(a, b, c, |u, v, w| [f(u, v, w)]);
-    sum
-}
-
 /// `Σ f(a[i], b[i])` as [`lane_sums_of`].
 #[inline(always)]
 pub fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
-    lane_sum3(a, b, b, |u, v, _| f(u, v))
+    lane_sum_by::<false>(a, b, f)
 }
 
-/// `(Σ f(…).0, Σ f(…).1)` as [`lane_sums_of`], in one pass.
+/// [`lane_sum`], through the block loop when `LONG` (see [`lane_sums_of`]).
 #[inline(always)]
-pub fn lane_sums(
+pub fn lane_sum_by<const LONG: bool>(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
+    let [sum] = lane_sums_of::<1, LONG>(a, b, b, |u, v, _| [f(u, v)]);
+    sum
+}
+
+/// `(Σ f(…).0, Σ f(…).1)` as [`lane_sums_of`], in one pass, through the block loop when
+/// `LONG`.
+#[inline(always)]
+pub fn lane_sums_by<const LONG: bool>(
     a: &[f32],
     b: &[f32],
     c: &[f32],
     f: impl Fn(f32, f32, f32) -> (f32, f32),
 ) -> (f64, f64) {
-    let [s, t] = lane_sums_of(a, b, c, |u, v, w| f(u, v, w).into());
+    let [s, t] = lane_sums_of::<2, LONG>(a, b, c, |u, v, w| f(u, v, w).into());
     (s, t)
 }
 
@@ -281,15 +313,20 @@ mod tests {
 
     #[test]
     fn lane_sums_add_every_element_once() {
-        for len in [0usize, 1, 15, 16, 17, 100] {
+        for len in [0usize, 1, 15, 16, 17, 100, 127, 128, 129, 200, 1000] {
             let (a, b): (Vec<f32>, Vec<f32>) = (0..len).map(|i| (i as f32, 1.0)).unzip();
             let triangle = (len * len.saturating_sub(1) / 2) as f64;
             assert_eq!(lane_sum(&a, &b, |u, v| u * v), triangle, "len {len}");
             assert_eq!(
-                lane_sum3(&a, &b, &a, |u, v, w| u + v + w),
-                2.0 * triangle + len as f64
+                lane_sum_by::<true>(&a, &b, |u, v| u * v),
+                triangle,
+                "len {len}"
             );
-            let sums = lane_sums(&a, &b, &b, |u, v, _| (u, v));
+            let [sum] = lane_sums_of::<1, false>(&a, &b, &a, |u, v, w| [u + v + w]);
+            assert_eq!(sum, 2.0 * triangle + len as f64);
+            let sums = lane_sums_by::<false>(&a, &b, &b, |u, v, _| (u, v));
+            assert_eq!(sums, (triangle, len as f64), "len {len}");
+            let sums = lane_sums_by::<true>(&a, &b, &b, |u, v, _| (u, v));
             assert_eq!(sums, (triangle, len as f64), "len {len}");
         }
     }
