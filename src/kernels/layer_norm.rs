@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::simd::{LONG_ROW, lane_sum, lane_sums_by, vectorized};
+use super::simd::{BLOCK, lane_sum, lane_sums_by, vectorized};
 
 /// Rows per parallel task.
 const ROWS_PER_TASK: usize = 64;
@@ -91,7 +91,8 @@ pub fn backward(
                 rstd,
                 gamma,
             };
-            if d >= LONG_ROW {
+            // From one whole block (unlike batch norm): at d = 64 on AVX2 0.57 → 0.35 ns a value.
+            if d >= BLOCK {
                 vectorized(
                     #[inline(always)]
                     || rows.backward::<true>(&mut dgamma, &mut dbeta),
@@ -129,7 +130,7 @@ struct Rows<'a, 'b> {
 
 impl Rows<'_, '_> {
     /// The rows' `dx`, their parameter gradients added to `dgamma` and `dbeta` (`LONG` as
-    /// [`lane_sums_by`]: on rows of 128 and more, the backward's sums ran as scalar code).
+    /// [`lane_sums_by`]: its per-chain loops left the backward's sums largely scalar).
     #[inline(always)]
     fn backward<const LONG: bool>(self, dgamma: &mut [f32], dbeta: &mut [f32]) {
         let Rows {

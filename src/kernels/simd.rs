@@ -53,20 +53,24 @@ pub const LANES: usize = 16;
 /// add's latency.
 const CHAINS: usize = 4;
 
-/// Values from which a row's sums go through [`lane_sum_by`]`::<true>`: its block loop's setup
-/// costs more than it saves on shorter rows.
-pub const LONG_ROW: usize = 2 * CHAINS * LANES;
+/// Values in one block of [`lane_sums_of`]'s `LONG` loop: a lane of each chain.
+pub const BLOCK: usize = CHAINS * LANES;
+
+/// Values from which batch norm's planes go through [`lane_sum_by`]`::<true>`: on shorter ones
+/// the block loop's setup cost more than it saved.
+pub const LONG_ROW: usize = 2 * BLOCK;
 
 /// `[Σ f(a[i], b[i], c[i])[k]; K]` over slices of equal length in [`LANES`] f32 partial sums
 /// per sum, totals as f64. Chunked loops over the slices themselves: the compiler leaves an
 /// index-taking closure scalar. `K` is exactly the sums wanted: a spare one that adds zeros
 /// still costs its adds (`s + 0.0` is not `s` for `s = −0.0`).
 ///
-/// `LONG` (for rows of at least [`LONG_ROW`]): chain `c`'s lane `l` at `c·LANES + l` and one
-/// loop over them all, which the loop vectoriser makes `CHAINS` vectors of; nested per chain,
-/// the loops are unrolled into scalar lanes (BN's centred squares and masked gradient sums ran
-/// as scalar code), but on short rows that costs less than the block loop's setup. The two are
-/// separate instantiations: in one function, either slowed the other.
+/// `LONG` (rows of a [`BLOCK`] or more; batch norm's planes from [`LONG_ROW`]): chain `c`'s lane
+/// `l` at `c·LANES + l` and one loop over them all, which the loop vectoriser makes `CHAINS`
+/// vectors of; nested per chain, the loops are unrolled into scalar lanes (BN's centred squares
+/// and masked gradient sums ran as scalar code), but on short rows that costs less than the
+/// block loop's setup. The two are separate instantiations: in one function, either slowed the
+/// other.
 #[inline(always)]
 fn lane_sums_of<const K: usize, const LONG: bool>(
     a: &[f32],
