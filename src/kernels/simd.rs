@@ -80,15 +80,15 @@ fn lane_sums_of<const K: usize, const LONG: bool>(
 ) -> [f64; K] {
     assert!(a.len() == b.len() && a.len() == c.len());
     let mut sums = [[0.0f32; LANES]; K];
-    let long = a.len() / (CHAINS * LANES) * (CHAINS * LANES);
+    let long = a.len() / BLOCK * BLOCK;
     if LONG && long > 0 {
-        let mut chains = [[0.0f32; CHAINS * LANES]; K];
+        let mut chains = [[0.0f32; BLOCK]; K];
         for ((ac, bc), cc) in a[..long]
-            .chunks_exact(CHAINS * LANES)
-            .zip(b[..long].chunks_exact(CHAINS * LANES))
-            .zip(c[..long].chunks_exact(CHAINS * LANES))
+            .chunks_exact(BLOCK)
+            .zip(b[..long].chunks_exact(BLOCK))
+            .zip(c[..long].chunks_exact(BLOCK))
         {
-            for i in 0..CHAINS * LANES {
+            for i in 0..BLOCK {
                 for (s, v) in chains.iter_mut().zip(f(ac[i], bc[i], cc[i])) {
                     s[i] += v;
                 }
@@ -104,9 +104,9 @@ fn lane_sums_of<const K: usize, const LONG: bool>(
     } else if long > 0 {
         let mut chains = [[[0.0f32; LANES]; K]; CHAINS];
         for ((ac, bc), cc) in a[..long]
-            .chunks_exact(CHAINS * LANES)
-            .zip(b[..long].chunks_exact(CHAINS * LANES))
-            .zip(c[..long].chunks_exact(CHAINS * LANES))
+            .chunks_exact(BLOCK)
+            .zip(b[..long].chunks_exact(BLOCK))
+            .zip(c[..long].chunks_exact(BLOCK))
         {
             for (chain, sums) in chains.iter_mut().enumerate() {
                 for l in 0..LANES {
