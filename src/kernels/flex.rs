@@ -18,6 +18,7 @@ use super::KernelOps;
 use super::attention::{self, Heads};
 use super::batch_norm::{self, Planes};
 use super::conv::{self, ConvGeometry};
+use super::cross_entropy::{self, Crops};
 use super::linear::{self, Dims};
 use super::pool::{self, Window};
 use super::{gelu, layer_norm, update};
@@ -197,6 +198,45 @@ fn max_pool_forward(win: &Window, x: FlexTensor) -> (FlexTensor, Vec<u32>) {
     (tensor(y, &[win.batch, win.channels, oh, ow]), argmax)
 }
 
+/// The crops of a DINO loss when the flex kernel takes these inputs.
+fn dino_crops(targets: &FlexTensor, student: &FlexTensor, batch: usize) -> Option<Crops> {
+    let ([t_rows, k], [s_rows, s_k]) = (
+        <[usize; 2]>::try_from(dims(targets)).ok()?,
+        <[usize; 2]>::try_from(dims(student)).ok()?,
+    );
+    let crops = Crops {
+        batch,
+        teacher: t_rows / batch.max(1),
+        student: s_rows / batch.max(1),
+        classes: k,
+    };
+    let supported = is_f32(&[targets, student])
+        && batch > 0
+        && k > 0
+        && k == s_k
+        && t_rows.is_multiple_of(batch)
+        && s_rows.is_multiple_of(batch)
+        && crops.teacher <= crops.student
+        && crops.pairs() > 0;
+    supported.then_some(crops)
+}
+
+/// `(loss [1], row log-sum-exps)` of DINO's cross-entropy.
+fn dino_forward(
+    crops: Crops,
+    targets: &FlexTensor,
+    student: &FlexTensor,
+    temperature: f64,
+) -> (FlexTensor, Vec<f32>) {
+    let (loss, lse) = cross_entropy::forward(
+        crops,
+        targets.storage::<f32>(),
+        student.storage::<f32>(),
+        temperature as f32,
+    );
+    (vector(vec![loss as f32]), lse)
+}
+
 fn batch_norm_supported(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor) -> bool {
     is_f32(&[x, gamma, beta]) && x.layout().shape().num_dims() == 4
 }
@@ -308,6 +348,23 @@ impl KernelOps for Flex {
             return super::reference::multi_head_attention::<Flex>(qkv, heads);
         }
         attention_forward(&qkv.to_contiguous(), heads).0
+    }
+
+    fn dino_cross_entropy(
+        targets: FlexTensor,
+        student: FlexTensor,
+        batch: usize,
+        temperature: f64,
+    ) -> FlexTensor {
+        match dino_crops(&targets, &student, batch) {
+            Some(crops) => {
+                let (targets, student) = (targets.to_contiguous(), student.to_contiguous());
+                dino_forward(crops, &targets, &student, temperature).0
+            }
+            None => {
+                super::reference::dino_cross_entropy::<Flex>(targets, student, batch, temperature)
+            }
+        }
     }
 }
 
@@ -563,6 +620,33 @@ impl Backward<Flex, 1> for AttentionBackward {
                 dout.storage::<f32>(),
             );
             grads.register::<Flex>(node.id, tensor(dqkv, &dims(&qkv)));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct DinoCrossEntropyBackward;
+
+/// targets, student logits (both contiguous), their row log-sum-exps, crops, temperature.
+type DinoState = (FlexTensor, FlexTensor, Vec<f32>, Crops, f64);
+
+impl Backward<Flex, 1> for DinoCrossEntropyBackward {
+    type State = DinoState;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_student] = ops.parents;
+        let dloss = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let (targets, student, lse, crops, temperature) = ops.state;
+        if let Some(node) = node_student {
+            let ds = cross_entropy::backward(
+                crops,
+                targets.storage::<f32>(),
+                student.storage::<f32>(),
+                &lse,
+                temperature as f32,
+                dloss.storage::<f32>()[0],
+            );
+            grads.register::<Flex>(node.id, tensor(ds, &dims(&student)));
         }
     }
 }
@@ -831,6 +915,39 @@ impl<C: CheckpointStrategy> KernelOps for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => {
                 let qkv = qkv.into_primitive().to_contiguous();
                 prep.finish(attention_forward(&qkv, heads).0)
+            }
+        }
+    }
+
+    fn dino_cross_entropy(
+        targets: FloatTensor<Self>,
+        student: FloatTensor<Self>,
+        batch: usize,
+        temperature: f64,
+    ) -> FloatTensor<Self> {
+        let crops = dino_crops(targets.primitive(), student.primitive(), batch);
+        let Some(crops) = crops.filter(|_| !targets.is_tracked()) else {
+            return super::reference::dino_cross_entropy::<Self>(
+                targets,
+                student,
+                batch,
+                temperature,
+            );
+        };
+        let targets_p = targets.into_primitive().to_contiguous();
+        match DinoCrossEntropyBackward
+            .prepare::<C>([student.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let student = student.primitive().to_contiguous();
+                let (loss, lse) = dino_forward(crops, &targets_p, &student, temperature);
+                prep.finish((targets_p, student, lse, crops, temperature), loss)
+            }
+            OpsKind::UnTracked(prep) => {
+                let student = student.into_primitive().to_contiguous();
+                prep.finish(dino_forward(crops, &targets_p, &student, temperature).0)
             }
         }
     }

@@ -8,6 +8,7 @@
 pub mod attention;
 pub mod batch_norm;
 pub mod conv;
+pub mod cross_entropy;
 mod direct;
 mod flex;
 pub mod gelu;
@@ -106,6 +107,19 @@ pub trait KernelOps: Backend {
         step: update::Adamw,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         reference::adamw::<Self>(w, g, m, v, step)
+    }
+
+    /// DINO's loss: the mean over (teacher crop j, student crop i ≠ j) pairs and samples of
+    /// `−Σ_k t_k · log softmax(s / τ)_k`, from targets `[teacher crops · batch, K]` (they get no
+    /// gradient) and student logits `[student crops · batch, K]`, both crop by crop, the first
+    /// student crops the teacher's in the same order; `[1]`.
+    fn dino_cross_entropy(
+        targets: FloatTensor<Self>,
+        student: FloatTensor<Self>,
+        batch: usize,
+        temperature: f64,
+    ) -> FloatTensor<Self> {
+        reference::dino_cross_entropy::<Self>(targets, student, batch, temperature)
     }
 
     /// 2-D max pooling, NCHW, padding on both sides of each axis, no dilation, output size
@@ -276,17 +290,26 @@ pub fn layer_norm<const D: usize>(
     ))
 }
 
-/// A burn `Linear` layer's forward pass; same parameters, same result, fused on flex when the
-/// layer has a bias.
+/// A burn `Linear` layer's forward pass; same parameters, same result, fused on flex.
 pub fn linear_layer<const D: usize>(layer: &burn::nn::Linear, x: Tensor<D>) -> Tensor<D> {
-    match &layer.bias {
-        Some(bias) => Tensor::from_dispatch(<Dispatch as KernelOps>::linear_bias(
-            x.into_dispatch(),
-            layer.weight.val().into_dispatch(),
-            bias.val().into_dispatch(),
-        )),
-        None => layer.forward(x),
-    }
+    linear(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()))
+}
+
+/// `x · weight + bias` over the last dimension of `x`, `weight [d_in, d_out]`; without a bias a
+/// plain product. Fused on flex (products split over threads, the bias the output's initial
+/// value).
+pub fn linear<const D: usize>(
+    x: Tensor<D>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+) -> Tensor<D> {
+    // A zero bias is the product's initial value all the same, and untracked it gets no gradient.
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[1]], &weight.device()));
+    Tensor::from_dispatch(<Dispatch as KernelOps>::linear_bias(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+    ))
 }
 
 /// Multi-head self-attention `softmax(Q·Kᵀ/√d_h)·V` from the fused projection
@@ -296,6 +319,23 @@ pub fn multi_head_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
     Tensor::from_dispatch(<Dispatch as KernelOps>::multi_head_attention(
         qkv.into_dispatch(),
         heads,
+    ))
+}
+
+/// DINO's cross-entropy between teacher targets `[teacher crops · batch, K]` (no gradient
+/// flows to them) and student logits `[student crops · batch, K]`: see
+/// [`KernelOps::dino_cross_entropy`]. One parallel pass over the student's rows on flex.
+pub fn dino_cross_entropy(
+    targets: Tensor<2>,
+    student: Tensor<2>,
+    batch: usize,
+    temperature: f64,
+) -> Tensor<1> {
+    Tensor::from_dispatch(<Dispatch as KernelOps>::dino_cross_entropy(
+        targets.into_dispatch(),
+        student.into_dispatch(),
+        batch,
+        temperature,
     ))
 }
 
@@ -700,15 +740,20 @@ mod transformer_tests {
     fn linear_matches_burn_on_values_and_gradients() {
         let device = Device::flex().autodiff();
         device.seed(10);
-        // Rows not a multiple of the thread count; odd widths.
-        for (lead, d_in, d_out) in [([3, 7], 13, 29), ([1, 1], 5, 3), ([5, 33], 24, 8)] {
-            let layer = burn::nn::LinearConfig::new(d_in, d_out).init(&device);
-            let bias = layer.bias.as_ref().unwrap().val();
+        // Rows not a multiple of the thread count; odd widths; with and without a bias.
+        let cases = [([3, 7], 13, 29), ([1, 1], 5, 3), ([5, 33], 24, 8)];
+        for ((lead, d_in, d_out), with_bias) in
+            cases.into_iter().flat_map(|c| [(c, true), (c, false)])
+        {
+            let layer = burn::nn::LinearConfig::new(d_in, d_out)
+                .with_bias(with_bias)
+                .init(&device);
             // Non-zero bias (burn's init is uniform; make sure it matters).
             let layer = burn::nn::Linear {
-                bias: Some(burn::module::Param::from_tensor(
-                    bias.add_scalar(0.5).detach(),
-                )),
+                bias: layer
+                    .bias
+                    .as_ref()
+                    .map(|b| burn::module::Param::from_tensor(b.val().add_scalar(0.5).detach())),
                 ..layer
             };
             let x = normal([lead[0], lead[1], d_in], 1.0, &device);
@@ -723,8 +768,9 @@ mod transformer_tests {
             assert_close(xa.grad(&ga).unwrap(), xb.grad(&gb).unwrap(), 1e-5, "dx");
             let w = layer.weight.val();
             assert_close(w.grad(&ga).unwrap(), w.grad(&gb).unwrap(), 1e-5, "dweight");
-            let b = layer.bias.as_ref().unwrap().val();
-            assert_close(b.grad(&ga).unwrap(), b.grad(&gb).unwrap(), 1e-5, "dbias");
+            if let Some(b) = layer.bias.as_ref().map(|b| b.val()) {
+                assert_close(b.grad(&ga).unwrap(), b.grad(&gb).unwrap(), 1e-5, "dbias");
+            }
         }
     }
 
@@ -874,6 +920,36 @@ mod transformer_tests {
 
     fn reference_attention(qkv: FloatTensor<Dispatch>, heads: usize) -> FloatTensor<Dispatch> {
         reference::multi_head_attention::<Dispatch>(qkv, heads)
+    }
+
+    #[test]
+    fn dino_cross_entropy_matches_the_composed_version_on_values_and_gradients() {
+        // The composed default body (what the GPU backend runs) through autodiff, against the
+        // fused kernel; the targets are softmax rows, tracked on both sides and given no
+        // gradient by either.
+        let device = Device::flex().autodiff();
+        device.seed(16);
+        for (batch, teacher, student, k) in [(3, 2, 4, 70), (5, 2, 2, 9), (2, 1, 3, 130)] {
+            let targets =
+                burn::tensor::activation::softmax(normal([teacher * batch, k], 2.0, &device), 1);
+            let logits = normal([student * batch, k], 1.0, &device);
+            let (sa, sb) = (logits.clone().require_grad(), logits.require_grad());
+            let la = dino_cross_entropy(targets.clone(), sa.clone(), batch, 0.1);
+            let lb = Tensor::<1>::from_dispatch(reference::dino_cross_entropy::<Dispatch>(
+                targets.into_dispatch(),
+                sb.clone().into_dispatch(),
+                batch,
+                0.1,
+            ));
+            assert_close(la.clone(), lb.clone(), 1e-5, "loss");
+            let (ga, gb) = (la.backward(), lb.backward());
+            assert_close(
+                sa.grad(&ga).unwrap(),
+                sb.grad(&gb).unwrap(),
+                1e-5,
+                "dstudent",
+            );
+        }
     }
 }
 

@@ -131,3 +131,41 @@ pub fn adamw<B: Backend>(
     let w = B::float_sub(times(w, 1.0 - h.decay), times(update, h.lr));
     (w, m, v)
 }
+
+/// DINO's loss from targets `[teacher crops · batch, K]` (detached) and student logits
+/// `[student crops · batch, K]`: `−Σ t · log softmax(s / τ)` over every (teacher crop j,
+/// student crop i ≠ j) pair, divided by pairs · batch.
+pub fn dino_cross_entropy<B: Backend>(
+    targets: FloatTensor<B>,
+    student: FloatTensor<B>,
+    batch: usize,
+    temperature: f64,
+) -> FloatTensor<B> {
+    let (teacher_rows, k) = (targets.shape()[0], targets.shape()[1]);
+    let student_rows = student.shape()[0];
+    let targets = B::float_detach(targets);
+    let scaled = B::float_div_scalar(student, Scalar::from(temperature));
+    let shifted = B::float_sub(scaled.clone(), B::float_max_dim(scaled, 1));
+    let lse = B::float_log(B::float_sum_dim(B::float_exp(shifted.clone()), 1));
+    let log_probs = B::float_sub(shifted, lse);
+    let crop = |t: &FloatTensor<B>, c: usize| {
+        B::float_slice(
+            t.clone(),
+            &[Slice::from(c * batch..(c + 1) * batch), Slice::from(0..k)],
+        )
+    };
+    let mut total: Option<FloatTensor<B>> = None;
+    let mut pairs = 0;
+    for j in 0..teacher_rows / batch {
+        for i in (0..student_rows / batch).filter(|&i| i != j) {
+            let ce = B::float_sum(B::float_mul(crop(&targets, j), crop(&log_probs, i)));
+            total = Some(match total {
+                Some(acc) => B::float_add(acc, ce),
+                None => ce,
+            });
+            pairs += 1;
+        }
+    }
+    let total = total.expect("at least one teacher crop and one other student crop");
+    B::float_mul_scalar(total, Scalar::from(-1.0 / (pairs * batch) as f64))
+}

@@ -35,36 +35,17 @@ pub fn sinkhorn_knopp(logits: Tensor<2>, temperature: f64, iterations: usize) ->
 }
 
 /// DINO's loss: the mean over pairs of (teacher crop, student crop) — every teacher target with
-/// every student crop except the same view — of the cross-entropy −Σ p_t · log softmax(s / τ_s).
-/// `teacher[j]` are targets for the global crops (`[B, K]`), `student[i]` the student's logits
-/// for all crops, global ones first in the same order as the teacher's.
+/// every student crop except the same view — of the cross-entropy −Σ p_t · log softmax(s / τ_s),
+/// averaged over the batch. `teacher` holds the targets for the global crops (`[crops · batch,
+/// K]`, crop by crop; no gradient flows to them), `student` the student's logits for all crops
+/// (`[crops · batch, K]`), global ones first in the teacher's order. One fused pass on the CPU.
 pub fn dino_loss(
-    teacher: &[Tensor<2>],
-    student: &[Tensor<2>],
+    teacher: Tensor<2>,
+    student: Tensor<2>,
+    batch: usize,
     student_temperature: f64,
 ) -> Tensor<1> {
-    let log_probs: Vec<Tensor<2>> = student
-        .iter()
-        .map(|s| log_softmax(s.clone().div_scalar(student_temperature), 1))
-        .collect();
-    let mut total: Option<Tensor<1>> = None;
-    let mut pairs = 0;
-    for (j, t) in teacher.iter().enumerate() {
-        for (i, lp) in log_probs.iter().enumerate() {
-            if i == j {
-                continue;
-            }
-            let ce = (t.clone() * lp.clone()).sum_dim(1).mean().neg();
-            total = Some(match total {
-                Some(acc) => acc + ce,
-                None => ce,
-            });
-            pairs += 1;
-        }
-    }
-    total
-        .expect("at least one teacher crop and one other student crop")
-        .div_scalar(pairs as f64)
+    crate::kernels::dino_cross_entropy(teacher, student, batch, student_temperature)
 }
 
 /// iBOT's masked patches as rows of the flattened `[crops · patches]` tokens, each weighted
@@ -243,9 +224,9 @@ mod tests {
     fn dino_loss_pairs_each_teacher_crop_with_the_other_crops() {
         // One teacher crop with target [1, 0]; student crops 0 (same view, skipped) and 1 with
         // logits [ln 3, 0] at τ_s = 1: p = [3/4, 1/4], loss −ln(3/4).
-        let teacher = [rows(&[vec![1.0, 0.0]])];
-        let student = [rows(&[vec![0.0, 100.0]]), rows(&[vec![3f64.ln(), 0.0]])];
-        let loss = scalar(dino_loss(&teacher, &student, 1.0));
+        let teacher = rows(&[vec![1.0, 0.0]]);
+        let student = rows(&[vec![0.0, 100.0], vec![3f64.ln(), 0.0]]);
+        let loss = scalar(dino_loss(teacher, student, 1, 1.0));
         assert!((loss - (4.0f64 / 3.0).ln()).abs() < 1e-6, "{loss}");
     }
 

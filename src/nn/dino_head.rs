@@ -62,7 +62,7 @@ impl DinoHead {
         if frozen_prototypes {
             weights = weights.detach();
         }
-        z.matmul(l2_normalize(weights.transpose()).transpose())
+        crate::kernels::linear(z, l2_normalize(weights.transpose()).transpose(), None)
     }
 
     /// Prototype logits `[b, K]` of features `[b, in_dim]`.

@@ -233,7 +233,6 @@ impl Method for Dino {
         let t_logits = self.teacher.head.forward(teacher.cls).detach();
         let center = self.center.val().detach();
         let targets = self.targets(t_logits.clone(), center.clone(), temperature);
-        let teacher_crops = targets.chunk(2, 0);
 
         let masks = self
             .student
@@ -243,18 +242,15 @@ impl Method for Dino {
             .map(|vit| self.masks(2 * b, vit.grid(), progress.step));
         let mask = masks.as_ref().map(|m| mim::mask_tensor(m, &device));
         let student = self.student.features(globals, mask, with_patches);
-        let z = self.student.head.bottleneck(student.cls.clone());
-        let embeddings = z.clone().slice(0..b).detach();
-        let mut student_crops = self.student.head.logits(z, frozen).chunk(2, 0);
+        // Every crop's class token through the head at once: one product per layer.
+        let mut cls = student.cls.clone();
         if views.len() > 2 {
             let locals = Tensor::cat(views[2..].to_vec(), 0);
-            let head = &self.student.head;
-            let logits = head.logits(
-                head.bottleneck(self.student.encoder.forward(locals)),
-                frozen,
-            );
-            student_crops.extend(logits.chunk(views.len() - 2, 0));
+            cls = Tensor::cat(vec![cls, self.student.encoder.forward(locals)], 0);
         }
+        let z = self.student.head.bottleneck(cls);
+        let embeddings = z.clone().slice(0..b).detach();
+        let student_logits = self.student.head.logits(z, frozen);
         let distributions = Distributions {
             teacher: self.monitored_targets(
                 t_logits.clone().slice(0..b),
@@ -262,14 +258,15 @@ impl Method for Dino {
                 temperature,
             ),
             student: softmax(
-                student_crops[1]
+                student_logits
                     .clone()
+                    .slice(b..2 * b)
                     .detach()
                     .div_scalar(self.student_temperature),
                 1,
             ),
         };
-        let cls_loss = dino_loss(&teacher_crops, &student_crops, self.student_temperature);
+        let cls_loss = dino_loss(targets, student_logits, b, self.student_temperature);
         let mut loss = cls_loss.clone();
         let mut terms = Vec::new();
         let mut patch_center = None;
