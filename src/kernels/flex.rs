@@ -7,7 +7,7 @@ use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::ops::{ActivationOps, ModuleOps};
+use burn::backend::ops::{ActivationOps, FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, AutodiffBackend, Flex};
 use burn::tensor::ops::ConvOptions;
@@ -144,16 +144,33 @@ fn linear_dims(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> Option
     })
 }
 
-fn linear_forward(s: Dims, x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> FlexTensor {
+/// `x·weight + bias (+ residual)`, all contiguous.
+fn linear_forward(
+    s: Dims,
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: &FlexTensor,
+    residual: Option<&FlexTensor>,
+) -> FlexTensor {
     let y = linear::forward(
         s,
         x.storage::<f32>(),
         weight.storage::<f32>(),
         bias.storage::<f32>(),
+        residual.map(|r| r.storage::<f32>()),
     );
     let mut shape = dims(x);
     *shape.last_mut().expect("rank ≥ 2") = s.d_out;
     tensor(y, &shape)
+}
+
+/// Whether `residual` has the shape of `x · weight`.
+fn residual_fits(x: &FlexTensor, weight: &FlexTensor, residual: &FlexTensor) -> bool {
+    let mut shape = dims(x);
+    if let (Some(last), Some(&d_out)) = (shape.last_mut(), dims(weight).last()) {
+        *last = d_out;
+    }
+    is_f32(&[residual]) && dims(residual) == shape
 }
 
 fn attention_supported(qkv: &FlexTensor, heads: usize) -> bool {
@@ -338,8 +355,27 @@ impl KernelOps for Flex {
                 &x.to_contiguous(),
                 &weight.to_contiguous(),
                 &bias.to_contiguous(),
+                None,
             ),
             None => Flex::linear(x, weight, Some(bias)),
+        }
+    }
+
+    fn linear_bias_residual(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        residual: FlexTensor,
+    ) -> FlexTensor {
+        match linear_dims(&x, &weight, &bias).filter(|_| residual_fits(&x, &weight, &residual)) {
+            Some(s) => linear_forward(
+                s,
+                &x.to_contiguous(),
+                &weight.to_contiguous(),
+                &bias.to_contiguous(),
+                Some(&residual.to_contiguous()),
+            ),
+            None => Flex::float_add(Flex::linear(x, weight, Some(bias)), residual),
         }
     }
 
@@ -575,26 +611,54 @@ impl Backward<Flex, 3> for LayerNormBackward {
 #[derive(Debug)]
 struct LinearBackward;
 
+/// x, weight (both contiguous), sizes.
+type LinearState = (FlexTensor, FlexTensor, Dims);
+
 impl Backward<Flex, 3> for LinearBackward {
-    /// x, weight (both contiguous), sizes.
-    type State = (FlexTensor, FlexTensor, Dims);
+    type State = LinearState;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node_x, node_w, node_b] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node).to_contiguous();
-        let (x, weight, s) = ops.state;
-        let dy_values = dy.storage::<f32>();
-        if let Some(node) = node_x {
-            let dx = linear::input_grad(s, weight.storage::<f32>(), dy_values);
-            grads.register::<Flex>(node.id, tensor(dx, &dims(&x)));
+        let ids = ops.parents.map(|node| node.map(|n| n.id));
+        linear_backward(grads, ids, ops.state, &dy);
+    }
+}
+
+#[derive(Debug)]
+struct LinearResidualBackward;
+
+impl Backward<Flex, 4> for LinearResidualBackward {
+    type State = LinearState;
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_b, node_r] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node).to_contiguous();
+        if let Some(node) = node_r {
+            grads.register::<Flex>(node.id, dy.clone());
         }
-        if let Some(node) = node_w {
-            let dw = linear::weight_grad(s, x.storage::<f32>(), dy_values);
-            grads.register::<Flex>(node.id, tensor(dw, &[s.d_in, s.d_out]));
-        }
-        if let Some(node) = node_b {
-            grads.register::<Flex>(node.id, vector(linear::bias_grad(s, dy_values)));
-        }
+        let ids = [node_x, node_w, node_b].map(|node| node.map(|n| n.id));
+        linear_backward(grads, ids, ops.state, &dy);
+    }
+}
+
+/// Registers the gradients of `x·weight + bias` from the output's `dy`.
+fn linear_backward(
+    grads: &mut Gradients,
+    [node_x, node_w, node_b]: [Option<NodeId>; 3],
+    (x, weight, s): LinearState,
+    dy: &FlexTensor,
+) {
+    let dy_values = dy.storage::<f32>();
+    if let Some(id) = node_x {
+        let dx = linear::input_grad(s, weight.storage::<f32>(), dy_values);
+        grads.register::<Flex>(id, tensor(dx, &dims(&x)));
+    }
+    if let Some(id) = node_w {
+        let dw = linear::weight_grad(s, x.storage::<f32>(), dy_values);
+        grads.register::<Flex>(id, tensor(dw, &[s.d_in, s.d_out]));
+    }
+    if let Some(id) = node_b {
+        grads.register::<Flex>(id, vector(linear::bias_grad(s, dy_values)));
     }
 }
 
@@ -649,6 +713,19 @@ impl Backward<Flex, 1> for DinoCrossEntropyBackward {
             grads.register::<Flex>(node.id, tensor(ds, &dims(&student)));
         }
     }
+}
+
+/// The contiguous primitives of a linear layer's input, weight and bias.
+fn linear_operands<C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<Flex, C>>,
+    weight: FloatTensor<Autodiff<Flex, C>>,
+    bias: FloatTensor<Autodiff<Flex, C>>,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    (
+        x.into_primitive().to_contiguous(),
+        weight.into_primitive().to_contiguous(),
+        bias.into_primitive().to_contiguous(),
+    )
 }
 
 /// Registers the gradients of an op with inputs (x, gamma, beta).
@@ -884,17 +961,44 @@ impl<C: CheckpointStrategy> KernelOps for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let xp = x.primitive().to_contiguous();
-                let wp = weight.primitive().to_contiguous();
-                let y = linear_forward(s, &xp, &wp, &bias.into_primitive().to_contiguous());
+                let (xp, wp, bp) = linear_operands::<C>(x, weight, bias);
+                let y = linear_forward(s, &xp, &wp, &bp, None);
                 prep.finish((xp, wp, s), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(linear_forward(
-                s,
-                &x.into_primitive().to_contiguous(),
-                &weight.into_primitive().to_contiguous(),
-                &bias.into_primitive().to_contiguous(),
-            )),
+            OpsKind::UnTracked(prep) => {
+                let (xp, wp, bp) = linear_operands::<C>(x, weight, bias);
+                prep.finish(linear_forward(s, &xp, &wp, &bp, None))
+            }
+        }
+    }
+
+    fn linear_bias_residual(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let s = linear_dims(x.primitive(), weight.primitive(), bias.primitive())
+            .filter(|_| residual_fits(x.primitive(), weight.primitive(), residual.primitive()));
+        let Some(s) = s else {
+            let y = <Self as ModuleOps<Self>>::linear(x, weight, Some(bias));
+            return Self::float_add(y, residual);
+        };
+        let rp = residual.primitive().to_contiguous();
+        match LinearResidualBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node(), residual.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (xp, wp, bp) = linear_operands::<C>(x, weight, bias);
+                let y = linear_forward(s, &xp, &wp, &bp, Some(&rp));
+                prep.finish((xp, wp, s), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (xp, wp, bp) = linear_operands::<C>(x, weight, bias);
+                prep.finish(linear_forward(s, &xp, &wp, &bp, Some(&rp)))
+            }
         }
     }
 

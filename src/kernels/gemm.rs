@@ -234,6 +234,26 @@ impl<'a> MatMut<'a> {
         }
     }
 
+    /// `data` filled with `rows` (row-major, as long as `data`) plus `row` added to each, as a
+    /// matrix to accumulate into: a product with a bias onto a residual starts from it.
+    pub fn rows_plus_row(data: &'a mut [MaybeUninit<f32>], rows: &[f32], row: &[f32]) -> Self {
+        let cols = row.len();
+        assert!(cols > 0 && data.len().is_multiple_of(cols) && rows.len() == data.len());
+        for (dst, src) in data.chunks_exact_mut(cols).zip(rows.chunks_exact(cols)) {
+            for ((d, &r), &b) in dst.iter_mut().zip(src).zip(row) {
+                d.write(r + b);
+            }
+        }
+        MatMut {
+            rows: data.len() / cols,
+            data,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+            initialized: true,
+        }
+    }
+
     /// A row-major view of memory not yet written, for a product that fills it
     /// (`accumulate = false`): a fresh output needs no zero-filling first.
     pub fn uninit(data: &'a mut [MaybeUninit<f32>], rows: usize, cols: usize) -> Self {

@@ -15,16 +15,28 @@ pub struct Dims {
     pub d_out: usize,
 }
 
-/// `y [rows, d_out] = x [rows, d_in] · weight [d_in, d_out] + bias`.
-pub fn forward(s: Dims, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
+/// `y [rows, d_out] = x [rows, d_in] · weight [d_in, d_out] + bias (+ residual [rows, d_out])`:
+/// the bias (and residual) are the product's initial value.
+pub fn forward(
+    s: Dims,
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    residual: Option<&[f32]>,
+) -> Vec<f32> {
     assert!(x.len() == s.rows * s.d_in && weight.len() == s.d_in * s.d_out);
     assert_eq!(bias.len(), s.d_out);
+    assert!(residual.is_none_or(|r| r.len() == s.rows * s.d_out));
     let w = MatRef::row_major(weight, s.d_in, s.d_out);
     let per_task = rows_per_thread(s.rows);
     par_rows(s.rows, s.d_out, per_task, |first, y| {
         let rows = y.len() / s.d_out;
         let x = MatRef::row_major(&x[first * s.d_in..][..rows * s.d_in], rows, s.d_in);
-        gemm(MatMut::repeated_row(y, bias), x, w, true);
+        let start = match residual {
+            Some(r) => MatMut::rows_plus_row(y, &r[first * s.d_out..][..y.len()], bias),
+            None => MatMut::repeated_row(y, bias),
+        };
+        gemm(start, x, w, true);
     })
 }
 

@@ -92,6 +92,17 @@ pub trait KernelOps: Backend {
         Self::linear(x, weight, Some(bias))
     }
 
+    /// `residual + x·weight + bias`, `residual` of the output's shape (a residual branch's last
+    /// layer added onto the stream).
+    fn linear_bias_residual(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::float_add(Self::linear(x, weight, Some(bias)), residual)
+    }
+
     /// Multi-head self-attention from a fused projection `qkv [b, n, 3d]` to `[b, n, d]`.
     fn multi_head_attention(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
         reference::multi_head_attention::<Self>(qkv, heads)
@@ -303,13 +314,34 @@ pub fn linear<const D: usize>(
     weight: Tensor<2>,
     bias: Option<Tensor<1>>,
 ) -> Tensor<D> {
-    // A zero bias is the product's initial value all the same, and untracked it gets no gradient.
-    let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[1]], &weight.device()));
+    let bias = bias_or_zeros(bias, &weight);
     Tensor::from_dispatch(<Dispatch as KernelOps>::linear_bias(
         x.into_dispatch(),
         weight.into_dispatch(),
         bias.into_dispatch(),
     ))
+}
+
+/// `residual + layer(x)`: a residual branch's last layer onto the stream, fused on flex (the
+/// sum is the product's initial value, no separate pass).
+pub fn linear_onto<const D: usize>(
+    residual: Tensor<D>,
+    layer: &burn::nn::Linear,
+    x: Tensor<D>,
+) -> Tensor<D> {
+    let weight = layer.weight.val();
+    let bias = bias_or_zeros(layer.bias.as_ref().map(|b| b.val()), &weight);
+    Tensor::from_dispatch(<Dispatch as KernelOps>::linear_bias_residual(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        residual.into_dispatch(),
+    ))
+}
+
+/// A zero bias is the product's initial value all the same, and untracked it gets no gradient.
+fn bias_or_zeros(bias: Option<Tensor<1>>, weight: &Tensor<2>) -> Tensor<1> {
+    bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[1]], &weight.device()))
 }
 
 /// Multi-head self-attention `softmax(Q·Kᵀ/√d_h)·V` from the fused projection
@@ -771,6 +803,36 @@ mod transformer_tests {
             if let Some(b) = layer.bias.as_ref().map(|b| b.val()) {
                 assert_close(b.grad(&ga).unwrap(), b.grad(&gb).unwrap(), 1e-5, "dbias");
             }
+            // Onto a residual: the same product plus the stream, whose gradient passes through.
+            let r = normal([lead[0], lead[1], d_out], 1.0, &device);
+            let (ra, rb) = (r.clone().require_grad(), r.require_grad());
+            let (xa, xb) = (xa.detach().require_grad(), xb.detach().require_grad());
+            let ya = linear_onto(ra.clone(), &layer, xa.clone());
+            let yb = rb.clone() + layer.forward(xb.clone());
+            assert_close(ya.clone(), yb.clone(), 1e-5, "linear onto a residual");
+            let up = normal([lead[0], lead[1], d_out], 1.0, &device);
+            let (ga, gb) = (
+                (ya * up.clone()).sum().backward(),
+                (yb * up).sum().backward(),
+            );
+            assert_close(
+                ra.grad(&ga).unwrap(),
+                rb.grad(&gb).unwrap(),
+                1e-5,
+                "dresidual",
+            );
+            assert_close(
+                xa.grad(&ga).unwrap(),
+                xb.grad(&gb).unwrap(),
+                1e-5,
+                "dx onto",
+            );
+            assert_close(
+                w.grad(&ga).unwrap(),
+                w.grad(&gb).unwrap(),
+                1e-5,
+                "dweight onto",
+            );
         }
     }
 

@@ -20,7 +20,7 @@ impl DropPath {
     /// Zeroes whole samples with probability `prob` and rescales the rest by 1/(1 − prob); the
     /// identity in evaluation (`valid()`) or off the autodiff device.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        if self.prob == 0.0 || !self.training.is_enabled() || !x.device().is_autodiff() {
+        if self.is_identity_on(&x) {
             return x;
         }
         let keep = 1.0 - self.prob;
@@ -28,5 +28,10 @@ impl DropPath {
         shape[0] = x.dims()[0];
         let mask = Tensor::<D>::random(shape, Distribution::Bernoulli(keep), &x.device());
         x * mask.div_scalar(keep)
+    }
+
+    /// Whether [`Self::forward`] returns tensors like `x` unchanged.
+    pub fn is_identity_on<const D: usize>(&self, x: &Tensor<D>) -> bool {
+        self.prob == 0.0 || !self.training.is_enabled() || !x.device().is_autodiff()
     }
 }

@@ -7,7 +7,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
 use super::linear;
-use crate::kernels::{gelu, linear_layer, multi_head_attention};
+use crate::kernels::{gelu, linear_layer, linear_onto, multi_head_attention};
 use crate::nn::drop_path::DropPath;
 use crate::nn::norm::LayerNorm;
 
@@ -46,8 +46,12 @@ impl Attention {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let qkv = linear_layer(&self.qkv, x);
-        linear_layer(&self.proj, multi_head_attention(qkv, self.heads))
+        linear_layer(&self.proj, self.mix(x))
+    }
+
+    /// The heads' outputs concatenated, before the output projection.
+    fn mix(&self, x: Tensor<3>) -> Tensor<3> {
+        multi_head_attention(linear_layer(&self.qkv, x), self.heads)
     }
 }
 
@@ -125,10 +129,24 @@ impl Block {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let a = self.attn.forward(self.norm1.forward(x.clone()));
-        let x = x + self.drop_path1.forward(scale(&self.ls1, a));
+        let mixed = self.attn.mix(self.norm1.forward(x.clone()));
+        let x = branch_onto(x, &self.attn.proj, mixed, &self.ls1, &self.drop_path1);
         let hidden = gelu(linear_layer(&self.mlp.fc1, self.norm2.forward(x.clone())));
-        let m = linear_layer(&self.mlp.fc2, hidden);
-        x.clone() + self.drop_path2.forward(scale(&self.ls2, m))
+        branch_onto(x, &self.mlp.fc2, hidden, &self.ls2, &self.drop_path2)
     }
+}
+
+/// `x + drop_path(scale(layer(h)))`, a residual branch's last layer onto the stream: one fused
+/// product when neither LayerScale nor stochastic depth acts.
+fn branch_onto(
+    x: Tensor<3>,
+    layer: &Linear,
+    h: Tensor<3>,
+    ls: &Option<LayerScale>,
+    drop_path: &DropPath,
+) -> Tensor<3> {
+    if ls.is_none() && drop_path.is_identity_on(&x) {
+        return linear_onto(x, layer, h);
+    }
+    x + drop_path.forward(scale(ls, linear_layer(layer, h)))
 }
