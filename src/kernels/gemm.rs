@@ -224,14 +224,7 @@ impl<'a> MatMut<'a> {
         for dst in data.chunks_exact_mut(cols) {
             dst.write_copy_of_slice(row);
         }
-        MatMut {
-            rows: data.len() / cols,
-            data,
-            cols,
-            row_stride: cols,
-            col_stride: 1,
-            initialized: true,
-        }
+        Self::written_rows(data, cols)
     }
 
     /// `data` filled with `rows` (row-major, as long as `data`) plus `row` added to each, as a
@@ -244,6 +237,11 @@ impl<'a> MatMut<'a> {
                 d.write(r + b);
             }
         }
+        Self::written_rows(data, cols)
+    }
+
+    /// Row-major `data` of `cols` columns, every value written, to accumulate into.
+    fn written_rows(data: &'a mut [MaybeUninit<f32>], cols: usize) -> Self {
         MatMut {
             rows: data.len() / cols,
             data,
