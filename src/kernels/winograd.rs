@@ -598,27 +598,32 @@ fn images_per_group<F: Algorithm>(g: &ConvGeometry, grid: Tiles) -> usize {
         .clamp(1, g.batch.max(1))
 }
 
-/// A group's transformed tensor (α² matrices `[tiles, channels]`) split by image: for each
-/// image, its `per_image` rows of every matrix, so that images fill their tiles in parallel.
+/// A group's transformed tensor (α² matrices `[tiles, channels]`) split by image: each image's
+/// `per_image` rows of every matrix, image after image (`matrices` slices each, the count
+/// returned), so that images fill their tiles in parallel. Two allocations, not one per image.
 fn by_image(
     t: &mut [f32],
     tiles: usize,
     per_image: usize,
     channels: usize,
-) -> Vec<Vec<&mut [f32]>> {
+) -> (Vec<&mut [f32]>, usize) {
     let images = tiles / per_image.max(1);
-    let mut parts: Vec<Vec<&mut [f32]>> = (0..images)
-        .map(|_| Vec::with_capacity(MAX_ALPHA * MAX_ALPHA))
+    let mut matrices: Vec<_> = t
+        .chunks_mut(tiles * channels)
+        .map(|matrix| matrix.chunks_mut(per_image * channels))
         .collect();
-    for matrix in t.chunks_mut(tiles * channels) {
-        for (image, rows) in parts
-            .iter_mut()
-            .zip(matrix.chunks_mut(per_image * channels))
-        {
-            image.push(rows);
+    let count = matrices.len();
+    let mut parts = Vec::with_capacity(images * count);
+    for _ in 0..images {
+        for matrix in &mut matrices {
+            parts.push(
+                matrix
+                    .next()
+                    .expect("every matrix holds every image's rows"),
+            );
         }
     }
-    parts
+    (parts, count)
 }
 
 thread_local! {
@@ -667,13 +672,14 @@ fn forward_by<F: Algorithm>(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<
         let images = x_group.len() / x_image;
         let tiles = images * per;
         let v = sized_zeroed(v, F::xi() * tiles * g.c_in);
-        by_image(v, tiles, per, g.c_in)
-            .into_par_iter()
+        let (mut v_parts, matrices) = by_image(v, tiles, per, g.c_in);
+        v_parts
+            .par_chunks_mut(matrices)
             .zip(x_group.par_chunks(x_image))
-            .for_each_init(Vec::new, |hwc, (mut parts, image)| {
+            .for_each_init(Vec::new, |hwc, (parts, image)| {
                 let hwc = sized(hwc, x_image);
                 transpose(image, g.c_in, hw, hwc);
-                transform_input::<F>(g, grid, hwc, &mut parts);
+                transform_input::<F>(g, grid, hwc, parts);
             });
         let m = sized_zeroed(m, F::xi() * tiles * g.c_out);
         m.par_chunks_mut(tiles * g.c_out)
@@ -735,24 +741,23 @@ fn weight_grad_by<F: Algorithm>(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<
         let tiles = images * per;
         let v = sized_zeroed(v, F::xi() * tiles * g.c_in);
         let dm = sized_zeroed(dm, F::xi() * tiles * g.c_out);
-        by_image(v, tiles, per, g.c_in)
-            .into_par_iter()
-            .zip(by_image(dm, tiles, per, g.c_out))
+        let (mut v_parts, matrices) = by_image(v, tiles, per, g.c_in);
+        let (mut dm_parts, _) = by_image(dm, tiles, per, g.c_out);
+        v_parts
+            .par_chunks_mut(matrices)
+            .zip(dm_parts.par_chunks_mut(matrices))
             .zip(
                 x_group
                     .par_chunks(x_image)
                     .zip(dy_group.par_chunks(y_image)),
             )
-            .for_each_init(
-                Vec::new,
-                |hwc, ((mut v_parts, mut dm_parts), (image, grad))| {
-                    let hwc = sized(hwc, x_image.max(y_image));
-                    transpose(image, g.c_in, hw, hwc);
-                    transform_input::<F>(g, grid, hwc, &mut v_parts);
-                    transpose(grad, g.c_out, ohw, hwc);
-                    transform_output_grad::<F>(g, grid, hwc, &mut dm_parts);
-                },
-            );
+            .for_each_init(Vec::new, |hwc, ((v_parts, dm_parts), (image, grad))| {
+                let hwc = sized(hwc, x_image.max(y_image));
+                transpose(image, g.c_in, hw, hwc);
+                transform_input::<F>(g, grid, hwc, v_parts);
+                transpose(grad, g.c_out, ohw, hwc);
+                transform_output_grad::<F>(g, grid, hwc, dm_parts);
+            });
         let (v, dm) = (&*v, &*dm);
         du.par_chunks_mut(pairs)
             .enumerate()
