@@ -377,10 +377,11 @@ fn transform_input<F: Algorithm>(
     g: &ConvGeometry,
     grid: Tiles,
     x_hwc: &[f32],
+    zeros: &[f32],
     parts: &mut [&mut [f32]],
 ) {
     let (c, a) = (g.c_in, F::A);
-    let zeros = vec![0.0f32; c];
+    let zeros = &zeros[..c];
     vectorized(
         #[inline(always)]
         || {
@@ -525,10 +526,11 @@ fn transform_output_grad<F: Algorithm>(
     g: &ConvGeometry,
     grid: Tiles,
     dy_hwc: &[f32],
+    zeros: &[f32],
     dm: &mut [&mut [f32]],
 ) {
     let c = g.c_out;
-    let zeros = vec![0.0f32; c];
+    let zeros = &zeros[..c];
     vectorized(
         #[inline(always)]
         || {
@@ -626,6 +628,23 @@ fn by_image(
     (parts, count)
 }
 
+/// A parallel task's buffers, reused image after image: a channels-last copy of the image and
+/// zeros for the pixels beyond its edge.
+#[derive(Default)]
+struct Scratch {
+    hwc: Vec<f32>,
+    zeros: Vec<f32>,
+}
+
+impl Scratch {
+    fn get(&mut self, len: usize, channels: usize) -> (&mut [f32], &[f32]) {
+        if self.zeros.len() < channels {
+            self.zeros.resize(channels, 0.0);
+        }
+        (sized(&mut self.hwc, len), &self.zeros)
+    }
+}
+
 thread_local! {
     /// The two transformed tensors of a group (at most [`GROUP_BUDGET`] values each), kept
     /// between calls: reuse saves each layer an allocation and a zeroing pass, and finds them in
@@ -676,10 +695,10 @@ fn forward_by<F: Algorithm>(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<
         v_parts
             .par_chunks_mut(matrices)
             .zip(x_group.par_chunks(x_image))
-            .for_each_init(Vec::new, |hwc, (parts, image)| {
-                let hwc = sized(hwc, x_image);
+            .for_each_init(Scratch::default, |scratch, (parts, image)| {
+                let (hwc, zeros) = scratch.get(x_image, g.c_in);
                 transpose(image, g.c_in, hw, hwc);
-                transform_input::<F>(g, grid, hwc, parts);
+                transform_input::<F>(g, grid, hwc, zeros, parts);
             });
         let m = sized_zeroed(m, F::xi() * tiles * g.c_out);
         m.par_chunks_mut(tiles * g.c_out)
@@ -751,13 +770,16 @@ fn weight_grad_by<F: Algorithm>(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<
                     .par_chunks(x_image)
                     .zip(dy_group.par_chunks(y_image)),
             )
-            .for_each_init(Vec::new, |hwc, ((v_parts, dm_parts), (image, grad))| {
-                let hwc = sized(hwc, x_image.max(y_image));
-                transpose(image, g.c_in, hw, hwc);
-                transform_input::<F>(g, grid, hwc, v_parts);
-                transpose(grad, g.c_out, ohw, hwc);
-                transform_output_grad::<F>(g, grid, hwc, dm_parts);
-            });
+            .for_each_init(
+                Scratch::default,
+                |scratch, ((v_parts, dm_parts), (image, grad))| {
+                    let (hwc, zeros) = scratch.get(x_image.max(y_image), g.c_in.max(g.c_out));
+                    transpose(image, g.c_in, hw, hwc);
+                    transform_input::<F>(g, grid, hwc, zeros, v_parts);
+                    transpose(grad, g.c_out, ohw, hwc);
+                    transform_output_grad::<F>(g, grid, hwc, zeros, dm_parts);
+                },
+            );
         let (v, dm) = (&*v, &*dm);
         du.par_chunks_mut(pairs)
             .enumerate()
