@@ -198,26 +198,32 @@ fn in_training(layer: &BatchNorm, x: &Tensor<4>) -> bool {
     x.device().is_autodiff() && layer.training.is_enabled()
 }
 
-/// burn's running-statistics update from a batch's `mean` and biased `var`.
+/// burn's running-statistics update from a batch's `mean` and biased `var`: `r·(1 − m) + v·m`
+/// in f32 as burn computes it, on the host — a handful of values per channel, where burn's
+/// four operations per statistic cost more in dispatch than in arithmetic.
 fn update_running_statistics(
     layer: &BatchNorm,
     mean: FloatTensor<Dispatch>,
     var: FloatTensor<Dispatch>,
 ) {
-    let (mean, var) = (
-        Tensor::<1>::from_dispatch(mean),
-        Tensor::<1>::from_dispatch(var),
-    );
-    let device = mean.device();
     let m = layer.momentum;
-    let running_mean = layer.running_mean.value_sync().to_device(&device);
-    let running_var = layer.running_var.value_sync().to_device(&device);
-    layer
-        .running_mean
-        .update((running_mean.mul_scalar(1.0 - m) + mean.detach().mul_scalar(m)).detach());
-    layer
-        .running_var
-        .update((running_var.mul_scalar(1.0 - m) + var.detach().mul_scalar(m)).detach());
+    let blend = |running: &burn::module::RunningState<Tensor<1>>, batch: FloatTensor<Dispatch>| {
+        let batch = Tensor::<1>::from_dispatch(batch);
+        let device = batch.device();
+        let old = crate::host::to_f32(running.value_sync());
+        let new: Vec<f32> = old
+            .iter()
+            .zip(crate::host::to_f32(batch))
+            .map(|(&r, v)| r * (1.0 - m) as f32 + v * m as f32)
+            .collect();
+        let len = new.len();
+        running.update(Tensor::from_data(
+            burn::tensor::TensorData::new(new, [len]),
+            &device,
+        ));
+    };
+    blend(&layer.running_mean, mean);
+    blend(&layer.running_var, var);
 }
 
 /// `conv2d(x, weight) + bias`, NCHW, on any device; fast kernels on flex.
