@@ -398,7 +398,7 @@ fn transform_input<F: Algorithm>(
                                 || iy >= g.h as isize
                                 || ix >= g.w as isize
                             {
-                                &zeros[..]
+                                zeros
                             } else {
                                 &x_hwc[(iy as usize * g.w + ix as usize) * c..][..c]
                             }
@@ -542,7 +542,7 @@ fn transform_output_grad<F: Algorithm>(
                             if i < F::M && j < F::M && oy < g.oh && ox < g.ow {
                                 &dy_hwc[(oy * g.ow + ox) * c..][..c]
                             } else {
-                                &zeros[..]
+                                zeros
                             }
                         })
                     });
