@@ -12,7 +12,7 @@ use super::simd::{BLOCK, exp, lane_max, lane_sum_by, lane_sums_by, vectorized};
 /// `teacher · batch` target rows and `student · batch` logit rows of `classes` values, crop by
 /// crop; the first `teacher` student crops are the teacher's crops in the same order, and a
 /// crop is never paired with itself.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug)]
 pub struct Crops {
     pub batch: usize,
     pub teacher: usize,

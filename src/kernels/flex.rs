@@ -164,6 +164,35 @@ fn linear_forward(
     tensor(y, &shape)
 }
 
+/// `x·weight + bias (+ residual)` by the kernel, or by burn's operations for inputs it does not
+/// take.
+fn flex_linear(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: FlexTensor,
+    residual: Option<FlexTensor>,
+) -> FlexTensor {
+    let fits = residual
+        .as_ref()
+        .is_none_or(|r| residual_fits(&x, &weight, r));
+    match linear_dims(&x, &weight, &bias).filter(|_| fits) {
+        Some(s) => linear_forward(
+            s,
+            &x.to_contiguous(),
+            &weight.to_contiguous(),
+            &bias.to_contiguous(),
+            residual.map(|r| r.to_contiguous()).as_ref(),
+        ),
+        None => {
+            let y = Flex::linear(x, weight, Some(bias));
+            match residual {
+                Some(r) => Flex::float_add(y, r),
+                None => y,
+            }
+        }
+    }
+}
+
 /// Whether `residual` has the shape of `x · weight`.
 fn residual_fits(x: &FlexTensor, weight: &FlexTensor, residual: &FlexTensor) -> bool {
     let mut shape = dims(x);
@@ -349,16 +378,7 @@ impl KernelOps for Flex {
     }
 
     fn linear_bias(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
-        match linear_dims(&x, &weight, &bias) {
-            Some(s) => linear_forward(
-                s,
-                &x.to_contiguous(),
-                &weight.to_contiguous(),
-                &bias.to_contiguous(),
-                None,
-            ),
-            None => Flex::linear(x, weight, Some(bias)),
-        }
+        flex_linear(x, weight, bias, None)
     }
 
     fn linear_bias_residual(
@@ -367,16 +387,7 @@ impl KernelOps for Flex {
         bias: FlexTensor,
         residual: FlexTensor,
     ) -> FlexTensor {
-        match linear_dims(&x, &weight, &bias).filter(|_| residual_fits(&x, &weight, &residual)) {
-            Some(s) => linear_forward(
-                s,
-                &x.to_contiguous(),
-                &weight.to_contiguous(),
-                &bias.to_contiguous(),
-                Some(&residual.to_contiguous()),
-            ),
-            None => Flex::float_add(Flex::linear(x, weight, Some(bias)), residual),
-        }
+        flex_linear(x, weight, bias, Some(residual))
     }
 
     fn multi_head_attention(qkv: FlexTensor, heads: usize) -> FlexTensor {
