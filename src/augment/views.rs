@@ -41,7 +41,7 @@ pub struct AugmentConfig {
 
 impl Default for AugmentConfig {
     fn default() -> Self {
-        // SimCLR's strength-1 pipeline (0.8·s brightness/contrast/saturation, 0.2·s hue).
+        // BYOL's colour jitter (0.4 / 0.4 / 0.2 / 0.1, p = 0.8); SimCLR's recipes set strength 1.
         AugmentConfig {
             size: 0,
             crop_scale: [0.08, 1.0],
