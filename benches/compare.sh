@@ -15,11 +15,16 @@
 # the same recipe in PyTorch + lightly + timm). PyTorch's pretrain rows run at 1 and THREADS
 # threads without DataLoader workers and at 1 thread with one worker process, and keep the
 # fastest (on a 2-core VM one computing thread beside one augmenting worker often wins).
+# `knn` (not in the default set: about 25 minutes per seed) trains each of those recipes to its
+# end at each of SEEDS (default 0; every round repeats them) in both frameworks, PyTorch at the
+# same three settings, and prints the training time and held-out kNN of each: the time to the
+# same accuracy. Its ratio is PyTorch's fastest setting's median seconds over selfsup's.
 #
 #   benches/compare.sh              # all rows
 #   ROUNDS=5 THREADS=2 benches/compare.sh
 #   ROWS=pretrain ROUNDS=1 benches/compare.sh
 #   ROWS=pretrain PRETRAIN="mae dino" benches/compare.sh   # some of the pretrain rows
+#   ROWS=knn ROUNDS=1 SEEDS="0 1" PRETRAIN=simclr benches/compare.sh  # time to a kNN accuracy
 #   RAW=rounds.jsonl benches/compare.sh                    # also keep every run's JSON line
 #   SIMD=avx2 benches/compare.sh                           # the AVX2 code paths (below)
 #
@@ -89,6 +94,21 @@ print(json.dumps({"bench": f"pretrain_{method}_epoch", "framework": "selfsup",
 PY
     rm -rf "${runs:?}/$1"
 }
+# A shipped recipe trained to its end at seed $2, then `eval`: training seconds (train.json)
+# and the held-out kNN top-1.
+selfsup_knn() {
+    python3 - "$1" "$2" "$runs/$1-s$2" "$target/release/selfsup" <<'PY'
+import json, subprocess, sys
+method, seed, out, selfsup = sys.argv[1:5]
+subprocess.run([selfsup, "train", "--method", method, "--seed", seed, "--out", out, "--json"],
+               check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+train, scores = json.load(open(f"{out}/train.json")), json.load(open(f"{out}/eval.json"))
+print(json.dumps({"bench": f"knn_{method}", "framework": "selfsup", "seconds": train["seconds"],
+                  "knn": scores["knn_top1"], "epochs": train["epochs"], "seed": int(seed)}))
+PY
+    rm -rf "${runs:?}/$1-s$2"
+}
+recipe_epochs() { python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["train"]["epochs"])' "recipes/$1.toml"; }
 for round in $(seq "$rounds"); do
     echo "round $round of $rounds" >&2
     if want steps; then
@@ -126,6 +146,21 @@ for round in $(seq "$rounds"); do
             done
         done
     fi
+    if want knn; then
+        for method in ${PRETRAIN:-byol simclr moco-v2 mae dino}; do
+            for seed in ${SEEDS:-0}; do
+                steal_start
+                selfsup_knn "$method" "$seed" | with_steal >>"$results"
+                for setting in $(printf '%s\n' 1:0 "$threads":0 1:1 | sort -u); do
+                    steal_start
+                    python3 benches/torch_pretrain.py "$method" "${setting%:*}" "${setting#*:}" \
+                        --epochs "$(recipe_epochs "$method")" --knn --seed "$seed" | tail -1 |
+                        python3 -c 'import json, sys; r = json.loads(sys.stdin.read()); r["bench"] = r["bench"].replace("pretrain_", "knn_").replace("_epoch", ""); r["seed"] = int(sys.argv[1]); print(json.dumps(r))' "$seed" |
+                        with_steal >>"$results"
+                done
+            done
+        done
+    fi
 done
 if [ -n "${RAW:-}" ]; then cp "$results" "$RAW"; fi
 python3 - "$results" "$threads" "$rounds" "${SIMD:-}" <<'PY'
@@ -153,7 +188,8 @@ if limit == "avx2":
     simd += "; both frameworks on their AVX2 code paths"
 print(f"{cpu} ({simd}), {threads} threads, median of {rounds} alternating rounds")
 width = max(len(label) for label in names.values()) + len(" [pytorch N thr, N wkr]")
-print(f"{'benchmark':<{width}} {'selfsup img/s':>13} {'pytorch img/s':>13} {'ratio':>6} {'peak MB selfsup / pytorch':>26} {'steal %':>8}")
+if any(not r["bench"].startswith("knn_") for r in rows):
+    print(f"{'benchmark':<{width}} {'selfsup img/s':>13} {'pytorch img/s':>13} {'ratio':>6} {'peak MB selfsup / pytorch':>26} {'steal %':>8}")
 noisy = []
 for bench, label in names.items():
     ours = [r for r in rows if r["bench"] == bench and r["framework"] == "selfsup"]
@@ -177,6 +213,27 @@ for bench, label in names.items():
     if steal > 10:
         noisy.append(label.split(" [")[0])
     print(f"{label:<{width}} {a:>13.1f} {b:>13.1f} {a / b:>5.2f}x {memory:>26} {steal:>8.1f}")
+knn = [r for r in rows if r["bench"].startswith("knn_")]
+if knn:
+    print()
+    print(f"time to a kNN accuracy: each recipe trained to its end, medians over seeds {sorted({r['seed'] for r in knn})}")
+    print(f"{'recipe':<10} {'epochs':>6} {'selfsup s':>10} {'kNN':>6} {'pytorch s':>10} {'kNN':>6} {'setting':>14} {'time ratio':>11} {'steal %':>8}")
+    for method in dict.fromkeys(r["bench"][4:] for r in knn):
+        ours = [r for r in knn if r["bench"] == f"knn_{method}" and r["framework"] == "selfsup"]
+        theirs = [r for r in knn if r["bench"] == f"knn_{method}" and r["framework"] != "selfsup"]
+        if not ours or not theirs:
+            continue
+        setting = lambda r: (r["threads"], r["workers"])
+        best = min({setting(r) for r in theirs},
+                   key=lambda t: statistics.median(r["seconds"] for r in theirs if setting(r) == t))
+        theirs = [r for r in theirs if setting(r) == best]
+        med = lambda rs, key: statistics.median(r[key] for r in rs)
+        steal = max(r.get("steal_pct", 0.0) for r in ours + theirs)
+        if steal > 10:
+            noisy.append(f"kNN {method}")
+        print(f"{method:<10} {ours[0]['epochs']:>6} {med(ours, 'seconds'):>10.1f} {med(ours, 'knn'):>6.3f} "
+              f"{med(theirs, 'seconds'):>10.1f} {med(theirs, 'knn'):>6.3f} {f'{best[0]} thr, {best[1]} wkr':>14} "
+              f"{med(theirs, 'seconds') / med(ours, 'seconds'):>10.2f}x {steal:>8.1f}")
 if noisy:
     print(f"steal above 10% during {', '.join(noisy)}: the host took CPU time from this VM in those runs; rerun them when it is quieter before reading their ratios")
 PY
