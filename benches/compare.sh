@@ -155,7 +155,6 @@ for round in $(seq "$rounds"); do
                     steal_start
                     python3 benches/torch_pretrain.py "$method" "${setting%:*}" "${setting#*:}" \
                         --epochs "$(recipe_epochs "$method")" --knn --seed "$seed" | tail -1 |
-                        python3 -c 'import json, sys; r = json.loads(sys.stdin.read()); r["bench"] = r["bench"].replace("pretrain_", "knn_").replace("_epoch", ""); r["seed"] = int(sys.argv[1]); print(json.dumps(r))' "$seed" |
                         with_steal >>"$results"
                 done
             done

@@ -9,7 +9,7 @@ augmentations with the recipe's settings:
   32-px + 2 local 16-px crops, a 64 -> 256 -> 256 -> 64 head onto 1024 prototypes, EMA teacher,
   centring, per-tensor gradient clipping at 3, last layer frozen the first epoch, batch 64, AdamW.
 One epoch (load, augment, forward, backward, update, EMA); images/s over the epoch, the same span
-as selfsup's `train.json` `images_per_s`. With --knn, trains the recipe's epochs and reports the
+as selfsup's `train.json` `images_per_s`. With --knn (bench `knn_METHOD`), trains --epochs and reports the
 kNN accuracy (cosine, k=20, T=0.1) on the 2,000 held-out images, as `selfsup eval`.
 
 python3 benches/torch_pretrain.py METHOD THREADS WORKERS [--epochs N] [--knn] [--seed S]
@@ -321,7 +321,8 @@ def main():
             model, images, read_idx("train-labels-idx1-ubyte.gz"),
             resize(read_idx("t10k-images-idx3-ubyte.gz")), read_idx("t10k-labels-idx1-ubyte.gz"),
         ))
-        row["epochs"] = epochs
+        # A run to the recipe's end, not an epoch's throughput: compare.sh's `knn` rows.
+        row.update(bench=f"knn_{method}", epochs=epochs, seed=seed)
     print(json.dumps(row))
 
 
