@@ -2,9 +2,9 @@
 bundled Fashion-MNIST subset (10,000 28x28 grayscale images), lightly's heads, losses and
 augmentations with the recipe's settings:
 - byol, simclr, moco-v2: ResNet-18 with the small-image stem at width 8, 28 px, batch 128, SGD;
-- mae: images resized to 32 px, a timm ViT (4-px patches, 128 wide, 6 blocks, 4 heads, sin-cos
-  positions, mean pool) through lightly's masked ViT, a 2-block 64-wide decoder, 75% masking,
-  normalised-pixel loss, batch 128, AdamW;
+- mae: images resized to 32 px, a timm ViT (4-px patches, 128 wide, 6 blocks, 4 heads, learned
+  positions as the recipe's, mean pool) through lightly's masked ViT, a 2-block 64-wide decoder
+  (fixed sin-cos positions), 75% masking, normalised-pixel loss, batch 128, AdamW;
 - dino: 32 px, a timm ViT (8-px patches, 64 wide, 4 blocks, learned positions, CLS), 2 global
   32-px + 2 local 16-px crops, a 64 -> 256 -> 256 -> 64 head onto 1024 prototypes, EMA teacher,
   centring, per-tensor gradient clipping at 3, last layer frozen the first epoch, batch 64, AdamW.
@@ -146,7 +146,10 @@ class Mae(nn.Module):
     def __init__(self):
         super().__init__()
         self.patch = 4
-        self.backbone = MaskedVisionTransformerTIMM(vit=vit(self.patch, 128, 6, "avg"))
+        # The recipe's `pos_embed = "learned"`; lightly's own default is frozen sin-cos.
+        self.backbone = MaskedVisionTransformerTIMM(
+            vit=vit(self.patch, 128, 6, "avg"), pos_embed_initialization="learn"
+        )
         self.embed = nn.Linear(128, 64)
         self.decoder = MaskedVisionTransformerDecoderTIMM(
             num_patches=self.backbone.vit.patch_embed.num_patches, embed_dim=64, depth=2, num_heads=4,

@@ -54,8 +54,9 @@ fn assert_beats_random_init(summary: &serde_json::Value) {
 /// AVX2 EPYC: +1.2 / +6.3 / +0.1 at seeds 5 / 1 / 2; the README's 5-epoch run +8.5), so CI checks
 /// what holds at every seed: the features stay healthy and masked patches are filled in far better
 /// than a flat guess (≈ 0.1). One epoch over half the subset (39 steps) is enough: over 200
-/// held-out images 0.021 / 0.022 / 0.022 at seeds 5 / 1 / 2 (AVX-512 Xeon; two full epochs gave
-/// 0.019), all healthy.
+/// held-out images 0.021 / 0.020 / 0.021 at seeds 5 / 1 / 2 with the recipe's learned positions
+/// (AVX-512 Xeon, its AVX-512 and AVX2 builds alike; with sin-cos 0.021 / 0.022 / 0.022), all
+/// healthy.
 #[test]
 fn mae_learns_to_reconstruct() {
     let (dir, summary) = train(
