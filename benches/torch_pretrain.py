@@ -8,6 +8,7 @@ augmentations with the recipe's settings:
 - dino: 32 px, a timm ViT (8-px patches, 64 wide, 4 blocks, learned positions, CLS), 2 global
   32-px + 2 local 16-px crops, a 64 -> 256 -> 256 -> 64 head onto 1024 prototypes, EMA teacher,
   centring, per-tensor gradient clipping at 3, last layer frozen the first epoch, batch 64, AdamW.
+EMA momentum as the recipes: MoCo's constant 0.99, BYOL's and DINO's cosine from 0.99 to 1.
 One epoch (load, augment, forward, backward, update, EMA); images/s over the epoch, the same span
 as selfsup's `train.json` `images_per_s`. With --knn (bench `knn_METHOD`), trains --epochs and reports the
 kNN accuracy (cosine, k=20, T=0.1) on the 2,000 held-out images, as `selfsup eval`.
@@ -191,8 +192,8 @@ class Dino(nn.Module):
         return self.backbone(x)
 
     def loss(self, views):
-        update_momentum(self.backbone, self.teacher_backbone, m=0.99)
-        update_momentum(self.head, self.teacher_head, m=0.99)
+        update_momentum(self.backbone, self.teacher_backbone, m=self.momentum)
+        update_momentum(self.head, self.teacher_head, m=self.momentum)
         globals_, locals_ = torch.cat(views[:2]), torch.cat(views[2:])
         with torch.no_grad():
             teacher = self.teacher_head(self.teacher_backbone(globals_)).chunk(2)
@@ -238,8 +239,8 @@ class Pretrain(nn.Module):
         x0, x1 = views
         if self.method == "simclr":
             return self.criterion(self.projection(self.backbone(x0)), self.projection(self.backbone(x1)))
-        update_momentum(self.backbone, self.backbone_momentum, m=0.99)
-        update_momentum(self.projection, self.projection_momentum, m=0.99)
+        update_momentum(self.backbone, self.backbone_momentum, m=self.momentum)
+        update_momentum(self.projection, self.projection_momentum, m=self.momentum)
         if self.method == "moco-v2":
             return self.criterion(self.projection(self.backbone(x0)), self.momentum_branch(x1))
         p0 = self.prediction(self.projection(self.backbone(x0)))
@@ -301,6 +302,8 @@ def main():
         model.train()
         model.epoch = epoch
         for views in loader:
+            # The recipes' EMA: MoCo's constant 0.99; BYOL's and DINO's cosine from 0.99 to 1.
+            model.momentum = 0.99 if method == "moco-v2" else 1 - 0.01 * (math.cos(math.pi * steps / total) + 1) / 2
             loss = model.loss(views)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
