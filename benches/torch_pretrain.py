@@ -58,6 +58,13 @@ VIT_SIZE = 32
 WARMUP_EPOCHS = {"byol": 0.0, "simclr": 0.5, "moco-v2": 0.5, "mae": 1.0, "dino": 1.0}
 
 
+def ema_momentum(method, step, total, base=0.99):
+    """The recipes' target momentum: MoCo's constant; BYOL's and DINO's cosine from base to 1."""
+    if method == "moco-v2":
+        return base
+    return 1 - (1 - base) * (math.cos(math.pi * step / total) + 1) / 2
+
+
 def read_idx(name):
     raw = gzip.open(os.path.join(DATA, name)).read()
     if name.find("labels") >= 0:
@@ -302,8 +309,7 @@ def main():
         model.train()
         model.epoch = epoch
         for views in loader:
-            # The recipes' EMA: MoCo's constant 0.99; BYOL's and DINO's cosine from 0.99 to 1.
-            model.momentum = 0.99 if method == "moco-v2" else 1 - 0.01 * (math.cos(math.pi * steps / total) + 1) / 2
+            model.momentum = ema_momentum(method, steps, total)
             loss = model.loss(views)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
