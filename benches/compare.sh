@@ -18,7 +18,9 @@
 # `knn` (not in the default set: about 25 minutes per seed) trains each of those recipes to its
 # end at each of SEEDS (default 0; every round repeats them) in both frameworks, PyTorch at the
 # same three settings, and prints the training time and held-out kNN of each: the time to the
-# same accuracy. Its ratio is PyTorch's fastest setting's median seconds over selfsup's.
+# same accuracy. Its ratio is PyTorch's fastest setting's median seconds over selfsup's. SETTINGS
+# (threads:workers, space-separated) replaces PyTorch's three settings, e.g. with the fastest one
+# a `pretrain` round found, to make `knn` rows three times faster.
 #
 #   benches/compare.sh              # all rows
 #   ROUNDS=5 THREADS=2 benches/compare.sh
@@ -26,6 +28,7 @@
 #   ROWS=pretrain PRETRAIN="mae dino" benches/compare.sh   # some of the pretrain rows
 #   ROWS=knn ROUNDS=1 SEEDS="0 1" PRETRAIN=simclr benches/compare.sh  # time to a kNN accuracy
 #   RAW=rounds.jsonl benches/compare.sh                    # also keep every run's JSON line
+#   ROWS=knn SETTINGS=2:0 SEEDS="0 1 2 3 4" PRETRAIN=byol benches/compare.sh  # PyTorch at one setting
 #   SIMD=avx2 benches/compare.sh                           # the AVX2 code paths (below)
 #
 # SIMD=avx2 measures both frameworks' AVX2 code on an AVX-512 machine: selfsup built without
@@ -38,6 +41,9 @@ threads=${THREADS:-$(nproc)}
 rounds=${ROUNDS:-3}
 rows=${ROWS:-steps augment loader pretrain}
 want() { [[ " $rows " == *" $1 "* ]]; }
+# PyTorch's settings for the pretrain and knn rows, threads:workers — all threads computing, or
+# one computing while a DataLoader worker process augments on the other core.
+settings=${SETTINGS:-$(printf '%s\n' 1:0 "$threads":0 1:1 | sort -u)}
 export RAYON_NUM_THREADS=$threads
 if ! python3 -c 'import torch, torchvision, lightly, timm' 2>/dev/null; then
     echo "compare.sh: PyTorch, lightly or timm is not installed; run: pip install torch torchvision lightly timm" >&2
@@ -138,9 +144,7 @@ for round in $(seq "$rounds"); do
         for method in ${PRETRAIN:-byol simclr moco-v2 mae dino}; do
             steal_start
             selfsup_pretrain "$method" | with_steal >>"$results"
-            # threads:workers — all threads computing, or one computing while a DataLoader
-            # worker process augments on the other core.
-            for setting in $(printf '%s\n' 1:0 "$threads":0 1:1 | sort -u); do
+            for setting in $settings; do
                 steal_start
                 python3 benches/torch_pretrain.py "$method" "${setting%:*}" "${setting#*:}" | tail -1 | with_steal >>"$results"
             done
@@ -151,7 +155,7 @@ for round in $(seq "$rounds"); do
             for seed in ${SEEDS:-0}; do
                 steal_start
                 selfsup_knn "$method" "$seed" | with_steal >>"$results"
-                for setting in $(printf '%s\n' 1:0 "$threads":0 1:1 | sort -u); do
+                for setting in $settings; do
                     steal_start
                     python3 benches/torch_pretrain.py "$method" "${setting%:*}" "${setting#*:}" \
                         --epochs "$(recipe_epochs "$method")" --knn --seed "$seed" | tail -1 |

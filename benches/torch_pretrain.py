@@ -8,7 +8,10 @@ augmentations with the recipe's settings:
 - dino: 32 px, a timm ViT (8-px patches, 64 wide, 4 blocks, learned positions, CLS), 2 global
   32-px + 2 local 16-px crops, a 64 -> 256 -> 256 -> 64 head onto 1024 prototypes, EMA teacher,
   centring, per-tensor gradient clipping at 3, last layer frozen the first epoch, batch 64, AdamW.
-EMA momentum as the recipes: MoCo's constant 0.99, BYOL's and DINO's cosine from 0.99 to 1.
+EMA momentum as the recipes: MoCo's constant 0.99, BYOL's and DINO's cosine from 0.99 to 1;
+BYOL's loss as the paper's and selfsup's (not lightly's example's quarter-scale one); MoCo's key
+encoder in two BatchNorm groups (shuffling BN); AdamW sparing 1-D parameters from decay, DINO's
+decay on a cosine from 0.04 to 0.4; DINO's colour jitter lightly's and selfsup's default.
 One epoch (load, augment, forward, backward, update, EMA); images/s over the epoch, the same span
 as selfsup's `train.json` `images_per_s`. With --knn (bench `knn_METHOD`), trains --epochs and reports the
 kNN accuracy (cosine, k=20, T=0.1) on the 2,000 held-out images, as `selfsup eval`.
@@ -56,13 +59,17 @@ NORMALIZE = {"mean": [0.2860], "std": [0.3530]}
 BATCH = {"dino": 64}
 VIT_SIZE = 32
 WARMUP_EPOCHS = {"byol": 0.0, "simclr": 0.5, "moco-v2": 0.5, "mae": 1.0, "dino": 1.0}
+DINO_FINAL_WEIGHT_DECAY = 0.4
+
+
+def cosine_between(start, end, step, total):
+    """selfsup's `cosine_between`: start at step 0, end at the last step."""
+    return end + (start - end) * (math.cos(math.pi * min(1.0, step / max(1, total))) + 1) / 2
 
 
 def ema_momentum(method, step, total, base=0.99):
     """The recipes' target momentum: MoCo's constant; BYOL's and DINO's cosine from base to 1."""
-    if method == "moco-v2":
-        return base
-    return 1 - (1 - base) * (math.cos(math.pi * step / total) + 1) / 2
+    return base if method == "moco-v2" else cosine_between(base, 1.0, step, total)
 
 
 def read_idx(name):
@@ -112,10 +119,10 @@ def transform(method):
     if method == "mae":
         return MAETransform(input_size=VIT_SIZE, min_scale=0.2, normalize=NORMALIZE)
     if method == "dino":
-        # selfsup's default colour jitter: 0.8 brightness / contrast / saturation, 0.2 hue.
+        # lightly's default jitter (0.4 / 0.4 / 0.2 / 0.1 at p 0.8) is selfsup's, which the recipe keeps.
         return DINOTransform(
             global_crop_size=VIT_SIZE, global_crop_scale=(0.4, 1.0), local_crop_size=16,
-            local_crop_scale=(0.05, 0.4), n_local_views=2, cj_strength=1.0, cj_sat=0.8,
+            local_crop_scale=(0.05, 0.4), n_local_views=2,
             gaussian_blur=(1.0, 0.1, 0.5), solarization_prob=0.0, normalize=NORMALIZE,
         )
     common = dict(input_size=28, min_scale=0.3, normalize=NORMALIZE)
@@ -242,6 +249,13 @@ class Pretrain(nn.Module):
     def momentum_branch(self, x):
         return self.projection_momentum(self.backbone_momentum(x)).detach()
 
+    def shuffled_keys(self, x, groups=2):
+        """MoCo's shuffling BN as the recipe's `shuffle_bn_groups = 2`: the key encoder sees the
+        permuted batch in sub-batches, each with its own BatchNorm statistics."""
+        perm = torch.randperm(len(x))
+        keys = torch.cat([self.momentum_branch(chunk) for chunk in x[perm].chunk(groups)])
+        return keys[torch.argsort(perm)]
+
     def loss(self, views):
         x0, x1 = views
         if self.method == "simclr":
@@ -249,10 +263,13 @@ class Pretrain(nn.Module):
         update_momentum(self.backbone, self.backbone_momentum, m=self.momentum)
         update_momentum(self.projection, self.projection_momentum, m=self.momentum)
         if self.method == "moco-v2":
-            return self.criterion(self.projection(self.backbone(x0)), self.momentum_branch(x1))
+            return self.criterion(self.projection(self.backbone(x0)), self.shuffled_keys(x1))
         p0 = self.prediction(self.projection(self.backbone(x0)))
         p1 = self.prediction(self.projection(self.backbone(x1)))
-        return 0.5 * (self.criterion(p0, self.momentum_branch(x1)) + self.criterion(p1, self.momentum_branch(x0)))
+        # The paper's (and selfsup's) loss, (2 - 2 cos) summed over both directions: four times
+        # the gradient of lightly's example, 0.5 * (-cos - cos), which matters under SGD.
+        negative_cos = self.criterion(p0, self.momentum_branch(x1)) + self.criterion(p1, self.momentum_branch(x0))
+        return 4 + 2 * negative_cos
 
 
 @torch.no_grad()
@@ -285,7 +302,12 @@ def main():
         model = Mae() if method == "mae" else Dino()
         params = [p for p in model.parameters() if p.requires_grad]
         base_lr, betas, decay = (1.5e-3, (0.9, 0.95), 0.05) if method == "mae" else (2e-3, (0.9, 0.999), 0.04)
-        optimizer = torch.optim.AdamW(params, lr=base_lr * batch / 256, betas=betas, weight_decay=decay)
+        # As selfsup's AdamW: biases and norms (the 1-D parameters) are not decayed.
+        groups = [
+            {"params": [p for p in params if p.ndim > 1], "weight_decay": decay},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        ]
+        optimizer = torch.optim.AdamW(groups, lr=base_lr * batch / 256, betas=betas)
     else:
         resize = lambda a: a
         model = Pretrain(method, width=8)
@@ -310,6 +332,8 @@ def main():
         model.epoch = epoch
         for views in loader:
             model.momentum = ema_momentum(method, steps, total)
+            if method == "dino":
+                optimizer.param_groups[0]["weight_decay"] = cosine_between(decay, DINO_FINAL_WEIGHT_DECAY, steps, total)
             loss = model.loss(views)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
