@@ -59,7 +59,8 @@ NORMALIZE = {"mean": [0.2860], "std": [0.3530]}
 BATCH = {"dino": 64}
 VIT_SIZE = 32
 WARMUP_EPOCHS = {"byol": 0.0, "simclr": 0.5, "moco-v2": 0.5, "mae": 1.0, "dino": 1.0}
-DINO_FINAL_WEIGHT_DECAY = 0.4
+# The ViT recipes' AdamW: base lr, betas, weight decay at the first and at the last step.
+ADAMW = {"mae": (1.5e-3, (0.9, 0.95), 0.05, 0.05), "dino": (2e-3, (0.9, 0.999), 0.04, 0.4)}
 
 
 def cosine_between(start, end, step, total):
@@ -301,7 +302,7 @@ def main():
         images = resize(images)
         model = Mae() if method == "mae" else Dino()
         params = [p for p in model.parameters() if p.requires_grad]
-        base_lr, betas, decay = (1.5e-3, (0.9, 0.95), 0.05) if method == "mae" else (2e-3, (0.9, 0.999), 0.04)
+        base_lr, betas, decay, final_decay = ADAMW[method]
         # As selfsup's AdamW: biases and norms (the 1-D parameters) are not decayed.
         groups = [
             {"params": [p for p in params if p.ndim > 1], "weight_decay": decay},
@@ -313,6 +314,7 @@ def main():
         model = Pretrain(method, width=8)
         params = [p for p in model.parameters() if p.requires_grad]
         lr = 0.3 * batch / 256
+        decay = final_decay = None
         optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4 if method == "moco-v2" else 1e-5)
     loader = torch.utils.data.DataLoader(
         Views(images, method), batch_size=batch, shuffle=True, drop_last=True, num_workers=workers,
@@ -322,8 +324,7 @@ def main():
     per_epoch = len(images) // batch
     warmup = round(WARMUP_EPOCHS[method] * per_epoch)
     total = epochs * per_epoch
-    schedule = lambda step: (step + 1) / warmup if step < warmup else 0.5 * (
-        1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    schedule = lambda step: (step + 1) / warmup if step < warmup else cosine_between(1.0, 0.0, step - warmup, total - warmup)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     steps = 0
     start = time.perf_counter()
@@ -332,8 +333,9 @@ def main():
         model.epoch = epoch
         for views in loader:
             model.momentum = ema_momentum(method, steps, total)
-            if method == "dino":
-                optimizer.param_groups[0]["weight_decay"] = cosine_between(decay, DINO_FINAL_WEIGHT_DECAY, steps, total)
+            if decay != final_decay:
+                decayed = optimizer.param_groups[0]
+                decayed["weight_decay"] = cosine_between(decay, final_decay, steps, total)
             loss = model.loss(views)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
