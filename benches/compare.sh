@@ -9,7 +9,9 @@
 # Needs `pip install torch torchvision lightly timm` (benchmark tools, not dependencies of the crate).
 #
 # ROWS picks the groups (default all): `steps` (train steps on random tensors: small networks
-# at 32 px, ResNet-50 and ViT-S/16 at 224 px), `augment`, `loader` (a JPEG folder), `pretrain`
+# at 32 px, ResNet-50 and ViT-S/16 at 224 px; each step's model FLOP rate is set against the
+# fastest fp32 matrix product either framework runs on this machine, `benches/gemm.rs` and
+# `benches/torch_gemm.py`, the ceiling of a step made of dense products), `augment`, `loader` (a JPEG folder), `pretrain`
 # (one epoch of the shipped BYOL, SimCLR, MoCo v2, MAE and DINO recipes end to end on the
 # bundled subset: data, augmentation, step, EMA, monitoring; against `benches/torch_pretrain.py`,
 # the same recipe in PyTorch + lightly + timm). PyTorch's pretrain rows run at 1 and THREADS
@@ -59,7 +61,7 @@ elif [ -n "${SIMD:-}" ]; then
     echo "compare.sh: SIMD=$SIMD is not one this script knows; use SIMD=avx2, or leave it unset for the CPU's best" >&2
     exit 1
 fi
-cargo build -q --release "${cargo_flags[@]}" --bin selfsup --bench train_step --bench augment --bench loader
+cargo build -q --release "${cargo_flags[@]}" --bin selfsup --bench train_step --bench gemm --bench augment --bench loader
 # 2,048 camera-sized (500×375) JPEGs cut from the sample photographs in data/photos/.
 photos=target/bench-photos-500x375
 if want loader && [ ! -d "$photos" ]; then
@@ -124,6 +126,9 @@ for round in $(seq "$rounds"); do
             steal_start
             python3 benches/torch_train_step.py "$model" 10 "$threads" | tail -1 | with_steal >>"$results"
         done
+        # Each framework's fp32 matrix product alone: what a step made only of products could reach.
+        cargo bench -q "${cargo_flags[@]}" --bench gemm 2>/dev/null | grep '^{' >>"$results"
+        python3 benches/torch_gemm.py "$threads" >>"$results"
     fi
     if want augment; then
         for args in "8192 32" "2048 224"; do
@@ -216,6 +221,31 @@ for bench, label in names.items():
     if steal > 10:
         noisy.append(label.split(" [")[0])
     print(f"{label:<{width}} {a:>13.1f} {b:>13.1f} {a / b:>5.2f}x {memory:>26} {steal:>8.1f}")
+# The steps' arithmetic rate against the fastest fp32 matrix product either framework ran here.
+gemm = [r for r in rows if r["bench"].startswith("gemm ") and str(r["threads"]) == threads]
+steps = [bench for bench in names if bench.startswith("train_step_")
+         and any(r["bench"] == bench and "gflops" in r for r in rows)]
+if gemm and steps:
+    rate = lambda fw: max(statistics.median(r["gflops"] for r in gemm if r["bench"] == b and r["framework"] == fw)
+                          for b in {r["bench"] for r in gemm if r["framework"] == fw})
+    peak_fw = max({r["framework"] for r in gemm}, key=rate)
+    peak = rate(peak_fw)
+    print()
+    print(f"train steps' model GFLOP/s (6 x forward multiply-accumulates per image x images/s) as a share of the fastest")
+    print(f"fp32 matrix product measured here ({peak_fw}'s, ViT-S/16's shapes: {peak:.1f} GFLOP/s; selfsup's {rate('selfsup'):.1f}, "
+          f"pytorch's {rate('pytorch'):.1f}). 'bound' is the ratio a step running wholly at that rate would reach against")
+    print(f"pytorch's step: dense products bound a ViT; a ResNet's 3x3 convolutions run as Winograd, fewer multiplications than counted")
+    print(f"{'benchmark':<{width}} {'selfsup GFLOP/s':>15} {'of gemm':>8} {'pytorch GFLOP/s':>15} {'of gemm':>8} {'bound':>6}")
+    for bench in steps:
+        ours = [r for r in rows if r["bench"] == bench and r["framework"] == "selfsup"]
+        theirs = [r for r in rows if r["bench"] == bench and r["framework"] != "selfsup"]
+        if not ours or not theirs:
+            continue
+        flops = 6 * ours[0]["macs_per_image"] / 1e9
+        a = statistics.median(r["images_per_s"] for r in ours) * flops
+        b = statistics.median(r["images_per_s"] for r in theirs) * flops
+        bound = f"{peak / b:>5.2f}x" if "_vit_" in bench else f"{'-':>6}"
+        print(f"{names[bench]:<{width}} {a:>15.1f} {a / peak:>7.0%} {b:>15.1f} {b / peak:>7.0%} {bound}")
 knn = [r for r in rows if r["bench"].startswith("knn_")]
 if knn:
     print()

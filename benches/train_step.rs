@@ -1,8 +1,9 @@
 //! Train-step throughput, forward + backward + SGD update: batch 64 of 32×32×3 through ResNet-18
 //! (small-image stem, width 64) or ViT-Tiny (patch 4: 64 tokens + CLS, 192-d, 12 blocks); batch 32
 //! of 224×224×3 through ResNet-50 (ImageNet stem) or ViT-S/16 (196 tokens + CLS, 384-d).
-//! Prints images/s from the median step time (the machine's noise skews a mean) and the
-//! process's peak resident memory. Compare with `benches/torch_train_step.py` via
+//! Prints images/s from the median step time (the machine's noise skews a mean), the model
+//! FLOPs per second that makes (6 × the forward's multiply-accumulates per image: the usual
+//! forward + twice-as-costly backward), and the process's peak resident memory. Compare with `benches/torch_train_step.py` via
 //! `benches/compare.sh`.
 //!
 //! cargo bench --bench train_step -- [resnet18|vit-tiny|resnet50-224|vit-s16-224] [steps]
@@ -72,6 +73,7 @@ fn main() {
     device.seed(0);
     let shape = ImageShape { channels: 3, side };
     let mut model = config.init(shape, &device);
+    let macs_per_image: u64 = model.costs(side).iter().map(|stage| stage.cost.macs).sum();
     let mut optimizer = Optimizer::new(OptimizerConfig::default());
     let x = Tensor::<4>::random(
         [batch, 3, side, side],
@@ -98,9 +100,10 @@ fn main() {
     }
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
+    let images_per_s = batch as f64 / median;
     println!(
-        "{{\"bench\": \"{name}\", \"framework\": \"selfsup\", \"images_per_s\": {:.2}, \"peak_rss_mb\": {:.0}, \"threads\": {}}}",
-        batch as f64 / median,
+        "{{\"bench\": \"{name}\", \"framework\": \"selfsup\", \"images_per_s\": {images_per_s:.2}, \"macs_per_image\": {macs_per_image}, \"gflops\": {:.1}, \"peak_rss_mb\": {:.0}, \"threads\": {}}}",
+        6.0 * macs_per_image as f64 * images_per_s / 1e9,
         peak_rss_mb(),
         rayon::current_num_threads()
     );

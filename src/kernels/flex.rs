@@ -366,15 +366,16 @@ impl KernelOps for Flex {
         if !is_f32(&[&w, &g, &m, &v]) || [&g, &m, &v].iter().any(|t| dims(t) != n) {
             return super::reference::adamw::<Flex>(w, g, m, v, step);
         }
-        let [w, g, m, v] = [w, g, m, v].map(|t| t.to_contiguous());
-        let [w, m, v] = update::adamw(
+        // Whole-buffer contiguous tensors; `storage_mut` copies only one that is shared.
+        let [mut w, g, mut m, mut v] = [w, g, m, v].map(|t| t.to_contiguous());
+        update::adamw(
             step,
-            w.storage::<f32>(),
+            w.storage_mut::<f32>(),
             g.storage::<f32>(),
-            m.storage::<f32>(),
-            v.storage::<f32>(),
+            m.storage_mut::<f32>(),
+            v.storage_mut::<f32>(),
         );
-        (tensor(w, &n), tensor(m, &n), tensor(v, &n))
+        (w, m, v)
     }
 
     fn linear_bias(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {

@@ -1028,6 +1028,8 @@ mod update_tests {
 
     /// Three AdamW steps over 40,000 values (two whole parallel chunks and a part): the fused
     /// pass against PyTorch's formula in f64, and bit for bit against the composed reference.
+    /// The first step's inputs are shared with the reference (updated on copies, or the
+    /// reference would see the change), the later ones unique (updated in place).
     #[test]
     fn adamw_step_matches_the_formula_and_the_reference() {
         let device = Device::flex();

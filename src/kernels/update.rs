@@ -2,8 +2,6 @@
 //! burn's operations it takes a dozen passes, each allocating, per parameter and step. The
 //! arithmetic is the reference's, operation for operation in f32, so results agree exactly.
 
-use std::mem::MaybeUninit;
-
 use rayon::prelude::*;
 
 use super::simd::vectorized;
@@ -41,9 +39,10 @@ impl Adamw {
     }
 }
 
-/// `(w', m', v')` after one step from weights `w`, gradient `g` and moments `m`, `v` (zeros
-/// before the first step).
-pub fn adamw(h: Adamw, w: &[f32], g: &[f32], m: &[f32], v: &[f32]) -> [Vec<f32>; 3] {
+/// One step in place: weights `w` and moments `m`, `v` (zeros before the first step) become
+/// `(w', m', v')` from gradient `g`. In place, because fresh outputs cost a write-allocate pass
+/// over three new buffers per parameter and step.
+pub fn adamw(h: Adamw, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
     let n = w.len();
     assert!(
         g.len() == n && m.len() == n && v.len() == n,
@@ -51,35 +50,23 @@ pub fn adamw(h: Adamw, w: &[f32], g: &[f32], m: &[f32], v: &[f32]) -> [Vec<f32>;
     );
     let [b1, one_b1, b2, one_b2, c1, c2, eps, keep] = h.scalars();
     let lr = h.lr as f32;
-    let mut out: [Vec<f32>; 3] = std::array::from_fn(|_| Vec::with_capacity(n));
-    let [w_out, m_out, v_out] = &mut out;
-    w_out.spare_capacity_mut()[..n]
-        .par_chunks_mut(CHUNK)
-        .zip(m_out.spare_capacity_mut()[..n].par_chunks_mut(CHUNK))
-        .zip(v_out.spare_capacity_mut()[..n].par_chunks_mut(CHUNK))
-        .enumerate()
-        .for_each(|(chunk, ((w_out, m_out), v_out))| {
-            let at = chunk * CHUNK;
-            let len = w_out.len();
-            let inputs = [w, g, m, v].map(|x| &x[at..][..len]);
+    w.par_chunks_mut(CHUNK)
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .zip(g.par_chunks(CHUNK))
+        .for_each(|(((w, m), v), g)| {
             vectorized(
                 #[inline(always)]
                 || {
-                    for i in 0..len {
-                        let [w, g, m, v] = inputs.map(|x| x[i]);
-                        let m = m * b1 + g * one_b1;
-                        let v = v * b2 + g * g * one_b2;
-                        let update = (m / c1) / ((v / c2).sqrt() + eps);
-                        w_out[i] = MaybeUninit::new(w * keep - update * lr);
-                        m_out[i] = MaybeUninit::new(m);
-                        v_out[i] = MaybeUninit::new(v);
+                    for i in 0..w.len() {
+                        let m_i = m[i] * b1 + g[i] * one_b1;
+                        let v_i = v[i] * b2 + g[i] * g[i] * one_b2;
+                        let update = (m_i / c1) / ((v_i / c2).sqrt() + eps);
+                        w[i] = w[i] * keep - update * lr;
+                        m[i] = m_i;
+                        v[i] = v_i;
                     }
                 },
             )
         });
-    for x in &mut out {
-        // SAFETY: the chunks cover all `n` values of each output, each written above.
-        unsafe { x.set_len(n) };
-    }
-    out
 }
