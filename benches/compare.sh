@@ -11,8 +11,8 @@
 # ROWS picks the groups (default all): `steps` (train steps on random tensors: small networks
 # at 32 px, ResNet-50 and ViT-S/16 at 224 px; each step's model FLOP rate is set against the
 # fastest fp32 matrix product either framework runs on this machine, `benches/gemm.rs` and
-# `benches/torch_gemm.py`, the ceiling of a step made of dense products), `augment`, `loader` (a JPEG folder), `pretrain`
-# (one epoch of the shipped BYOL, SimCLR, MoCo v2, MAE and DINO recipes end to end on the
+# `benches/torch_gemm.py`, the ceiling of a step made of dense products), `augment`, `loader`
+# (a JPEG folder), `pretrain` (one epoch of the shipped BYOL, SimCLR, MoCo v2, MAE and DINO recipes end to end on the
 # bundled subset: data, augmentation, step, EMA, monitoring; against `benches/torch_pretrain.py`,
 # the same recipe in PyTorch + lightly + timm). PyTorch's pretrain rows run at 1 and THREADS
 # threads without DataLoader workers and at 1 thread with one worker process, and keep the
@@ -231,10 +231,11 @@ if gemm and steps:
     peak_fw = max({r["framework"] for r in gemm}, key=rate)
     peak = rate(peak_fw)
     print()
-    print(f"train steps' model GFLOP/s (6 x forward multiply-accumulates per image x images/s) as a share of the fastest")
-    print(f"fp32 matrix product measured here ({peak_fw}'s, ViT-S/16's shapes: {peak:.1f} GFLOP/s; selfsup's {rate('selfsup'):.1f}, "
-          f"pytorch's {rate('pytorch'):.1f}). 'bound' is the ratio a step running wholly at that rate would reach against")
-    print(f"pytorch's step: dense products bound a ViT; a ResNet's 3x3 convolutions run as Winograd, fewer multiplications than counted")
+    print("train steps' model GFLOP/s (6 x forward multiply-accumulates per image x images/s) as a share of the")
+    print(f"fastest fp32 matrix product measured here: {peak_fw}'s on ViT-S/16's shapes, {peak:.1f} GFLOP/s "
+          f"(selfsup's {rate('selfsup'):.1f}, pytorch's {rate('pytorch'):.1f}).")
+    print("'bound': the ratio to pytorch's step of a step running wholly at that rate. Dense products bound a ViT;")
+    print("a ResNet's 3x3 convolutions run as Winograd, with fewer multiplications than counted, so none is shown.")
     print(f"{'benchmark':<{width}} {'selfsup GFLOP/s':>15} {'of gemm':>8} {'pytorch GFLOP/s':>15} {'of gemm':>8} {'bound':>6}")
     for bench in steps:
         ours = [r for r in rows if r["bench"] == bench and r["framework"] == "selfsup"]

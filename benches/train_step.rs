@@ -3,8 +3,8 @@
 //! of 224×224×3 through ResNet-50 (ImageNet stem) or ViT-S/16 (196 tokens + CLS, 384-d).
 //! Prints images/s from the median step time (the machine's noise skews a mean), the model
 //! FLOPs per second that makes (6 × the forward's multiply-accumulates per image: the usual
-//! forward + twice-as-costly backward), and the process's peak resident memory. Compare with `benches/torch_train_step.py` via
-//! `benches/compare.sh`.
+//! forward + twice-as-costly backward), and the process's peak resident memory. Compare with
+//! `benches/torch_train_step.py` via `benches/compare.sh`.
 //!
 //! cargo bench --bench train_step -- [resnet18|vit-tiny|resnet50-224|vit-s16-224] [steps]
 
