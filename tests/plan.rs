@@ -350,10 +350,44 @@ fn every_photo_recipe_resolves_and_plans() {
             "--json",
         ]));
         assert_eq!(out["plan"]["image_side"], 224, "{}", path.display());
+        assert_eq!(out["plan"]["channels"], 3, "{}", path.display());
         assert!(out["plan"]["train_gflops_per_image"].as_f64().unwrap() > 1.0);
         planned += 1;
     }
     assert!(planned >= 5);
+}
+
+/// A shipped recipe that resizes the bundled grayscale subset plans one channel at that size,
+/// as `train` then runs it; `--image-size` plans colour images.
+#[test]
+fn a_resized_bundled_recipe_plans_grayscale_images() {
+    let plan = |args: &[&str]| {
+        let mut all = vec!["plan", "--json"];
+        all.extend(args);
+        json(&run(&all))["plan"].clone()
+    };
+    let mae = plan(&["--method", "mae"]);
+    assert_eq!(
+        (mae["channels"].clone(), mae["image_side"].clone()),
+        (1.into(), 32.into())
+    );
+    let colour = plan(&["--method", "mae", "--image-size", "64"]);
+    assert_eq!(colour["channels"], 3);
+    let patch_params =
+        |p: &serde_json::Value| p["passes"][0]["stages"][0]["params"].as_u64().unwrap();
+    // The patch projection of 4×4 patches: 16 inputs per channel, 128 outputs.
+    assert_eq!(
+        patch_params(&colour)
+            - patch_params(&plan(&[
+                "--method",
+                "mae",
+                "--image-size",
+                "64",
+                "--channels",
+                "1"
+            ])),
+        2 * 16 * 128
+    );
 }
 
 #[test]

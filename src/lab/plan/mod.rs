@@ -142,14 +142,16 @@ pub fn published_arch(arch: &str, large: bool) -> Vec<String> {
     sets
 }
 
-/// The images a recipe trains on when no size is given: its crop size, the size it resizes to,
-/// or the bundled 28-px grayscale Fashion-MNIST.
+/// The images a recipe trains on when no size is given: the bundled grayscale Fashion-MNIST at
+/// 28 px or at the size the recipe resizes it to, else colour images at its crop or resize size.
 pub fn default_shape(recipe: &Recipe) -> ImageShape {
+    let bundled = recipe.data.path.is_empty();
     match (recipe.augment.size, recipe.data.image_size) {
         (0, 0) => ImageShape {
             channels: 1,
             side: 28,
         },
+        (0, side) if bundled => ImageShape { channels: 1, side },
         (0, side) | (side, _) => ImageShape { channels: 3, side },
     }
 }
