@@ -9,12 +9,13 @@
 # Needs `pip install torch torchvision lightly timm` (benchmark tools, not dependencies of the crate).
 #
 # ROWS picks the groups (default all): `steps` (train steps on random tensors: small networks
-# at 32 px, ResNet-50 and ViT-S/16 at 224 px; each step's model FLOP rate is set against the
-# fastest fp32 matrix product either framework runs on this machine, `benches/gemm.rs` and
-# `benches/torch_gemm.py`, the ceiling of a step made of dense products), `augment`, `loader`
-# (a JPEG folder), `pretrain` (one epoch of the shipped BYOL, SimCLR, MoCo v2, MAE and DINO recipes end to end on the
-# bundled subset: data, augmentation, step, EMA, monitoring; against `benches/torch_pretrain.py`,
-# the same recipe in PyTorch + lightly + timm). PyTorch's pretrain rows run at 1 and THREADS
+# at 32 px, ResNet-50 and ViT-S/16 at 224 px; also the fastest fp32 matrix product either
+# framework runs on this machine, `benches/gemm.rs` and `benches/torch_gemm.py`, the ceiling of
+# a run made of dense products), `augment`, `loader` (a JPEG folder), `pretrain` (one epoch of
+# the shipped BYOL, SimCLR, MoCo v2, MAE and DINO recipes end to end on the bundled subset: data,
+# augmentation, step, EMA, monitoring; against `benches/torch_pretrain.py`, the same recipe in
+# PyTorch + lightly + timm). The step and epoch rows also get their model FLOP rate, set against
+# that product's when the steps ran. PyTorch's pretrain rows run at 1 and THREADS
 # threads without DataLoader workers and at 1 thread with one worker process, and keep the
 # fastest (on a 2-core VM one computing thread beside one augmenting worker often wins).
 # `knn` (not in the default set: about 25 minutes per seed) trains each of those recipes to its
@@ -96,9 +97,13 @@ method, out, selfsup = sys.argv[1], sys.argv[2], sys.argv[3]
 subprocess.run([selfsup, "train", "--method", method, "--epochs", "1", "--no-eval",
                 "--out", out, "--json"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 train = json.load(open(f"{out}/train.json"))
+peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+# The step's counted FLOPs per image (forward and backward of every view, targets forward).
+plan = json.loads(subprocess.run([selfsup, "plan", "--method", method, "--json"], check=True,
+                                 capture_output=True, text=True).stdout)["plan"]
 print(json.dumps({"bench": f"pretrain_{method}_epoch", "framework": "selfsup",
-                  "images_per_s": train["images_per_s"],
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+                  "images_per_s": train["images_per_s"], "peak_rss_mb": peak_rss_mb,
+                  "gflops_per_image": plan["train_gflops_per_image"], "model": plan["model"]}))
 PY
     rm -rf "${runs:?}/$1"
 }
@@ -199,6 +204,7 @@ width = max(len(label) for label in names.values()) + len(" [pytorch N thr, N wk
 if any(not r["bench"].startswith("knn_") for r in rows):
     print(f"{'benchmark':<{width}} {'selfsup img/s':>13} {'pytorch img/s':>13} {'ratio':>6} {'peak MB selfsup / pytorch':>26} {'steal %':>8}")
 noisy = []
+medians = {}  # bench: (selfsup's images/s, pytorch's at its best setting, one selfsup row)
 for bench, label in names.items():
     ours = [r for r in rows if r["bench"] == bench and r["framework"] == "selfsup"]
     theirs = [r for r in rows if r["bench"] == bench and r["framework"] != "selfsup"]
@@ -221,32 +227,34 @@ for bench, label in names.items():
     if steal > 10:
         noisy.append(label.split(" [")[0])
     print(f"{label:<{width}} {a:>13.1f} {b:>13.1f} {a / b:>5.2f}x {memory:>26} {steal:>8.1f}")
-# The steps' arithmetic rate against the fastest fp32 matrix product either framework ran here.
-gemm = [r for r in rows if r["bench"].startswith("gemm ") and str(r["threads"]) == threads]
-steps = [bench for bench in names if bench.startswith("train_step_")
-         and any(r["bench"] == bench and "gflops" in r for r in rows)]
-if gemm and steps:
+    medians[bench] = (a, b, ours[0])
+# The rows' arithmetic rate: model FLOPs per image (6 x the forward's multiply-accumulates for a
+# step; the plan's count of every view's forward and backward for an epoch) times images/s.
+flops = lambda r: r.get("gflops_per_image") or 6 * r.get("macs_per_image", 0) / 1e9
+rated = [bench for bench in medians if flops(medians[bench][2])]
+if rated:
+    # Against the fastest fp32 matrix product either framework ran here, when the steps ran.
+    gemm = [r for r in rows if r["bench"].startswith("gemm ") and str(r["threads"]) == threads]
     rate = lambda fw: max(statistics.median(r["gflops"] for r in gemm if r["bench"] == b and r["framework"] == fw)
                           for b in {r["bench"] for r in gemm if r["framework"] == fw})
-    peak_fw = max({r["framework"] for r in gemm}, key=rate)
-    peak = rate(peak_fw)
+    peak = max(rate(fw) for fw in {r["framework"] for r in gemm}) if gemm else None
     print()
-    print("train steps' model GFLOP/s (6 x forward multiply-accumulates per image x images/s) as a share of the")
-    print(f"fastest fp32 matrix product measured here: {peak_fw}'s on ViT-S/16's shapes, {peak:.1f} GFLOP/s "
-          f"(selfsup's {rate('selfsup'):.1f}, pytorch's {rate('pytorch'):.1f}).")
-    print("'bound': the ratio to pytorch's step of a step running wholly at that rate. Dense products bound a ViT;")
-    print("a ResNet's 3x3 convolutions run as Winograd, with fewer multiplications than counted, so none is shown.")
+    print("model GFLOP/s: FLOPs per image (a step: 6 x its forward multiply-accumulates; an epoch: `selfsup plan`'s")
+    print("count for the recipe's step) x images/s.")
+    if peak:
+        print(f"'of gemm': a share of the fastest fp32 matrix product measured here, on ViT-S/16's shapes:")
+        print(f"{peak:.1f} GFLOP/s (selfsup's {rate('selfsup'):.1f}, pytorch's {rate('pytorch'):.1f}). 'bound': the ratio "
+              f"to pytorch's of a run going")
+        print("wholly at that rate; dense products bound a ViT, but a ResNet's 3x3 convolutions run as Winograd, with")
+        print("fewer multiplications than counted, so none is shown for it.")
     print(f"{'benchmark':<{width}} {'selfsup GFLOP/s':>15} {'of gemm':>8} {'pytorch GFLOP/s':>15} {'of gemm':>8} {'bound':>6}")
-    for bench in steps:
-        ours = [r for r in rows if r["bench"] == bench and r["framework"] == "selfsup"]
-        theirs = [r for r in rows if r["bench"] == bench and r["framework"] != "selfsup"]
-        if not ours or not theirs:
-            continue
-        flops = 6 * ours[0]["macs_per_image"] / 1e9
-        a = statistics.median(r["images_per_s"] for r in ours) * flops
-        b = statistics.median(r["images_per_s"] for r in theirs) * flops
-        bound = f"{peak / b:>5.2f}x" if "_vit_" in bench else f"{'-':>6}"
-        print(f"{names[bench]:<{width}} {a:>15.1f} {a / peak:>7.0%} {b:>15.1f} {b / peak:>7.0%} {bound}")
+    for bench in rated:
+        a, b, ours = medians[bench]
+        a, b = a * flops(ours), b * flops(ours)
+        share = lambda x: f"{x / peak:>8.0%}" if peak else f"{'':>8}"
+        vit = "_vit_" in bench or ours.get("model", "").startswith("vit")
+        bound = f"{peak / b:>5.2f}x" if peak and vit else f"{'-':>6}"
+        print(f"{names[bench]:<{width}} {a:>15.1f} {share(a)} {b:>15.1f} {share(b)} {bound}")
 knn = [r for r in rows if r["bench"].startswith("knn_")]
 if knn:
     print()
