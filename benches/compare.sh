@@ -248,11 +248,12 @@ if rated:
         print("wholly at that rate; dense products bound a ViT, but a ResNet's 3x3 convolutions run as Winograd, with")
         print("fewer multiplications than counted, so none is shown for it.")
     print(f"{'benchmark':<{width}} {'selfsup GFLOP/s':>15} {'of gemm':>8} {'pytorch GFLOP/s':>15} {'of gemm':>8} {'bound':>6}")
+    share = lambda x: f"{x / peak:>8.0%}" if peak else f"{'':>8}"
     for bench in rated:
         a, b, ours = medians[bench]
         a, b = a * flops(ours), b * flops(ours)
-        share = lambda x: f"{x / peak:>8.0%}" if peak else f"{'':>8}"
-        vit = "_vit_" in bench or ours.get("model", "").startswith("vit")
+        # A step's model (vit-tiny, resnet50-224, ...) or an epoch's plan ("vit/4 (128-d × 6)").
+        vit = ours.get("model", "").startswith("vit")
         bound = f"{peak / b:>5.2f}x" if peak and vit else f"{'-':>6}"
         print(f"{names[bench]:<{width}} {a:>15.1f} {share(a)} {b:>15.1f} {share(b)} {bound}")
 knn = [r for r in rows if r["bench"].startswith("knn_")]

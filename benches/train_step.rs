@@ -102,7 +102,7 @@ fn main() {
     let median = times[times.len() / 2];
     let images_per_s = batch as f64 / median;
     println!(
-        "{{\"bench\": \"{name}\", \"framework\": \"selfsup\", \"images_per_s\": {images_per_s:.2}, \"macs_per_image\": {macs_per_image}, \"gflops\": {:.1}, \"peak_rss_mb\": {:.0}, \"threads\": {}}}",
+        "{{\"bench\": \"{name}\", \"framework\": \"selfsup\", \"model\": \"{model_name}\", \"images_per_s\": {images_per_s:.2}, \"macs_per_image\": {macs_per_image}, \"gflops\": {:.1}, \"peak_rss_mb\": {:.0}, \"threads\": {}}}",
         6.0 * macs_per_image as f64 * images_per_s / 1e9,
         peak_rss_mb(),
         rayon::current_num_threads()
