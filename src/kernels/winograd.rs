@@ -288,8 +288,12 @@ fn pair_blocks(t: &mut [f32], pairs: usize) -> Vec<(usize, Vec<&mut [f32]>)> {
     blocks
 }
 
-/// `u[ξ] = (G g Gᵀ)[ξ]` for every (c_out, c_in): α² matrices `[c_out, c_in]`, computed
+/// `u[ξ] = (G g Gᵀ)[ξ]` for every (c_in, c_out): α² matrices `[c_in, c_out]`, computed
 /// sixteen channel pairs at a time; every element of `u` is written.
+///
+/// Transposed relative to the weight so that the forward gemm reads `U[ξ]` (`[c_out, c_in]`)
+/// with unit row stride: the gemm packs such a matrix by copying whole columns, a
+/// `[c_out, c_in]` one value by value.
 fn transform_weights<F: Algorithm>(g: &ConvGeometry, weight: &[f32], u: &mut [f32]) {
     let (a, pairs) = (F::A, g.c_out * g.c_in);
     assert_eq!(u.len(), F::xi() * pairs);
@@ -304,7 +308,9 @@ fn transform_weights<F: Algorithm>(g: &ConvGeometry, weight: &[f32], u: &mut [f3
                         // The 9 taps of 16 pairs, tap-major.
                         let mut k = [Ch::<LANES>::ZERO; 9];
                         for i in 0..n {
-                            let taps = &weight[(first + start + i) * 9..][..9];
+                            let (ci, co) =
+                                ((first + start + i) / g.c_out, (first + start + i) % g.c_out);
+                            let taps = &weight[(co * g.c_in + ci) * 9..][..9];
                             for (tap, &w) in taps.iter().enumerate() {
                                 k[tap].0[i] = w;
                             }
@@ -427,10 +433,14 @@ fn input_tile<F: Algorithm, const W: usize>(
     parts: &mut [&mut [f32]],
     at: usize,
 ) {
-    let mut rows = [[Ch::<W>::ZERO; MAX_ALPHA]; MAX_ALPHA];
-    for (row, line) in rows.iter_mut().zip(pixels).take(F::A) {
-        *row = F::bt(std::array::from_fn(|k| Ch::load(&line[k][start..])));
-    }
+    // Built whole rather than zeroed then overwritten: the zeroing was a memset call per tile.
+    let rows: [[Ch<W>; MAX_ALPHA]; MAX_ALPHA] = std::array::from_fn(|r| {
+        if r < F::A {
+            F::bt(std::array::from_fn(|k| Ch::load(&pixels[r][k][start..])))
+        } else {
+            [Ch::ZERO; MAX_ALPHA]
+        }
+    });
     for j in 0..F::A {
         let column = F::bt(std::array::from_fn(|r| rows[r][j]));
         for (i, value) in column.iter().enumerate().take(F::A) {
@@ -501,16 +511,19 @@ fn output_tile<F: Algorithm, const W: usize>(
     out: &Output,
 ) {
     let element = |xi: usize| Ch::<W>::load(&m[(xi * tiles + t) * out.c + start..]);
-    let mut rows = [[Ch::<W>::ZERO; MAX_M]; MAX_ALPHA];
-    for (r, row) in rows.iter_mut().enumerate().take(F::A) {
-        *row = F::at(std::array::from_fn(|k| {
-            if k < F::A {
-                element(r * F::A + k)
-            } else {
-                Ch::ZERO
-            }
-        }));
-    }
+    let rows: [[Ch<W>; MAX_M]; MAX_ALPHA] = std::array::from_fn(|r| {
+        if r < F::A {
+            F::at(std::array::from_fn(|k| {
+                if k < F::A {
+                    element(r * F::A + k)
+                } else {
+                    Ch::ZERO
+                }
+            }))
+        } else {
+            [Ch::ZERO; MAX_M]
+        }
+    });
     for j in 0..out.cols {
         let column = F::at(std::array::from_fn(|r| rows[r][j]));
         for (i, value) in column.iter().enumerate().take(out.rows) {
@@ -569,10 +582,13 @@ fn output_grad_tile<F: Algorithm, const W: usize>(
     dm: &mut [&mut [f32]],
     at: usize,
 ) {
-    let mut rows = [[Ch::<W>::ZERO; MAX_ALPHA]; MAX_M];
-    for (row, line) in rows.iter_mut().zip(grads).take(F::M) {
-        *row = F::a(std::array::from_fn(|j| Ch::load(&line[j][start..])));
-    }
+    let rows: [[Ch<W>; MAX_ALPHA]; MAX_M] = std::array::from_fn(|i| {
+        if i < F::M {
+            F::a(std::array::from_fn(|j| Ch::load(&grads[i][j][start..])))
+        } else {
+            [Ch::ZERO; MAX_ALPHA]
+        }
+    });
     for k in 0..F::A {
         let column = F::a(std::array::from_fn(|i| rows[i][k]));
         for (r, value) in column.iter().enumerate().take(F::A) {
@@ -707,7 +723,7 @@ fn forward_by<F: Algorithm>(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<
                 // M[ξ]ᵀ = U[ξ]·V[ξ]ᵀ, written straight into M[ξ]'s tile-major rows.
                 gemm(
                     MatMut::transposed(m_xi, g.c_out, tiles),
-                    MatRef::row_major(&u[xi * pairs..][..pairs], g.c_out, g.c_in),
+                    MatRef::row_major(&u[xi * pairs..][..pairs], g.c_in, g.c_out).transpose(),
                     MatRef::row_major(&v[xi * tiles * g.c_in..][..tiles * g.c_in], tiles, g.c_in)
                         .transpose(),
                     false,
