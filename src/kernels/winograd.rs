@@ -433,14 +433,10 @@ fn input_tile<F: Algorithm, const W: usize>(
     parts: &mut [&mut [f32]],
     at: usize,
 ) {
-    // Built whole rather than zeroed then overwritten: the zeroing was a memset call per tile.
-    let rows: [[Ch<W>; MAX_ALPHA]; MAX_ALPHA] = std::array::from_fn(|r| {
-        if r < F::A {
-            F::bt(std::array::from_fn(|k| Ch::load(&pixels[r][k][start..])))
-        } else {
-            [Ch::ZERO; MAX_ALPHA]
-        }
-    });
+    let mut rows = [[Ch::<W>::ZERO; MAX_ALPHA]; MAX_ALPHA];
+    for (row, line) in rows.iter_mut().zip(pixels).take(F::A) {
+        *row = F::bt(std::array::from_fn(|k| Ch::load(&line[k][start..])));
+    }
     for j in 0..F::A {
         let column = F::bt(std::array::from_fn(|r| rows[r][j]));
         for (i, value) in column.iter().enumerate().take(F::A) {
@@ -511,19 +507,16 @@ fn output_tile<F: Algorithm, const W: usize>(
     out: &Output,
 ) {
     let element = |xi: usize| Ch::<W>::load(&m[(xi * tiles + t) * out.c + start..]);
-    let rows: [[Ch<W>; MAX_M]; MAX_ALPHA] = std::array::from_fn(|r| {
-        if r < F::A {
-            F::at(std::array::from_fn(|k| {
-                if k < F::A {
-                    element(r * F::A + k)
-                } else {
-                    Ch::ZERO
-                }
-            }))
-        } else {
-            [Ch::ZERO; MAX_M]
-        }
-    });
+    let mut rows = [[Ch::<W>::ZERO; MAX_M]; MAX_ALPHA];
+    for (r, row) in rows.iter_mut().enumerate().take(F::A) {
+        *row = F::at(std::array::from_fn(|k| {
+            if k < F::A {
+                element(r * F::A + k)
+            } else {
+                Ch::ZERO
+            }
+        }));
+    }
     for j in 0..out.cols {
         let column = F::at(std::array::from_fn(|r| rows[r][j]));
         for (i, value) in column.iter().enumerate().take(out.rows) {
@@ -582,13 +575,10 @@ fn output_grad_tile<F: Algorithm, const W: usize>(
     dm: &mut [&mut [f32]],
     at: usize,
 ) {
-    let rows: [[Ch<W>; MAX_ALPHA]; MAX_M] = std::array::from_fn(|i| {
-        if i < F::M {
-            F::a(std::array::from_fn(|j| Ch::load(&grads[i][j][start..])))
-        } else {
-            [Ch::ZERO; MAX_ALPHA]
-        }
-    });
+    let mut rows = [[Ch::<W>::ZERO; MAX_ALPHA]; MAX_M];
+    for (row, line) in rows.iter_mut().zip(grads).take(F::M) {
+        *row = F::a(std::array::from_fn(|j| Ch::load(&line[j][start..])));
+    }
     for k in 0..F::A {
         let column = F::a(std::array::from_fn(|i| rows[i][k]));
         for (r, value) in column.iter().enumerate().take(F::A) {
