@@ -308,8 +308,8 @@ fn transform_weights<F: Algorithm>(g: &ConvGeometry, weight: &[f32], u: &mut [f3
                         // The 9 taps of 16 pairs, tap-major.
                         let mut k = [Ch::<LANES>::ZERO; 9];
                         for i in 0..n {
-                            let (ci, co) =
-                                ((first + start + i) / g.c_out, (first + start + i) % g.c_out);
+                            let pair = first + start + i;
+                            let (ci, co) = (pair / g.c_out, pair % g.c_out);
                             let taps = &weight[(co * g.c_in + ci) * 9..][..9];
                             for (tap, &w) in taps.iter().enumerate() {
                                 k[tap].0[i] = w;
