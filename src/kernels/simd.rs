@@ -198,10 +198,12 @@ pub fn lane_max(values: &[f32]) -> f32 {
             *m = larger(*m, v);
         }
     }
-    for (m, &v) in lanes.iter_mut().zip(blocks.remainder()) {
-        *m = larger(*m, v);
-    }
-    pairwise(lanes, larger)
+    // The remainder after the reduction: merged into `lanes`, it became a masked store that
+    // the reduction's loads then waited on (a third of a 65-wide softmax).
+    blocks
+        .remainder()
+        .iter()
+        .fold(pairwise(lanes, larger), |m, &v| larger(m, v))
 }
 
 /// `1.5·2²³`: adding it rounds an f32 of magnitude below 2²² to an integer, held in the
