@@ -199,7 +199,6 @@ fn multiply(
         b_row,
         rows,
         w,
-        tail: Vec::new(),
     })
 }
 
@@ -213,8 +212,6 @@ struct Product<'a> {
     b_row: usize,
     rows: usize,
     w: usize,
-    /// `b`'s columns past its last whole vector, zero-padded to one vector per row of `b`.
-    tail: Vec<f32>,
 }
 
 impl WithSimd for Product<'_> {
@@ -233,17 +230,6 @@ impl WithSimd for Product<'_> {
         // (DINO's and MAE's few tokens) keep eight rows of one vector: two FMA units of four
         // cycles' latency stay busy.
         let lanes = std::mem::size_of::<S::f32s>() / 4;
-        // The columns past the last whole vector (the class token's, in 16·q + 1 tokens) are
-        // read as whole vectors from a zero-padded copy, not in part on every step of the inner
-        // loop (a quarter faster).
-        let tail_start = self.w - self.w % lanes;
-        if tail_start < self.w {
-            self.tail = vec![0.0; self.depth * lanes];
-            for (k, padded) in self.tail.chunks_exact_mut(lanes).enumerate() {
-                let row = &self.b[k * self.b_row..];
-                padded[..self.w - tail_start].copy_from_slice(&row[tail_start..self.w]);
-            }
-        }
         match lanes {
             16.. if self.w >= 4 * lanes => self.row_blocks::<S, 6, 4>(simd),
             8..16 if self.w >= 2 * lanes => self.row_blocks::<S, 4, 2>(simd),
@@ -279,19 +265,13 @@ impl Product<'_> {
             Lhs::Rows(values, stride) => {
                 let rows: [&[f32]; R] =
                     std::array::from_fn(|r| &values[(i0 + r) * stride..][..depth]);
-                self.columns::<S, R, V>(
-                    simd,
-                    i0,
-                    #[inline(always)]
-                    |k| -> [f32; R] { std::array::from_fn(|r| rows[r][k]) },
-                )
+                self.columns::<S, R, V>(simd, i0, |k| -> [f32; R] {
+                    std::array::from_fn(|r| rows[r][k])
+                })
             }
-            Lhs::Columns(values, stride) => self.columns::<S, R, V>(
-                simd,
-                i0,
-                #[inline(always)]
-                |k| *<&[f32; R]>::try_from(&values[k * stride + i0..][..R]).expect("R values"),
-            ),
+            Lhs::Columns(values, stride) => self.columns::<S, R, V>(simd, i0, |k| {
+                *<&[f32; R]>::try_from(&values[k * stride + i0..][..R]).expect("R values")
+            }),
         }
     }
 
@@ -310,19 +290,17 @@ impl Product<'_> {
         if width == 0 {
             return;
         }
-        let (tail, lanes) = (&self.tail, std::mem::size_of::<S::f32s>() / 4);
+        let (b, b_row) = (self.b, self.b_row);
         // `a_at` moved, not borrowed: called through a reference it was not inlined, and the
         // accumulators went through the stack on every step (the last of 65 columns cost as
         // much as the 64 before it).
         let acc: [[S::f32s; 1]; R] = column_sums(simd, self.depth, a_at, |k| {
-            [pulp::bytemuck::pod_read_unaligned(
-                pulp::bytemuck::cast_slice(&tail[k * lanes..][..lanes]),
-            )]
+            [simd.partial_load_f32s(&b[k * b_row + j0..][..width])]
         });
-        for (r, [v]) in acc.into_iter().enumerate() {
-            let mut values = [0.0f32; LANES];
-            write_vector::<S>(as_uninit(&mut values[..lanes]), v);
-            self.c[(i0 + r) * self.c_row + j0..][..width].write_copy_of_slice(&values[..width]);
+        for (r, [v]) in acc.iter().enumerate() {
+            let mut lanes = [0.0f32; LANES];
+            simd.partial_store_f32s(&mut lanes[..width], *v);
+            self.c[(i0 + r) * self.c_row + j0..][..width].write_copy_of_slice(&lanes[..width]);
         }
     }
 
@@ -423,7 +401,6 @@ mod tests {
                         b_row,
                         rows,
                         w,
-                        tail: Vec::new(),
                     });
                     c
                 };
