@@ -292,8 +292,8 @@ impl Product<'_> {
         }
         let (b, b_row) = (self.b, self.b_row);
         // `a_at` moved, not borrowed: called through a reference it was not inlined, and the
-        // accumulators went through the stack on every step (the last of 65 columns cost as
-        // much as the 64 before it).
+        // accumulators went through the stack on every step (the last of 65 columns cost more
+        // than the 64 before it).
         let acc: [[S::f32s; 1]; R] = column_sums(simd, self.depth, a_at, |k| {
             [simd.partial_load_f32s(&b[k * b_row + j0..][..width])]
         });
