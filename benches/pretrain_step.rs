@@ -86,6 +86,7 @@ fn main() {
     selfsup::allocator::keep_freed_memory();
     // The steps on a pool thread, as `selfsup train` runs them.
     selfsup::device::compute_on_this_thread();
+    let _polling = selfsup::device::WorkersPolling::start();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let steps = common::steps_arg(&args);
     let name = args

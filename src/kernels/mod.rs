@@ -335,8 +335,23 @@ pub fn linear_onto<const D: usize>(
     layer: &burn::nn::Linear,
     x: Tensor<D>,
 ) -> Tensor<D> {
-    let weight = layer.weight.val();
-    let bias = bias_or_zeros(layer.bias.as_ref().map(|b| b.val()), &weight);
+    linear_plus(
+        residual,
+        x,
+        layer.weight.val(),
+        layer.bias.as_ref().map(|b| b.val()),
+    )
+}
+
+/// `residual + x · weight + bias`, `weight [d_in, d_out]`: [`linear`] with the residual as the
+/// product's initial value on flex.
+pub fn linear_plus<const D: usize>(
+    residual: Tensor<D>,
+    x: Tensor<D>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+) -> Tensor<D> {
+    let bias = bias_or_zeros(bias, &weight);
     Tensor::from_dispatch(<Dispatch as KernelOps>::linear_bias_residual(
         x.into_dispatch(),
         weight.into_dispatch(),

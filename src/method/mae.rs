@@ -4,11 +4,11 @@
 //! standardised by their own mean and variance (norm_pix_loss).
 
 use burn::module::{Module, Param};
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::{Distribution, Tensor, TensorData};
 
 use serde::{Deserialize, Serialize};
 
-use super::mim::{Reconstruction, check_mask_ratio, mask_rng, mask_tensor, select_rows, vit};
+use super::mim::{Reconstruction, check_mask_ratio, mask_rng, mask_tensor, vit};
 use super::{
     About, Build, Method, MethodName, Needs, Pass, Progress, Settings, StepCost, StepOutput,
 };
@@ -100,13 +100,12 @@ impl Mae {
             .collect()
     }
 
-    /// Runs the encoder on the visible patches only: position-embedded patch embeddings are
-    /// gathered by each sample's shuffle before CLS is prepended, so masked patches never enter.
+    /// Runs the encoder on the visible patches only: each sample's kept patches (by its shuffle)
+    /// are embedded with their positions and CLS is prepended, so masked patches never enter.
     pub fn encode_visible(&self, images: Tensor<4>, shuffles: Vec<Shuffle>) -> Encoded {
         let vit = self.vit();
-        let patches = vit.add_patch_positions(vit.patch_embeddings(images));
         let keep: Vec<&[usize]> = shuffles.iter().map(|s| &s.order[..s.keep]).collect();
-        let visible = select_rows(patches, &keep);
+        let visible = vit.embed_patches_at(images, &keep);
         Encoded {
             tokens: vit.encode(vit.prepend_prefix(visible)),
             shuffles,
@@ -114,26 +113,64 @@ impl Mae {
     }
 
     /// Pixel predictions `[b, n, p·p·c]` for every patch from the encoded visible tokens.
+    ///
+    /// The decoder's sequence is one row gather: CLS and the visible tokens, embedded with their
+    /// decoder positions as the product's initial value, and the mask token at each masked
+    /// patch's position (one row per patch, shared by the batch), each put at its patch.
     pub fn decode(&self, encoded: &Encoded) -> Tensor<3> {
-        let x = self.decoder.embed(encoded.tokens.clone());
-        let [b, m, dd] = x.dims();
+        let [b, m, _] = encoded.tokens.dims();
         let prefix = self.vit().prefix_len();
         let shuffles = &encoded.shuffles;
         let n = shuffles[0].order.len();
         let keep = m - prefix;
-        // Registers are the encoder's scratch space; the decoder sees CLS and the patches (MAE).
-        let cls = x.clone().slice([0..b, 0..1, 0..dd]);
-        let visible = x.slice([0..b, prefix..m, 0..dd]);
-        let shuffled = if keep < n {
-            let masked = self.mask_token.val().expand([b, n - keep, dd]);
-            Tensor::cat(vec![visible, masked], 1)
-        } else {
-            visible
+        let table = self.decoder.pos_embed.val();
+        let dd = table.dims()[2];
+        assert_eq!(
+            table.dims()[1],
+            1 + n,
+            "decoder positions: CLS and every patch"
+        );
+        let table = table.reshape([1 + n, dd]);
+        let device = table.device();
+        let index = |rows: Vec<i64>| {
+            let len = rows.len();
+            Tensor::from_data(TensorData::new(rows, [len]), &device)
         };
-        let restore: Vec<Vec<usize>> = shuffles.iter().map(Shuffle::restore).collect();
-        let rows: Vec<&[usize]> = restore.iter().map(Vec::as_slice).collect();
-        let ordered = select_rows(shuffled, &rows);
-        self.decoder.forward(Tensor::cat(vec![cls, ordered], 1))
+        // Each encoded row's decoder position: CLS's (and the registers', dropped below) first,
+        // then the visible patches'.
+        let positions = shuffles.iter().flat_map(|s| {
+            (0..prefix)
+                .map(|_| 0)
+                .chain(s.order[..keep].iter().map(|&p| 1 + p as i64))
+        });
+        let positions = table
+            .clone()
+            .select(0, index(positions.collect()))
+            .reshape([b, m, dd]);
+        let embed = &self.decoder.embed;
+        let x = crate::kernels::linear_plus(
+            positions,
+            encoded.tokens.clone(),
+            embed.weight.val(),
+            embed.bias.as_ref().map(|bias| bias.val()),
+        );
+        let masked = table.slice([1..1 + n, 0..dd]) + self.mask_token.val().reshape([1, dd]);
+        let rows = Tensor::cat(vec![x.reshape([b * m, dd]), masked], 0);
+        let sequence = shuffles.iter().enumerate().flat_map(|(i, s)| {
+            let restore = s.restore();
+            let first = (i * m) as i64;
+            std::iter::once(first).chain(restore.into_iter().enumerate().map(move |(p, pos)| {
+                if pos < keep {
+                    first + (prefix + pos) as i64
+                } else {
+                    (b * m + p) as i64
+                }
+            }))
+        });
+        let sequence = rows
+            .select(0, index(sequence.collect()))
+            .reshape([b, 1 + n, dd]);
+        self.decoder.forward_positioned(sequence)
     }
 
     fn target(&self, images: Tensor<4>) -> Tensor<3> {
@@ -353,6 +390,63 @@ mod tests {
             let got = to_f32(pred.clone().slice(i..i + 1));
             for (g, w) in got.iter().zip(&want) {
                 assert!((g - w).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn decoder_gradients_match_laying_the_sequence_out_by_slices() {
+        // The gather against the plain composition: embed, split off CLS, append mask tokens,
+        // unshuffle, put CLS back, add positions. Gradients to the mask token, the embedding and
+        // the encoder's tokens (including CLS and the visible ones) must agree.
+        let device = Device::flex().autodiff();
+        let mae = tiny(&device);
+        let shuffles = mae.draw(3, 5);
+        let tokens = Tensor::<3>::random([3, 5, 16], Distribution::Default, &device).require_grad();
+        let weights = Tensor::<3>::random([3, 16, 16], Distribution::Default, &device);
+        let run = |pred: Tensor<3>| {
+            let grads = (pred.clone() * weights.clone()).sum().backward();
+            let grad = |t: Tensor<3>| to_f32(t.grad(&grads).unwrap());
+            let embed = &mae.decoder.embed;
+            [
+                to_f32(pred),
+                grad(mae.mask_token.val()),
+                to_f32(embed.weight.val().grad(&grads).unwrap()),
+                to_f32(embed.bias.as_ref().unwrap().val().grad(&grads).unwrap()),
+                grad(tokens.clone()),
+            ]
+        };
+        let encoded = Encoded {
+            tokens: tokens.clone(),
+            shuffles: shuffles.clone(),
+        };
+        let fast = run(mae.decode(&encoded));
+        let x = mae.decoder.embed(tokens.clone());
+        let [b, m, dd] = x.dims();
+        let cls = x.clone().slice([0..b, 0..1, 0..dd]);
+        let visible = x.slice([0..b, 1..m, 0..dd]);
+        let masked = mae.mask_token.val().expand([b, 16 - (m - 1), dd]);
+        let shuffled = Tensor::cat(vec![visible, masked], 1);
+        let restore: Vec<Vec<usize>> = shuffles.iter().map(Shuffle::restore).collect();
+        let rows: Vec<&[usize]> = restore.iter().map(Vec::as_slice).collect();
+        let ordered = crate::nn::patches::select_rows(shuffled, &rows);
+        let reference = run(mae.decoder.forward(Tensor::cat(vec![cls, ordered], 1)));
+        for (what, (got, want)) in [
+            "predictions",
+            "mask token",
+            "embed weight",
+            "embed bias",
+            "tokens",
+        ]
+        .iter()
+        .zip(fast.iter().zip(&reference))
+        {
+            assert_eq!(got.len(), want.len(), "{what}");
+            for (g, w) in got.iter().zip(want) {
+                assert!(
+                    (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                    "{what}: {g} vs {w}"
+                );
             }
         }
     }

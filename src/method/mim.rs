@@ -62,27 +62,6 @@ pub fn mask_tensor(masks: &[Vec<bool>], device: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(data, [masks.len(), n]), device)
 }
 
-/// For sample i of `x [b, n, d]`, the tokens `rows[i]` in that order: `[b, k, d]`. One index per
-/// row into the flattened `[b·n, d]` (a `gather` would take one per element, and its backward a
-/// scatter over all of them).
-pub fn select_rows(x: Tensor<3>, rows: &[&[usize]]) -> Tensor<3> {
-    let [b, n, d] = x.dims();
-    let k = rows[0].len();
-    assert!(
-        rows.len() == b
-            && rows
-                .iter()
-                .all(|r| r.len() == k && r.iter().all(|&t| t < n))
-    );
-    let flat: Vec<i64> = rows
-        .iter()
-        .enumerate()
-        .flat_map(|(i, r)| r.iter().map(move |&t| (i * n + t) as i64))
-        .collect();
-    let index = Tensor::from_data(TensorData::new(flat, [b * k]), &x.device());
-    x.reshape([b * n, d]).select(0, index).reshape([b, k, d])
-}
-
 /// SimMIM / BEiT: the encoder over `images` with `mask` (`[b, n]`) replaced by `mask_token`, and
 /// `head` applied to every patch token. Returns (head outputs `[b, n, out]`, all tokens).
 pub fn predict_masked(
@@ -118,44 +97,4 @@ pub struct Reconstruction {
     /// `[b, n]`, true where the patch was masked (empty for a tokenizer, which masks nothing).
     pub masks: Vec<Vec<bool>>,
     pub prediction: Tensor<4>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn select_rows_picks_each_samples_tokens_and_routes_their_gradient_back() {
-        let device = Device::flex().autodiff();
-        // x[i, t, c] = 100·i + 10·t + c: every value names its sample, token and channel.
-        let values: Vec<f32> = (0..2 * 4 * 3)
-            .map(|e| (100 * (e / 12) + 10 * (e / 3 % 4) + e % 3) as f32)
-            .collect();
-        let x = Tensor::<3>::from_data(TensorData::new(values, [2, 4, 3]), &device).require_grad();
-        let rows: [&[usize]; 2] = [&[3, 0], &[1, 2]];
-        let picked = select_rows(x.clone(), &rows);
-        let want = [
-            30.0, 31.0, 32.0, 0.0, 1.0, 2.0, 110.0, 111.0, 112.0, 120.0, 121.0, 122.0,
-        ];
-        assert_eq!(picked.to_data().try_to_vec::<f32>().unwrap(), want);
-        // d(Σ w·picked)/dx: the weight of each picked position lands on its source row, zero
-        // on the rows no sample picked.
-        let weights: Vec<f32> = (1..=12).map(|v| v as f32).collect();
-        let w = Tensor::<3>::from_data(TensorData::new(weights, [2, 2, 3]), &device);
-        let grads = (picked * w).sum().backward();
-        let dx = x
-            .grad(&grads)
-            .unwrap()
-            .to_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        // Sample 0 picked tokens 3 then 0, sample 1 tokens 1 then 2.
-        let want_dx = [
-            [4.0, 5.0, 6.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 3.0],
-            [
-                0.0, 0.0, 0.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 0.0, 0.0, 0.0,
-            ],
-        ];
-        assert_eq!(dx, want_dx.concat());
-    }
 }

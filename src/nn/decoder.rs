@@ -106,10 +106,17 @@ impl Decoder {
     /// Predictions `[b, n, out_dim]` for a full sequence of decoder-width tokens: `[b, 1 + n, dim]`
     /// (CLS first, as MAE) or `[b, n, dim]` (patches only).
     pub fn forward(&self, tokens: Tensor<3>) -> Tensor<3> {
-        let [b, m, dim] = tokens.dims();
+        let [_, m, dim] = tokens.dims();
         let rows = self.pos_embed.val().dims()[1];
         let skip = rows - m;
-        let mut x = tokens + self.pos_embed.val().slice([0..1, skip..rows, 0..dim]);
+        let x = tokens + self.pos_embed.val().slice([0..1, skip..rows, 0..dim]);
+        self.forward_positioned(x)
+    }
+
+    /// [`Decoder::forward`] for tokens that carry their positions already.
+    pub fn forward_positioned(&self, mut x: Tensor<3>) -> Tensor<3> {
+        let [b, m, dim] = x.dims();
+        let skip = self.pos_embed.val().dims()[1] - m;
         for block in &self.blocks {
             x = block.forward(x);
         }

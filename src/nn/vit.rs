@@ -15,6 +15,7 @@ pub use block::{Attention, Block, LayerScale, MlpBlock};
 
 use super::cost::{Cost, Stage, shape};
 use super::norm::LayerNorm;
+use super::patches::select_rows;
 
 /// How the encoder turns tokens into one feature vector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,6 +241,41 @@ impl Vit {
         let patches = crate::kernels::conv2d_layer(&self.patch_embed.proj, images);
         let [_, d, gh, gw] = patches.dims();
         patches.reshape([b, d, gh * gw]).swap_dims(1, 2)
+    }
+
+    /// Position-embedded embeddings `[b, k, d]` of the patches `keep[i]` of sample i only (MAE's
+    /// visible set), equal to [`Vit::patch_embeddings`] plus positions, then those rows. Their
+    /// pixels are gathered first and projected as a linear layer with the positions as the
+    /// product's initial value: the masked patches cost nothing, forward or backward.
+    pub fn embed_patches_at(&self, images: Tensor<4>, keep: &[&[usize]]) -> Tensor<3> {
+        let [b, c, height, width] = images.dims();
+        let p = self.patch_size();
+        let (rows, cols) = (height / p, width / p);
+        let n = rows * cols;
+        assert_eq!(n, self.num_patches(), "the training grid's patches");
+        let d = self.embed_dim;
+        // Each patch's pixels in the projection weight's (channel, row, column) order.
+        let pixels = images
+            .reshape([b, c, rows, p, cols, p])
+            .permute([0, 2, 4, 1, 3, 5])
+            .reshape([b, n, c * p * p]);
+        let visible = select_rows(pixels, keep);
+        let k = keep[0].len();
+        let table = self.pos_embed.val().reshape([1 + n, d]);
+        let index: Vec<i64> = keep
+            .iter()
+            .flat_map(|r| r.iter().map(|&t| 1 + t as i64))
+            .collect();
+        let index = Tensor::from_data(TensorData::new(index, [b * k]), &table.device());
+        let positions = table.select(0, index).reshape([b, k, d]);
+        let proj = &self.patch_embed.proj;
+        let weight = proj.weight.val().reshape([d, c * p * p]).transpose();
+        crate::kernels::linear_plus(
+            positions,
+            visible,
+            weight,
+            proj.bias.as_ref().map(|bias| bias.val()),
+        )
     }
 
     /// Adds the patches' position embeddings to `[b, n, d]` patch embeddings. A grid other than

@@ -190,3 +190,63 @@ fn validation_names_the_field() {
     cfg.heads = 3;
     assert!(cfg.validate().unwrap_err().contains("model.heads"));
 }
+
+#[test]
+fn embedding_only_the_kept_patches_equals_embedding_all_then_selecting() {
+    // Three channels (the pixel order inside a patch matters), learned positions and a trained
+    // projection so that every parameter gets a gradient to compare.
+    let config = VitConfig {
+        in_channels: 3,
+        pos_embed: PosEmbedKind::Learned,
+        freeze_patch_embed: false,
+        ..tiny(12)
+    };
+    let device = Device::flex().autodiff();
+    let vit = config.init(&device);
+    let images = Tensor::<4>::random([2, 3, 12, 12], Distribution::Default, &device);
+    let keep: [&[usize]; 2] = [&[8, 0, 5], &[2, 7, 3]];
+    let weights = Tensor::<3>::random([2, 3, 16], Distribution::Default, &device);
+    let run = |visible: Tensor<3>| {
+        let grads = (visible.clone() * weights.clone()).sum().backward();
+        let grad = |t: Tensor<3>| crate::host::to_f32(t.grad(&grads).unwrap());
+        (
+            crate::host::to_f32(visible),
+            crate::host::to_f32(vit.patch_embed.proj.weight.val().grad(&grads).unwrap()),
+            crate::host::to_f32(
+                vit.patch_embed
+                    .proj
+                    .bias
+                    .as_ref()
+                    .unwrap()
+                    .val()
+                    .grad(&grads)
+                    .unwrap(),
+            ),
+            grad(vit.pos_embed.val()),
+        )
+    };
+    let fast = run(vit.embed_patches_at(images.clone(), &keep));
+    let full = vit.add_patch_positions(vit.patch_embeddings(images));
+    let reference = run(select_rows(full, &keep));
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                "{what}[{i}]: {x} vs {y}"
+            );
+        }
+    };
+    close(&fast.0, &reference.0, "tokens");
+    close(&fast.1, &reference.1, "projection weight gradient");
+    close(&fast.2, &reference.2, "projection bias gradient");
+    close(&fast.3, &reference.3, "position gradient");
+    // Positions of patches no sample kept, and CLS's, get nothing.
+    let d = 16;
+    for token in [0, 1 + 1, 1 + 4, 1 + 6] {
+        assert!(
+            fast.3[token * d..][..d].iter().all(|&g| g == 0.0),
+            "token {token}"
+        );
+    }
+}
