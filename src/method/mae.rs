@@ -4,7 +4,7 @@
 //! standardised by their own mean and variance (norm_pix_loss).
 
 use burn::module::{Module, Param};
-use burn::tensor::{Distribution, Tensor, TensorData};
+use burn::tensor::{Distribution, Tensor};
 
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +18,7 @@ use crate::error::Result;
 use crate::loss::{masked_mse, normalize_patches, patch_mean_std};
 use crate::nn::cost::{Stage, shape};
 use crate::nn::decoder::{Decoder, DecoderConfig, DecoderSize};
-use crate::nn::patches::{patchify, unpatchify};
+use crate::nn::patches::{gather_rows, patchify, unpatchify};
 use crate::nn::{Backbone, ModelConfig, Vit};
 
 /// `[method]` settings of `mae`.
@@ -131,11 +131,6 @@ impl Mae {
             "decoder positions: CLS and every patch"
         );
         let table = table.reshape([1 + n, dd]);
-        let device = table.device();
-        let index = |rows: Vec<i64>| {
-            let len = rows.len();
-            Tensor::from_data(TensorData::new(rows, [len]), &device)
-        };
         // Each encoded row's decoder position: CLS's (and the registers', dropped below) first,
         // then the visible patches'.
         let positions = shuffles.iter().flat_map(|s| {
@@ -143,10 +138,7 @@ impl Mae {
                 .map(|_| 0)
                 .chain(s.order[..keep].iter().map(|&p| 1 + p as i64))
         });
-        let positions = table
-            .clone()
-            .select(0, index(positions.collect()))
-            .reshape([b, m, dd]);
+        let positions = gather_rows(table.clone(), positions.collect()).reshape([b, m, dd]);
         let embed = &self.decoder.embed;
         let x = crate::kernels::linear_plus(
             positions,
@@ -167,9 +159,7 @@ impl Mae {
                 }
             }))
         });
-        let sequence = rows
-            .select(0, index(sequence.collect()))
-            .reshape([b, 1 + n, dd]);
+        let sequence = gather_rows(rows, sequence.collect()).reshape([b, 1 + n, dd]);
         self.decoder.forward_positioned(sequence)
     }
 

@@ -39,8 +39,14 @@ pub fn select_rows(x: Tensor<3>, rows: &[&[usize]]) -> Tensor<3> {
         .enumerate()
         .flat_map(|(i, r)| r.iter().map(move |&t| (i * n + t) as i64))
         .collect();
-    let index = Tensor::from_data(TensorData::new(flat, [b * k]), &x.device());
-    x.reshape([b * n, d]).select(0, index).reshape([b, k, d])
+    gather_rows(x.reshape([b * n, d]), flat).reshape([b, k, d])
+}
+
+/// Rows `index` of `x [r, d]`, in that order: `[index.len(), d]`.
+pub fn gather_rows(x: Tensor<2>, index: Vec<i64>) -> Tensor<2> {
+    let len = index.len();
+    let index = Tensor::from_data(TensorData::new(index, [len]), &x.device());
+    x.select(0, index)
 }
 
 #[cfg(test)]

@@ -7,15 +7,17 @@
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Tensor};
 
 mod block;
+mod positions;
 
 pub use block::{Attention, Block, LayerScale, MlpBlock};
+pub use positions::{bilinear_resample, sincos_2d};
 
 use super::cost::{Cost, Stage, shape};
 use super::norm::LayerNorm;
-use super::patches::select_rows;
+use super::patches::{gather_rows, select_rows};
 
 /// How the encoder turns tokens into one feature vector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,49 +152,6 @@ fn normal<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
     Tensor::random(shape, Distribution::Normal(0.0, 0.02), device)
 }
 
-/// The `[to², from²]` matrix that resamples a row-major `from × from` grid to `to × to` by bilinear
-/// interpolation (pixel centres aligned, as `align_corners = false`; edges clamped).
-pub fn bilinear_resample(from: usize, to: usize, device: &Device) -> Tensor<2> {
-    let taps = |o: usize| {
-        let x = ((o as f64 + 0.5) * from as f64 / to as f64 - 0.5).clamp(0.0, (from - 1) as f64);
-        let lo = x.floor() as usize;
-        let hi = (lo + 1).min(from - 1);
-        let w = x - lo as f64;
-        [(lo, 1.0 - w), (hi, w)]
-    };
-    let mut data = vec![0.0f32; to * to * from * from];
-    for oi in 0..to {
-        for oj in 0..to {
-            let row = (oi * to + oj) * from * from;
-            for (i, wi) in taps(oi) {
-                for (j, wj) in taps(oj) {
-                    data[row + i * from + j] += (wi * wj) as f32;
-                }
-            }
-        }
-    }
-    Tensor::from_data(TensorData::new(data, [to * to, from * from]), device)
-}
-
-/// MAE's fixed 2-D sin-cos embedding `[1, 1 + grid², dim]`: a zero row for CLS, then per patch
-/// (row i, column j) sin/cos of j at dim/4 frequencies followed by the same for i.
-pub fn sincos_2d(dim: usize, grid: usize, device: &Device) -> Tensor<3> {
-    let quarter = dim / 4;
-    let omega: Vec<f64> = (0..quarter)
-        .map(|k| 1.0 / 10000f64.powf(k as f64 / quarter as f64))
-        .collect();
-    let mut data = vec![0.0f32; dim];
-    for i in 0..grid {
-        for j in 0..grid {
-            for coord in [j, i] {
-                data.extend(omega.iter().map(|w| (coord as f64 * w).sin() as f32));
-                data.extend(omega.iter().map(|w| (coord as f64 * w).cos() as f32));
-            }
-        }
-    }
-    Tensor::from_data(TensorData::new(data, [1, 1 + grid * grid, dim]), device)
-}
-
 #[derive(Module, Debug)]
 pub struct PatchEmbed {
     pub proj: Conv2d,
@@ -266,8 +225,7 @@ impl Vit {
             .iter()
             .flat_map(|r| r.iter().map(|&t| 1 + t as i64))
             .collect();
-        let index = Tensor::from_data(TensorData::new(index, [b * k]), &table.device());
-        let positions = table.select(0, index).reshape([b, k, d]);
+        let positions = gather_rows(table, index).reshape([b, k, d]);
         let proj = &self.patch_embed.proj;
         let weight = proj.weight.val().reshape([d, c * p * p]).transpose();
         crate::kernels::linear_plus(
