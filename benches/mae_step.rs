@@ -9,13 +9,13 @@ mod common;
 
 use std::time::Instant;
 
-use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Tensor};
-use selfsup::method::{Mae, Method, MethodName, Progress};
+use selfsup::method::{Mae, MethodName, Progress};
 use selfsup::nn::Arch;
 use selfsup::nn::backbone::ImageShape;
 use selfsup::optim::Optimizer;
 use selfsup::recipe::{MethodConfig, Overrides, Recipe};
+use selfsup::train::loss_and_gradients;
 
 const WARMUP_STEPS: usize = 2;
 
@@ -35,9 +35,9 @@ fn median_step(recipe: &Recipe, images: &Tensor<4>, steps: usize) -> f64 {
         let progress = Progress {
             step,
             total_steps: steps + WARMUP_STEPS,
+            first_image: 0,
         };
-        let out = mae.step(std::slice::from_ref(images), progress);
-        let grads = GradientsParams::from_grads(out.loss.clone().backward(), &mae);
+        let (out, grads) = loss_and_gradients(&mae, std::slice::from_ref(images), progress);
         mae = optimizer.step(
             1e-4,
             1e-4,

@@ -34,6 +34,13 @@ pub fn train_device(choice: DeviceChoice) -> Result<Device> {
     Ok(device(choice)?.autodiff())
 }
 
+/// Whether `device` computes on this machine's CPU cores (burn's flex backend, with or without
+/// autodiff).
+pub fn on_cpu(device: &Device) -> bool {
+    let cpu = Device::flex();
+    *device == cpu || *device == cpu.autodiff()
+}
+
 /// Makes the calling thread one of rayon's worker threads (index 0 of the global pool); call it
 /// first thing in `main`. False when the pool already exists.
 ///

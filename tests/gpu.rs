@@ -146,6 +146,7 @@ fn step<M: Method>(
     let progress = Progress {
         step: 3,
         total_steps: 10,
+        first_image: 0,
     };
     let out = method.step(&tensors, progress);
     let loss = to_f32(out.loss.clone());

@@ -93,10 +93,17 @@ impl Mae {
 
     /// Random shuffles for a batch of `b` images at `step`.
     pub fn draw(&self, b: usize, step: usize) -> Vec<Shuffle> {
+        self.draw_from(0, b, step)
+    }
+
+    /// The shuffles of images `first..first + b` of a batch at `step`: those the whole
+    /// batch's draw gives them.
+    fn draw_from(&self, first: usize, b: usize, step: usize) -> Vec<Shuffle> {
         let n = self.vit().num_patches();
         let mut rng = mask_rng(self.seed, step);
-        (0..b)
+        (0..first + b)
             .map(|_| Shuffle::draw(&mut rng, n, self.mask_ratio))
+            .skip(first)
             .collect()
     }
 
@@ -178,6 +185,8 @@ impl Method for Mae {
     type Carry = ();
     const NEEDS: Needs = Needs::MASKED_VIT;
     const CENTRED_DIAGNOSTICS: bool = true;
+    // Each image's loss is the mean over its own masked patches, as many for every image.
+    const JOIN_HALVES: Option<fn((), ()) -> ()> = Some(|(), ()| ());
 
     fn about(_name: MethodName) -> About {
         super::mim::about("MAE", "pixel reconstruction of masked patches")
@@ -210,7 +219,7 @@ impl Method for Mae {
 
     fn step(&self, views: &[Tensor<4>], progress: Progress) -> StepOutput<()> {
         let images = views[0].clone();
-        let shuffles = self.draw(images.dims()[0], progress.step);
+        let shuffles = self.draw_from(progress.first_image, images.dims()[0], progress.step);
         let masks: Vec<Vec<bool>> = shuffles.iter().map(Shuffle::mask).collect();
         let encoded = self.encode_visible(images.clone(), shuffles);
         let pred = self.decode(&encoded);
@@ -439,5 +448,80 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn halves_on_two_threads_give_the_whole_batchs_loss_and_gradients() {
+        // Five images: halves of two and three, weighted 2/5 and 3/5. The second half must
+        // draw the masks of images 2..5 (those of 0..3 change the loss), and each parameter's
+        // gradient must be the whole batch's.
+        use burn::module::{ModuleVisitor, Param};
+        use burn::optim::GradientsParams;
+        let device = Device::flex().autodiff();
+        let mae = tiny(&device);
+        let views = vec![Tensor::<4>::random(
+            [5, 1, 16, 16],
+            Distribution::Default,
+            &device,
+        )];
+        let progress = Progress {
+            step: 3,
+            total_steps: 10,
+            first_image: 0,
+        };
+        let whole = mae.step(&views, progress);
+        let whole_grads = GradientsParams::from_grads(whole.loss.backward(), &mae);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let (halves, halves_grads) =
+            pool.install(|| crate::train::loss_and_gradients(&mae, &views, progress));
+        let close = |got: &[f32], want: &[f32], what: &str| {
+            assert_eq!(got.len(), want.len(), "{what}");
+            for (g, w) in got.iter().zip(want) {
+                assert!(
+                    (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                    "{what}: {g} vs {w}"
+                );
+            }
+        };
+        close(&to_f32(halves.loss), &to_f32(whole.loss), "loss");
+        close(
+            &to_f32(halves.embeddings),
+            &to_f32(whole.embeddings),
+            "embeddings",
+        );
+        struct Compare<'a> {
+            halves: &'a GradientsParams,
+            whole: &'a GradientsParams,
+            compared: usize,
+            check: &'a dyn Fn(&[f32], &[f32], &str),
+        }
+        impl ModuleVisitor for Compare<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let (got, want) = (
+                    self.halves.get::<D>(param.id),
+                    self.whole.get::<D>(param.id),
+                );
+                let what = format!("{:?}", param.id);
+                match (got, want) {
+                    (Some(got), Some(want)) => {
+                        (self.check)(&to_f32(got), &to_f32(want), &what);
+                        self.compared += 1;
+                    }
+                    (None, None) => {}
+                    _ => panic!("{what}: a gradient in one of the two only"),
+                }
+            }
+        }
+        let mut compare = Compare {
+            halves: &halves_grads,
+            whole: &whole_grads,
+            compared: 0,
+            check: &close,
+        };
+        mae.visit(&mut compare);
+        assert_eq!(compare.compared, whole_grads.len());
     }
 }

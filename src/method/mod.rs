@@ -241,6 +241,10 @@ pub fn views_by_side(sides: &[usize]) -> Vec<(usize, usize)> {
 pub struct Progress {
     pub step: usize,
     pub total_steps: usize,
+    /// The position in the whole batch of these views' first image: non-zero for the second
+    /// half of a batch stepped in halves ([`Method::JOIN_HALVES`]), so that per-image random
+    /// draws (MAE's masks) are those of the whole batch.
+    pub first_image: usize,
 }
 
 /// One named part of a loss, detached, for the metrics log (VICReg's three terms, …).
@@ -297,11 +301,11 @@ impl StepOutput<()> {
 }
 
 /// A self-supervised method: its networks plus what a training step needs from them.
-pub trait Method: Module + Sized {
+pub trait Method: Module + Sized + Sync {
     /// Its `[method]` settings.
     type Config: Settings;
     /// State passed from `step` to `after_step`.
-    type Carry;
+    type Carry: Send;
 
     /// What it needs from the model and the views.
     const NEEDS: Needs;
@@ -310,6 +314,14 @@ pub trait Method: Module + Sized {
     /// ([`crate::diagnose::analyze_centred`]): for the ViT features masked image models expose,
     /// which carry a large offset shared by every image.
     const CENTRED_DIAGNOSTICS: bool = false;
+
+    /// For a loss that is the mean of the same number of terms per image with nothing shared
+    /// between images (LayerNorm networks; no negatives, BatchNorm or batch statistics): how
+    /// the carries of two halves of a batch join. The trainer then runs the halves forward and
+    /// backward on separate threads and adds their gradients, each weighted by its share of
+    /// the batch — the same step, with no operation left to one thread while the other waits
+    /// ([`crate::train::loss_and_gradients`]). `None` for losses that relate a batch's images.
+    const JOIN_HALVES: Option<fn(Self::Carry, Self::Carry) -> Self::Carry> = None;
 
     /// Its entry in `selfsup methods` under `name` (one of the names it implements).
     fn about(name: MethodName) -> About;

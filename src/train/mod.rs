@@ -5,6 +5,7 @@
 mod clock;
 pub mod events;
 mod faults;
+mod halves;
 mod interrupt;
 pub mod metrics;
 mod setup;
@@ -14,6 +15,7 @@ pub mod watch;
 use std::path::PathBuf;
 
 pub use events::{Event, Observer, Silent, Warning, WarningKind};
+pub use halves::loss_and_gradients;
 pub use interrupt::{Interrupt, signal_name};
 pub use trainer::Trainer;
 

@@ -1,6 +1,5 @@
 //! One real training step measured beside its plan (`selfsup plan --measure`).
 
-use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Tensor};
 use serde::Serialize;
 
@@ -88,9 +87,9 @@ fn train_step<M: Method>(
     let progress = Progress {
         step,
         total_steps: 10,
+        first_image: 0,
     };
-    let out = method.step(&views, progress);
-    let grads = GradientsParams::from_grads(out.loss.backward(), &method);
+    let (out, grads) = crate::train::loss_and_gradients(&method, &views, progress);
     let constant_lr = method.constant_lr();
     let method = optimizer.step(1e-3, 1e-3, method, grads, &constant_lr);
     method.after_step(out.carry, progress)

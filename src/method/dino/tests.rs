@@ -49,6 +49,7 @@ fn teacher_temperature_warms_up_linearly_then_holds() {
         dino.teacher_temperature(Progress {
             step,
             total_steps: 40,
+            first_image: 0,
         })
     };
     // 4 epochs over 40 steps: epoch 1 (step 10) is half way through the warmup.
@@ -73,6 +74,7 @@ fn a_step_moves_the_centre_towards_the_batch_mean_and_freezes_prototypes_at_firs
     let progress = Progress {
         step: 0,
         total_steps: 40,
+        first_image: 0,
     };
     let out = dino.step(&views, progress);
     let grads = out.loss.backward();
@@ -114,6 +116,7 @@ fn dinov2_logs_its_three_terms_and_trains_a_resnet_too() {
         Progress {
             step: 0,
             total_steps: 10,
+            first_image: 0,
         },
     );
     let names: Vec<&str> = out.terms.iter().map(|t| t.name).collect();
@@ -133,6 +136,7 @@ fn dinov2_logs_its_three_terms_and_trains_a_resnet_too() {
         Progress {
             step: 0,
             total_steps: 10,
+            first_image: 0,
         },
     );
     assert!(out.terms.is_empty());

@@ -52,6 +52,7 @@ fn each_patch_takes_its_nearest_code_and_gradients_pass_straight_through() {
         Progress {
             step: 0,
             total_steps: 1,
+            first_image: 0,
         },
     );
     let grads = out.loss.backward();

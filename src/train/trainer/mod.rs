@@ -8,7 +8,6 @@ mod report;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use burn::optim::GradientsParams;
 use burn::tensor::Device;
 
 use super::clock::Clock;
@@ -299,6 +298,7 @@ impl Trainer {
         let progress = Progress {
             step: self.position.step,
             total_steps: self.total_steps,
+            first_image: 0,
         };
         let lr = self.schedule.lr(self.position.step);
         if let Some(end) = self.recipe.optim.weight_decay_end() {
@@ -311,7 +311,7 @@ impl Trainer {
         }
         let (batch_index, batch_size) = (batch.index, batch.size);
         let views = tensor_views(batch, &self.device);
-        let out = method.step(&views, progress);
+        let (out, grads) = super::loss_and_gradients(&method, &views, progress);
         let loss = out.loss.clone().into_scalar::<f32>() as f64;
         if !loss.is_finite() {
             return Err(Error::Diverged(format!(
@@ -322,7 +322,6 @@ impl Trainer {
             )));
         }
         self.clock.final_loss = loss;
-        let grads = GradientsParams::from_grads(out.loss.backward(), &method);
         let constant_lr = method.constant_lr();
         let method = self
             .optimizer
