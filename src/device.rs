@@ -48,7 +48,8 @@ pub fn on_cpu(device: &Device) -> bool {
 /// split is injected and the caller sleeps until it is done: three threads on two cores and two
 /// thread wake-ups per operation (a tenth of a small ViT step). A caller inside the pool takes its
 /// own share and the other thread is usually still awake. Steps stay on this one thread, which
-/// burn's BatchNorm needs: it keeps running-statistics updates per thread and averages them.
+/// burn's BatchNorm needs: it keeps running-statistics updates per thread and averages them
+/// (the methods that step halves of a batch on two threads have no BatchNorm).
 pub fn compute_on_this_thread() -> bool {
     rayon::ThreadPoolBuilder::new()
         .use_current_thread()

@@ -15,7 +15,8 @@ use crate::method::{LossTerm, Method, Progress, StepOutput};
 
 /// `method`'s output on `views` at `progress` and the gradients of its loss: from two halves
 /// of the batch on separate threads where the method allows it and the views are on the CPU
-/// with two threads or more, otherwise in one pass. The output's loss is the batch's, its gradients already taken.
+/// with two threads or more, otherwise in one pass. The output's loss is the batch's, its
+/// gradients already taken.
 pub fn loss_and_gradients<M: Method>(
     method: &M,
     views: &[Tensor<4>],
