@@ -22,11 +22,12 @@ pub fn keep_freed_memory() {
         libc::mallopt(libc::M_MMAP_MAX, 0);
         // Never give the heap's free top back to the kernel between steps.
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-        // One heap for every thread: a second thread's own arena is carved from mappings that
-        // glibc shrinks as blocks are freed, so a thread that steps half a batch
-        // (`train::loss_and_gradients`) faulted its memory in afresh on every step (6× the
-        // page faults, that half a sixth slower).
-        libc::mallopt(libc::M_ARENA_MAX, 1);
+        // Keep other threads' heaps too. Their arenas are built of 64 MiB mappings, and one
+        // left entirely free is unmapped unless this pad exceeds what two such heaps hold: a
+        // thread stepping half a batch (`train::loss_and_gradients`) then faulted its memory
+        // in afresh every step (6× the page faults, that half a sixth slower). One arena for
+        // all threads avoided that too, but the augmenting threads then queued on its lock.
+        libc::mallopt(libc::M_TOP_PAD, 256 << 20);
     }
 }
 
