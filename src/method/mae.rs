@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::mim::{Reconstruction, check_mask_ratio, mask_rng, mask_tensor, vit};
 use super::{
-    About, Build, Method, MethodName, Needs, Pass, Progress, Settings, StepCost, StepOutput,
+    About, Build, JoinCarries, Method, MethodName, Needs, Pass, Progress, Settings, StepCost,
+    StepOutput,
 };
 use crate::augment::AugmentConfig;
 use crate::augment::mask::Shuffle;
@@ -186,7 +187,7 @@ impl Method for Mae {
     const NEEDS: Needs = Needs::MASKED_VIT;
     const CENTRED_DIAGNOSTICS: bool = true;
     // Each image's loss is the mean over its own masked patches, as many for every image.
-    const JOIN_HALVES: Option<fn((), ()) -> ()> = Some(|(), ()| ());
+    const JOIN_HALVES: Option<JoinCarries<()>> = Some(|(), ()| ());
 
     fn about(_name: MethodName) -> About {
         super::mim::about("MAE", "pixel reconstruction of masked patches")
@@ -477,7 +478,7 @@ mod tests {
             .unwrap();
         let (halves, halves_grads) =
             pool.install(|| crate::train::loss_and_gradients(&mae, &views, progress));
-        let close = |got: &[f32], want: &[f32], what: &str| {
+        fn close(got: &[f32], want: &[f32], what: &str) {
             assert_eq!(got.len(), want.len(), "{what}");
             for (g, w) in got.iter().zip(want) {
                 assert!(
@@ -485,7 +486,7 @@ mod tests {
                     "{what}: {g} vs {w}"
                 );
             }
-        };
+        }
         close(&to_f32(halves.loss), &to_f32(whole.loss), "loss");
         close(
             &to_f32(halves.embeddings),
@@ -496,7 +497,6 @@ mod tests {
             halves: &'a GradientsParams,
             whole: &'a GradientsParams,
             compared: usize,
-            check: &'a dyn Fn(&[f32], &[f32], &str),
         }
         impl ModuleVisitor for Compare<'_> {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -507,7 +507,7 @@ mod tests {
                 let what = format!("{:?}", param.id);
                 match (got, want) {
                     (Some(got), Some(want)) => {
-                        (self.check)(&to_f32(got), &to_f32(want), &what);
+                        close(&to_f32(got), &to_f32(want), &what);
                         self.compared += 1;
                     }
                     (None, None) => {}
@@ -519,7 +519,6 @@ mod tests {
             halves: &halves_grads,
             whole: &whole_grads,
             compared: 0,
-            check: &close,
         };
         mae.visit(&mut compare);
         assert_eq!(compare.compared, whole_grads.len());

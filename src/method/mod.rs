@@ -300,6 +300,9 @@ impl StepOutput<()> {
     }
 }
 
+/// How the carries of two halves of a batch join into the whole batch's ([`Method::JOIN_HALVES`]).
+pub type JoinCarries<C> = fn(C, C) -> C;
+
 /// A self-supervised method: its networks plus what a training step needs from them.
 pub trait Method: Module + Sized + Sync {
     /// Its `[method]` settings.
@@ -321,7 +324,7 @@ pub trait Method: Module + Sized + Sync {
     /// backward on separate threads and adds their gradients, each weighted by its share of
     /// the batch — the same step, with no operation left to one thread while the other waits
     /// ([`crate::train::loss_and_gradients`]). `None` for losses that relate a batch's images.
-    const JOIN_HALVES: Option<fn(Self::Carry, Self::Carry) -> Self::Carry> = None;
+    const JOIN_HALVES: Option<JoinCarries<Self::Carry>> = None;
 
     /// Its entry in `selfsup methods` under `name` (one of the names it implements).
     fn about(name: MethodName) -> About;

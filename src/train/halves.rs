@@ -11,7 +11,7 @@ use burn::module::{ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 
-use crate::method::{LossTerm, Method, Progress, StepOutput};
+use crate::method::{JoinCarries, LossTerm, Method, Progress, StepOutput};
 
 /// `method`'s output on `views` at `progress` and the gradients of its loss: from two halves
 /// of the batch on separate threads where the method allows it and the views are on the CPU
@@ -43,7 +43,7 @@ fn in_halves<M: Method>(
     method: &M,
     views: &[Tensor<4>],
     progress: Progress,
-    join: fn(M::Carry, M::Carry) -> M::Carry,
+    join: JoinCarries<M::Carry>,
 ) -> (StepOutput<M::Carry>, GradientsParams) {
     let batch = views[0].dims()[0];
     let half = |first: usize, len: usize| {
