@@ -32,11 +32,7 @@ fn median_step(recipe: &Recipe, images: &Tensor<4>, steps: usize) -> f64 {
     let mut times = Vec::with_capacity(steps);
     for step in 0..steps + WARMUP_STEPS {
         let start = Instant::now();
-        let progress = Progress {
-            step,
-            total_steps: steps + WARMUP_STEPS,
-            first_image: 0,
-        };
+        let progress = Progress::at(step, steps + WARMUP_STEPS);
         let (out, grads) = loss_and_gradients(&mae, std::slice::from_ref(images), progress);
         mae = optimizer.step(
             1e-4,

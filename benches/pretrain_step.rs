@@ -45,11 +45,7 @@ fn phases<M: Method>(recipe: &Recipe, steps: usize) -> Vec<f64> {
         .collect();
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); PHASES.len()];
     for step in 0..steps + WARMUP_STEPS {
-        let progress = Progress {
-            step,
-            total_steps: steps + WARMUP_STEPS,
-            first_image: 0,
-        };
+        let progress = Progress::at(step, steps + WARMUP_STEPS);
         let mut marks = [Instant::now(); PHASES.len() + 1];
         let (out, grads) = loss_and_gradients(&method, &views, progress);
         marks[1] = Instant::now();

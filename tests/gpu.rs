@@ -143,11 +143,7 @@ fn step<M: Method>(
             Tensor::from_data(TensorData::new(v.clone(), [BATCH, 1, *side, *side]), device)
         })
         .collect();
-    let progress = Progress {
-        step: 3,
-        total_steps: 10,
-        first_image: 0,
-    };
+    let progress = Progress::at(3, 10);
     let out = method.step(&tensors, progress);
     let loss = to_f32(out.loss.clone());
     let embeddings = to_f32(out.embeddings.clone());

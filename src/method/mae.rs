@@ -465,11 +465,7 @@ mod tests {
             Distribution::Default,
             &device,
         )];
-        let progress = Progress {
-            step: 3,
-            total_steps: 10,
-            first_image: 0,
-        };
+        let progress = Progress::at(3, 10);
         let whole = mae.step(&views, progress);
         let whole_grads = GradientsParams::from_grads(whole.loss.backward(), &mae);
         let pool = rayon::ThreadPoolBuilder::new()

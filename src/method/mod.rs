@@ -247,6 +247,17 @@ pub struct Progress {
     pub first_image: usize,
 }
 
+impl Progress {
+    /// Step `step` of `total_steps`, on a whole batch.
+    pub fn at(step: usize, total_steps: usize) -> Self {
+        Progress {
+            step,
+            total_steps,
+            first_image: 0,
+        }
+    }
+}
+
 /// One named part of a loss, detached, for the metrics log (VICReg's three terms, …).
 pub struct LossTerm {
     pub name: &'static str,

@@ -29,7 +29,7 @@ pub fn loss_and_gradients<M: Method>(
                 && rayon::current_num_threads() > 1
                 && crate::device::on_cpu(&views[0].device()) =>
         {
-            in_halves(method, views, progress, join)
+            in_halves(method, views, batch, progress, join)
         }
         _ => {
             let out = method.step(views, progress);
@@ -42,10 +42,10 @@ pub fn loss_and_gradients<M: Method>(
 fn in_halves<M: Method>(
     method: &M,
     views: &[Tensor<4>],
+    batch: usize,
     progress: Progress,
     join: JoinCarries<M::Carry>,
 ) -> (StepOutput<M::Carry>, GradientsParams) {
-    let batch = views[0].dims()[0];
     let half = |first: usize, len: usize| {
         let views: Vec<Tensor<4>> = views
             .iter()

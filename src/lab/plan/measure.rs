@@ -84,11 +84,7 @@ fn train_step<M: Method>(
             Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
         })
         .collect();
-    let progress = Progress {
-        step,
-        total_steps: 10,
-        first_image: 0,
-    };
+    let progress = Progress::at(step, 10);
     let (out, grads) = crate::train::loss_and_gradients(&method, &views, progress);
     let constant_lr = method.constant_lr();
     let method = optimizer.step(1e-3, 1e-3, method, grads, &constant_lr);

@@ -45,13 +45,7 @@ fn teacher_temperature_warms_up_linearly_then_holds() {
             &NoRuns,
         )
         .unwrap();
-    let at = |step| {
-        dino.teacher_temperature(Progress {
-            step,
-            total_steps: 40,
-            first_image: 0,
-        })
-    };
+    let at = |step| dino.teacher_temperature(Progress::at(step, 40));
     // 4 epochs over 40 steps: epoch 1 (step 10) is half way through the warmup.
     assert!((at(0) - 0.04).abs() < 1e-12);
     assert!((at(10) - 0.06).abs() < 1e-12);
@@ -71,11 +65,7 @@ fn a_step_moves_the_centre_towards_the_batch_mean_and_freezes_prototypes_at_firs
         .iter()
         .map(|&s| Tensor::random([4, 1, s, s], burn::tensor::Distribution::Default, &device))
         .collect();
-    let progress = Progress {
-        step: 0,
-        total_steps: 40,
-        first_image: 0,
-    };
+    let progress = Progress::at(0, 40);
     let out = dino.step(&views, progress);
     let grads = out.loss.backward();
     // Epoch 0 < freeze_last_layer_epochs = 1: no gradient to the prototypes, but to the MLP.
@@ -111,14 +101,7 @@ fn dinov2_logs_its_three_terms_and_trains_a_resnet_too() {
     let v2 = recipe(MethodName::Dinov2, &sets)
         .init_method::<Dino>(shape, &device, &NoRuns)
         .unwrap();
-    let out = v2.step(
-        &views,
-        Progress {
-            step: 0,
-            total_steps: 10,
-            first_image: 0,
-        },
-    );
+    let out = v2.step(&views, Progress::at(0, 10));
     let names: Vec<&str> = out.terms.iter().map(|t| t.name).collect();
     assert_eq!(names, ["cls", "patch", "koleo"]);
     assert!(out.loss.into_scalar::<f32>().is_finite());
@@ -131,14 +114,7 @@ fn dinov2_logs_its_three_terms_and_trains_a_resnet_too() {
         ],
     );
     let dino = resnet.init_method::<Dino>(shape, &device, &NoRuns).unwrap();
-    let out = dino.step(
-        &views,
-        Progress {
-            step: 0,
-            total_steps: 10,
-            first_image: 0,
-        },
-    );
+    let out = dino.step(&views, Progress::at(0, 10));
     assert!(out.terms.is_empty());
     assert!(out.loss.into_scalar::<f32>().is_finite());
 }

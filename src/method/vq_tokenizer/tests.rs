@@ -47,14 +47,7 @@ fn each_patch_takes_its_nearest_code_and_gradients_pass_straight_through() {
             .collect::<Vec<_>>()
     );
 
-    let out = vq.step(
-        &[images],
-        Progress {
-            step: 0,
-            total_steps: 1,
-            first_image: 0,
-        },
-    );
+    let out = vq.step(&[images], Progress::at(0, 1));
     let grads = out.loss.backward();
     // The encoder learns through the quantizer (straight-through + commitment), the codebook
     // through the codebook term.

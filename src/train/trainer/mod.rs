@@ -295,11 +295,7 @@ impl Trainer {
     /// One optimizer step on `batch`: the method's loss, its gradients, the update, then the
     /// method's own after-step work (EMA teacher, queue).
     fn step<M: Method>(&mut self, method: M, epoch: usize, batch: Batch) -> Result<(M, Stepped)> {
-        let progress = Progress {
-            step: self.position.step,
-            total_steps: self.total_steps,
-            first_image: 0,
-        };
+        let progress = Progress::at(self.position.step, self.total_steps);
         let lr = self.schedule.lr(self.position.step);
         if let Some(end) = self.recipe.optim.weight_decay_end() {
             self.optimizer.set_weight_decay(cosine_between(
