@@ -555,15 +555,16 @@ fn batch_norm_backward(
 struct GeluBackward;
 
 impl Backward<Flex, 1> for GeluBackward {
+    /// The slope at the input, `Φ(x) + x·φ(x)`.
     type State = FlexTensor;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node).to_contiguous();
-        let x = ops.state;
+        let slope = ops.state;
         if let Some(node) = node_x {
-            let dx = gelu::backward(x.storage::<f32>(), dy.storage::<f32>());
-            grads.register::<Flex>(node.id, tensor(dx, &dims(&x)));
+            let dx = gelu::backward(slope.storage::<f32>(), dy.storage::<f32>());
+            grads.register::<Flex>(node.id, tensor(dx, &dims(&slope)));
         }
     }
 }
@@ -885,9 +886,9 @@ impl<C: CheckpointStrategy> KernelOps for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let xp = x.primitive().to_contiguous();
-                let y = <Flex as KernelOps>::gelu_erf(xp.clone());
-                prep.finish(xp, y)
+                let x = x.primitive().to_contiguous();
+                let (y, slope) = gelu::forward_and_slope(x.storage::<f32>());
+                prep.finish(tensor(slope, &dims(&x)), tensor(y, &dims(&x)))
             }
             OpsKind::UnTracked(prep) => {
                 prep.finish(<Flex as KernelOps>::gelu_erf(x.into_primitive()))

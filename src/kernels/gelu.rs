@@ -1,7 +1,6 @@
-//! GELU with the exact (erf) form, `x·Φ(x)`, and its derivative `Φ(x) + x·φ(x)`, in one
-//! vectorised pass each (burn's flex backend evaluates erf one scalar libm call at a time),
-//! outputs written once without a zeroing pass first (a third of this memory-bound pass's
-//! traffic).
+//! GELU with the exact (erf) form, `x·Φ(x)`, and its derivative `Φ(x) + x·φ(x)`, both in one
+//! vectorised pass (burn's flex backend evaluates erf one scalar libm call at a time), outputs
+//! written once without a zeroing pass first (a third of a memory-bound pass's traffic).
 
 use rayon::prelude::*;
 
@@ -38,26 +37,55 @@ pub fn forward(x: &[f32]) -> Vec<f32> {
     y
 }
 
-/// `dx = dy · (Φ(x) + x·φ(x))`.
-pub fn backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
-    assert_eq!(x.len(), dy.len());
-    let mut dx = Vec::with_capacity(x.len());
-    dx.spare_capacity_mut()[..x.len()]
+/// `x·Φ(x)` and its slope `Φ(x) + x·φ(x)` in one pass. Training keeps the slope rather than
+/// `x`: the backward pass is then one multiplication, not a second erf (whose long dependency
+/// chain made each pass cost about as much as the other).
+pub fn forward_and_slope(x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let mut y = Vec::with_capacity(x.len());
+    let mut slope = Vec::with_capacity(x.len());
+    y.spare_capacity_mut()[..x.len()]
         .par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
-        .for_each(|(dx, (x, dy))| {
+        .zip(slope.spare_capacity_mut()[..x.len()].par_chunks_mut(CHUNK))
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|((y, slope), x)| {
             vectorized(
                 #[inline(always)]
                 || {
-                    for ((o, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+                    for ((o, s), &v) in y.iter_mut().zip(slope.iter_mut()).zip(x) {
                         let (cdf, pdf) = cdf_pdf(v);
-                        o.write(g * (cdf + v * pdf));
+                        o.write(v * cdf);
+                        s.write(cdf + v * pdf);
                     }
                 },
             )
         });
-    // SAFETY: the chunks cover all `x.len()` values, each written above.
-    unsafe { dx.set_len(x.len()) };
+    // SAFETY: the chunks cover all `x.len()` values of both, each written above.
+    unsafe {
+        y.set_len(x.len());
+        slope.set_len(x.len());
+    }
+    (y, slope)
+}
+
+/// `dx = dy · slope`, the slope from [`forward_and_slope`].
+pub fn backward(slope: &[f32], dy: &[f32]) -> Vec<f32> {
+    assert_eq!(slope.len(), dy.len());
+    let mut dx = Vec::with_capacity(dy.len());
+    dx.spare_capacity_mut()[..dy.len()]
+        .par_chunks_mut(CHUNK)
+        .zip(slope.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
+        .for_each(|(dx, (slope, dy))| {
+            vectorized(
+                #[inline(always)]
+                || {
+                    for ((o, &s), &g) in dx.iter_mut().zip(slope).zip(dy) {
+                        o.write(g * s);
+                    }
+                },
+            )
+        });
+    // SAFETY: the chunks cover all `dy.len()` values, each written above.
+    unsafe { dx.set_len(dy.len()) };
     dx
 }
 
@@ -68,8 +96,12 @@ mod tests {
     #[test]
     fn values_and_derivative_match_the_definition() {
         let xs: Vec<f32> = (-40..=40).map(|i| i as f32 * 0.1).collect();
-        let y = forward(&xs);
-        let dx = backward(&xs, &vec![1.0; xs.len()]);
+        let (y, dx) = forward_and_slope(&xs);
+        assert_eq!(y, forward(&xs));
+        assert_eq!(
+            backward(&dx, &vec![0.5; xs.len()]),
+            dx.iter().map(|d| d * 0.5).collect::<Vec<_>>()
+        );
         for ((&x, &y), &d) in xs.iter().zip(&y).zip(&dx) {
             let x = x as f64;
             let cdf = 0.5 * (1.0 + erf_series(x / std::f64::consts::SQRT_2));
@@ -82,8 +114,8 @@ mod tests {
         }
         // Far tails: x·Φ(x) → 0 and → x, the slope → 0 and → 1.
         let tails = [-12.0f32, 12.0];
-        assert_eq!(forward(&tails), vec![-0.0, 12.0]);
-        let slopes = backward(&tails, &[1.0, 1.0]);
+        let (y, slopes) = forward_and_slope(&tails);
+        assert_eq!(y, vec![-0.0, 12.0]);
         assert!(slopes[0].abs() < 1e-20 && slopes[1] == 1.0, "{slopes:?}");
     }
 
