@@ -17,6 +17,6 @@ pub use distillation::{
     update_center,
 };
 pub use reconstruction::{
-    masked_cross_entropy, masked_l1, masked_mse, normalize_patches, patch_mean_std,
+    masked_cross_entropy, masked_l1, masked_mse, mse, normalize_patches, patch_mean_std,
 };
 pub use vicreg::{VicRegTerms, VicRegWeights, vicreg};

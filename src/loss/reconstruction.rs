@@ -15,6 +15,12 @@ pub fn masked_mse(pred: Tensor<3>, target: Tensor<3>, mask: Tensor<2>) -> Tensor
     masked_mean((pred - target).square().mean_dim(2).reshape([b, n]), mask)
 }
 
+/// The mean squared error over every value: MAE's loss when `pred` and `target` hold the masked
+/// patches alone (gathered, as many for each image), the same value as [`masked_mse`] over all.
+pub fn mse(pred: Tensor<3>, target: Tensor<3>) -> Tensor<1> {
+    (pred - target).square().mean()
+}
+
 /// SimMIM's loss: the mean absolute error over masked pixels.
 pub fn masked_l1(pred: Tensor<3>, target: Tensor<3>, mask: Tensor<2>) -> Tensor<1> {
     let [b, n, _] = pred.dims();
@@ -73,6 +79,8 @@ mod tests {
         let m = mask(&[0.0, 1.0], [1, 2]);
         // MSE of patch 1: (1 + 4) / 2 = 2.5; L1: (1 + 2) / 2 = 1.5.
         assert!((scalar(masked_mse(pred.clone(), target.clone(), m.clone())) - 2.5).abs() < 1e-6);
+        let masked = |t: Tensor<3>| t.slice([0..1, 1..2]);
+        assert!((scalar(mse(masked(pred.clone()), masked(target.clone()))) - 2.5).abs() < 1e-6);
         assert!((scalar(masked_l1(pred, target, m)) - 1.5).abs() < 1e-6);
     }
 

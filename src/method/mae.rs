@@ -8,7 +8,7 @@ use burn::tensor::{Distribution, Tensor};
 
 use serde::{Deserialize, Serialize};
 
-use super::mim::{Reconstruction, check_mask_ratio, mask_rng, mask_tensor, vit};
+use super::mim::{Reconstruction, check_mask_ratio, mask_rng, vit};
 use super::{
     About, Build, JoinCarries, Method, MethodName, Needs, Pass, Progress, Settings, StepCost,
     StepOutput,
@@ -16,7 +16,7 @@ use super::{
 use crate::augment::AugmentConfig;
 use crate::augment::mask::Shuffle;
 use crate::error::Result;
-use crate::loss::{masked_mse, normalize_patches, patch_mean_std};
+use crate::loss::{mse, normalize_patches, patch_mean_std};
 use crate::nn::cost::{Stage, shape};
 use crate::nn::decoder::{Decoder, DecoderConfig, DecoderSize};
 use crate::nn::patches::{gather_rows, patchify, unpatchify};
@@ -121,11 +121,26 @@ impl Mae {
     }
 
     /// Pixel predictions `[b, n, p·p·c]` for every patch from the encoded visible tokens.
-    ///
-    /// The decoder's sequence is one row gather: CLS and the visible tokens, embedded with their
-    /// decoder positions as the product's initial value, and the mask token at each masked
-    /// patch's position (one row per patch, shared by the batch), each put at its patch.
     pub fn decode(&self, encoded: &Encoded) -> Tensor<3> {
+        self.decoder.forward_positioned(self.decoder_input(encoded))
+    }
+
+    /// Pixel predictions `[b, n − keep, p·p·c]` of the masked patches only, in each shuffle's
+    /// order (the rows of [`Mae::decode`] that the loss reads, without the visible rows' work in
+    /// the decoder's last block).
+    pub fn decode_masked(&self, encoded: &Encoded) -> Tensor<3> {
+        let n = encoded.shuffles[0].order.len();
+        // Row 0 of each image's sequence is CLS, then one per patch.
+        let rows = masked_rows(&encoded.shuffles, 1 + n, 1);
+        self.decoder
+            .predict_rows(self.decoder_input(encoded), &rows)
+    }
+
+    /// The decoder's input `[b, 1 + n, dd]`, one row gather: CLS and the visible tokens,
+    /// embedded with their decoder positions as the product's initial value, and the mask token
+    /// at each masked patch's position (one row per patch, shared by the batch), each put at its
+    /// patch.
+    fn decoder_input(&self, encoded: &Encoded) -> Tensor<3> {
         let [b, m, _] = encoded.tokens.dims();
         let prefix = self.vit().prefix_len();
         let shuffles = &encoded.shuffles;
@@ -167,18 +182,39 @@ impl Mae {
                 }
             }))
         });
-        let sequence = gather_rows(rows, sequence.collect()).reshape([b, 1 + n, dd]);
-        self.decoder.forward_positioned(sequence)
+        gather_rows(rows, sequence.collect()).reshape([b, 1 + n, dd])
     }
 
-    fn target(&self, images: Tensor<4>) -> Tensor<3> {
-        let target = patchify(images, self.vit().patch_size());
+    /// The masked patches' targets `[b, n − keep, p·p·c]`, in each shuffle's order.
+    fn masked_target(&self, images: Tensor<4>, shuffles: &[Shuffle]) -> Tensor<3> {
+        let patches = patchify(images, self.vit().patch_size());
+        let [b, n, values] = patches.dims();
+        let rows = masked_rows(shuffles, n, 0);
+        let target = gather_rows(patches.reshape([b * n, values]), rows).reshape([
+            b,
+            n - shuffles[0].keep,
+            values,
+        ]);
         if self.norm_pix_loss {
             normalize_patches(target)
         } else {
             target
         }
     }
+}
+
+/// Each image's masked patches as rows of its `[b·per_image]` rows (`first` rows before its
+/// patches), in its shuffle's order.
+fn masked_rows(shuffles: &[Shuffle], per_image: usize, first: usize) -> Vec<i64> {
+    shuffles
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| {
+            s.order[s.keep..]
+                .iter()
+                .map(move |&p| (i * per_image + first + p) as i64)
+        })
+        .collect()
 }
 
 impl Method for Mae {
@@ -221,11 +257,9 @@ impl Method for Mae {
     fn step(&self, views: &[Tensor<4>], progress: Progress) -> StepOutput<()> {
         let images = views[0].clone();
         let shuffles = self.draw_from(progress.first_image, images.dims()[0], progress.step);
-        let masks: Vec<Vec<bool>> = shuffles.iter().map(Shuffle::mask).collect();
         let encoded = self.encode_visible(images.clone(), shuffles);
-        let pred = self.decode(&encoded);
-        let mask = mask_tensor(&masks, &images.device());
-        let loss = masked_mse(pred, self.target(images), mask);
+        let pred = self.decode_masked(&encoded);
+        let loss = mse(pred, self.masked_target(images, &encoded.shuffles));
         StepOutput::plain(loss, self.vit().pool(encoded.tokens).detach())
     }
 
@@ -233,14 +267,15 @@ impl Method for Mae {
         let vit = self.vit();
         let patches = (sides[0] / vit.patch_size()).pow(2);
         let visible = Shuffle::draw(&mut mask_rng(0, 0), patches, self.mask_ratio).keep;
+        let masked = patches - visible;
         let mut stages = vit.costs(sides[0], |_| visible);
         let out = self.decoder.pred.weight.dims()[1];
-        // The decoder sees CLS and every patch, and predicts every patch.
+        // The decoder sees CLS and every patch, and predicts the masked ones.
         let decoder = self
             .decoder
-            .cost(visible + vit.prefix_len(), patches + 1, patches);
+            .cost(visible + vit.prefix_len(), patches + 1, masked);
         let decoder_params = self.decoder.num_params() + self.mask_token.num_params();
-        let output = shape(&[patches, out]);
+        let output = shape(&[masked, out]);
         stages.push(Stage::new("decoder", output, decoder_params, decoder));
         StepCost {
             passes: vec![Pass::trained(
@@ -248,8 +283,8 @@ impl Method for Mae {
                 1,
                 stages,
             )],
-            // The prediction's error against the target patches, squared, masked.
-            loss: 3 * (batch * patches * out) as u64,
+            // The prediction's error against the masked patches' targets, squared.
+            loss: 3 * (batch * masked * out) as u64,
         }
     }
 
@@ -285,6 +320,8 @@ mod tests {
     use super::*;
     use crate::host::to_f32;
     use crate::nn::backbone::{Arch, ImageShape};
+    use burn::module::ModuleVisitor;
+    use burn::optim::GradientsParams;
     use burn::tensor::Device;
     use burn::tensor::{Distribution, TensorData};
 
@@ -307,6 +344,45 @@ mod tests {
             side: 16,
         };
         Mae::init(&config, &Build::new(MethodName::Mae, &model, shape, device)).unwrap()
+    }
+
+    fn close(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                "{what}: {g} vs {w}"
+            );
+        }
+    }
+
+    /// Every parameter of `mae` has a gradient in both or neither, and the two agree.
+    fn assert_same_gradients(mae: &Mae, got: &GradientsParams, want: &GradientsParams) {
+        struct Compare<'a> {
+            got: &'a GradientsParams,
+            want: &'a GradientsParams,
+            compared: usize,
+        }
+        impl ModuleVisitor for Compare<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let what = format!("{:?}", param.id);
+                match (self.got.get::<D>(param.id), self.want.get::<D>(param.id)) {
+                    (Some(got), Some(want)) => {
+                        close(&to_f32(got), &to_f32(want), &what);
+                        self.compared += 1;
+                    }
+                    (None, None) => {}
+                    _ => panic!("{what}: a gradient in one of the two only"),
+                }
+            }
+        }
+        let mut compare = Compare {
+            got,
+            want,
+            compared: 0,
+        };
+        mae.visit(&mut compare);
+        assert_eq!(compare.compared, want.len());
     }
 
     /// Sets every pixel of patch `p` (4×4 patches on a 16×16 grid of 4 × 4 patches) to `value`.
@@ -456,8 +532,6 @@ mod tests {
         // Five images: halves of two and three, weighted 2/5 and 3/5. The second half must
         // draw the masks of images 2..5 (those of 0..3 change the loss), and each parameter's
         // gradient must be the whole batch's.
-        use burn::module::{ModuleVisitor, Param};
-        use burn::optim::GradientsParams;
         let device = Device::flex().autodiff();
         let mae = tiny(&device);
         let views = vec![Tensor::<4>::random(
@@ -474,49 +548,47 @@ mod tests {
             .unwrap();
         let (halves, halves_grads) =
             pool.install(|| crate::train::loss_and_gradients(&mae, &views, progress));
-        fn close(got: &[f32], want: &[f32], what: &str) {
-            assert_eq!(got.len(), want.len(), "{what}");
-            for (g, w) in got.iter().zip(want) {
-                assert!(
-                    (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
-                    "{what}: {g} vs {w}"
-                );
-            }
-        }
         close(&to_f32(halves.loss), &to_f32(whole.loss), "loss");
         close(
             &to_f32(halves.embeddings),
             &to_f32(whole.embeddings),
             "embeddings",
         );
-        struct Compare<'a> {
-            halves: &'a GradientsParams,
-            whole: &'a GradientsParams,
-            compared: usize,
-        }
-        impl ModuleVisitor for Compare<'_> {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                let (got, want) = (
-                    self.halves.get::<D>(param.id),
-                    self.whole.get::<D>(param.id),
-                );
-                let what = format!("{:?}", param.id);
-                match (got, want) {
-                    (Some(got), Some(want)) => {
-                        close(&to_f32(got), &to_f32(want), &what);
-                        self.compared += 1;
-                    }
-                    (None, None) => {}
-                    _ => panic!("{what}: a gradient in one of the two only"),
-                }
-            }
-        }
-        let mut compare = Compare {
-            halves: &halves_grads,
-            whole: &whole_grads,
-            compared: 0,
+        assert_same_gradients(&mae, &halves_grads, &whole_grads);
+    }
+
+    #[test]
+    fn masked_predictions_are_the_whole_predictions_rows_with_the_same_gradients() {
+        // decode_masked skips the visible rows' projection and MLP in the decoder's last block;
+        // its rows must be the whole prediction's masked rows, and a loss on them must give
+        // every parameter the gradient it gets through the whole prediction.
+        let device = Device::flex().autodiff();
+        let mae = tiny(&device);
+        let images = Tensor::<4>::random([3, 1, 16, 16], Distribution::Default, &device);
+        let shuffles = mae.draw(3, 7);
+        // Each side encodes afresh: one backward pass consumes its graph.
+        let encoded = || mae.encode_visible(images.clone(), shuffles.clone());
+        let masked = mae.decode_masked(&encoded());
+        let whole = mae.decode(&encoded());
+        let [b, n, values] = whole.dims();
+        let keep = shuffles[0].keep;
+        let rows = shuffles
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| s.order[keep..].iter().map(move |&p| (i * n + p) as i64))
+            .collect();
+        let picked =
+            gather_rows(whole.reshape([b * n, values]), rows).reshape([b, n - keep, values]);
+        assert_eq!(masked.dims(), picked.dims());
+        close(
+            &to_f32(masked.clone()),
+            &to_f32(picked.clone()),
+            "predictions",
+        );
+        let weights = Tensor::<3>::random(masked.dims(), Distribution::Default, &device);
+        let grads = |pred: Tensor<3>| {
+            GradientsParams::from_grads((pred * weights.clone()).sum().backward(), &mae)
         };
-        mae.visit(&mut compare);
-        assert_eq!(compare.compared, whole_grads.len());
+        assert_same_gradients(&mae, &grads(masked), &grads(picked));
     }
 }

@@ -1,9 +1,9 @@
 //! What one image costs a network: parameters, multiply-accumulates, and the f32 values autodiff
 //! keeps for the backward pass, counted from the layers' real shapes. The saving rules are those
 //! of selfsup's kernels (`kernels/flex.rs`) and burn's autodiff: a convolution or linear layer
-//! keeps its input, batch norm its input (and its output when a ReLU is fused), ReLU, GELU and
-//! LayerNorm their input, attention its `qkv` and its probabilities. A tensor kept by two
-//! operations is one buffer and is counted once.
+//! keeps its input, batch norm its input (and its output when a ReLU is fused), ReLU and
+//! LayerNorm their input, GELU its slope (as many values), attention its `qkv` and its
+//! probabilities. A tensor kept by two operations is one buffer and is counted once.
 
 use std::ops::{Add, AddAssign};
 
@@ -93,22 +93,29 @@ pub fn linear(d_in: usize, d_out: usize, tokens: usize) -> Cost {
     Cost::new(i * o * t, i * t, o.max(i) * t)
 }
 
-/// Pre-norm transformer blocks of width `dim` over `tokens` tokens: per block, LayerNorm 1's
-/// input and output, `qkv`, the attention probabilities, the attention output, the residual sum,
-/// LayerNorm 2's output, the MLP's hidden layer before and after GELU (+ the LayerScale inputs),
-/// and LayerNorm's two statistics per token.
-pub fn transformer_blocks(
+/// One pre-norm transformer block of width `dim` over `tokens` tokens whose output keeps `kept`
+/// of them (all, but for a decoder's last block): LayerNorm 1's input and output, `qkv` and the
+/// attention probabilities over every token; the attention output, the residual sum, LayerNorm
+/// 2's output, the MLP's hidden layer before and after GELU (+ the LayerScale inputs) over the
+/// kept ones; LayerNorm's two statistics per token.
+pub fn transformer_block(
     dim: usize,
     hidden: usize,
     heads: usize,
-    tokens: usize,
-    depth: usize,
+    [tokens, kept]: [usize; 2],
     layer_scale: bool,
 ) -> Cost {
-    let (d, m, h, n) = (dim as u64, hidden as u64, heads as u64, tokens as u64);
-    let per_token = 7 * d + 2 * m + h * n + 4 + if layer_scale { 2 * d } else { 0 };
-    let macs = n * (4 * d * d + 2 * d * m) + 2 * n * n * d;
-    Cost::new(macs, per_token * n, (h * n * n).max(m * n)).times(depth as u64)
+    let (d, m, h, n, k) = (
+        dim as u64,
+        hidden as u64,
+        heads as u64,
+        tokens as u64,
+        kept as u64,
+    );
+    let per_token = 5 * d + h * n + 2;
+    let per_kept = 2 * d + 2 * m + 2 + if layer_scale { 2 * d } else { 0 };
+    let macs = n * 3 * d * d + 2 * n * n * d + k * (d * d + 2 * d * m);
+    Cost::new(macs, per_token * n + per_kept * k, (h * n * n).max(m * k))
 }
 
 /// `a×b×c`, the shape column of a cost table.

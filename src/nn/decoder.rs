@@ -8,7 +8,8 @@ use burn::tensor::{Device, Tensor};
 use super::backbone::ImageShape;
 use super::cost::{self, Cost};
 use super::norm::LayerNorm;
-use super::vit::{Block, blocks_cost, linear, sincos_2d};
+use super::patches::gather_rows;
+use super::vit::{Block, block_cost_kept, blocks_cost, linear, sincos_2d};
 use crate::kernels::linear_layer;
 
 /// A decoder's width, depth and heads (`method.decoder_dim` / `_depth` / `_heads`).
@@ -87,15 +88,19 @@ impl DecoderConfig {
 
 impl Decoder {
     /// Per image: the embedding of `encoded` encoder tokens into the decoder's width, the blocks
-    /// over the `tokens` it decodes, the norm and the prediction of `predicted` of them.
+    /// over the `tokens` it decodes (the last block's projection and MLP over the `predicted`
+    /// rows only, as [`Decoder::predict_rows`]), the norm and the prediction of those rows.
     pub fn cost(&self, encoded: usize, tokens: usize, predicted: usize) -> Cost {
         let [d_in, dim] = self.embed.weight.dims();
         let [_, out] = self.pred.weight.dims();
-        let norm = Cost::new(0, ((dim + 2) * tokens) as u64, (dim * tokens) as u64);
-        cost::linear(d_in, dim, encoded)
-            + blocks_cost(&self.blocks, dim, tokens)
-            + norm
-            + cost::linear(dim, out, predicted)
+        let norm = Cost::new(0, ((dim + 2) * predicted) as u64, (dim * predicted) as u64);
+        let blocks = match self.blocks.split_last() {
+            Some((last, first)) => {
+                blocks_cost(first, dim, tokens) + block_cost_kept(last, dim, tokens, predicted)
+            }
+            None => Cost::default(),
+        };
+        cost::linear(d_in, dim, encoded) + blocks + norm + cost::linear(dim, out, predicted)
     }
 
     /// Encoder tokens into the decoder's width.
@@ -111,6 +116,25 @@ impl Decoder {
         let skip = rows - m;
         let x = tokens + self.pos_embed.val().slice([0..1, skip..rows, 0..dim]);
         self.forward_positioned(x)
+    }
+
+    /// Predictions `[b, rows / b, out_dim]` at `rows` only (indices into the `[b·(1 + n)]` token
+    /// rows of `x`, positioned as for [`Decoder::forward_positioned`], as many for each image),
+    /// each the same as that row of the whole prediction: the last block projects and runs its
+    /// MLP on those rows alone (what a loss over masked patches reads).
+    pub fn predict_rows(&self, mut x: Tensor<3>, rows: &[i64]) -> Tensor<3> {
+        let [b, n, dim] = x.dims();
+        let kept = rows.len() / b;
+        let x = match self.blocks.split_last() {
+            Some((last, first)) => {
+                for block in first {
+                    x = block.forward(x);
+                }
+                last.forward_rows(x, rows)
+            }
+            None => gather_rows(x.reshape([b * n, dim]), rows.to_vec()).reshape([b, kept, dim]),
+        };
+        linear_layer(&self.pred, self.norm.forward(x))
     }
 
     /// [`Decoder::forward`] for tokens that carry their positions already.

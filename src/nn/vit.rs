@@ -390,14 +390,17 @@ pub fn blocks_cost(blocks: &[Block], dim: usize, tokens: usize) -> Cost {
     let Some(first) = blocks.first() else {
         return Cost::default();
     };
-    let hidden = first.mlp.fc1.weight.dims()[1];
-    let layer_scale = first.ls1.is_some();
-    super::cost::transformer_blocks(
+    block_cost_kept(first, dim, tokens, tokens).times(blocks.len() as u64)
+}
+
+/// One block over `tokens` tokens whose output keeps `kept` of them ([`Block::forward_rows`]).
+pub fn block_cost_kept(block: &Block, dim: usize, tokens: usize, kept: usize) -> Cost {
+    let hidden = block.mlp.fc1.weight.dims()[1];
+    super::cost::transformer_block(
         dim,
         hidden,
-        first.attn.heads(),
-        tokens,
-        blocks.len(),
-        layer_scale,
+        block.attn.heads(),
+        [tokens, kept],
+        block.ls1.is_some(),
     )
 }

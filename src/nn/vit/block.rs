@@ -10,6 +10,7 @@ use super::linear;
 use crate::kernels::{gelu, linear_layer, linear_onto, multi_head_attention};
 use crate::nn::drop_path::DropPath;
 use crate::nn::norm::LayerNorm;
+use crate::nn::patches::gather_rows;
 
 #[derive(Module, Debug)]
 pub struct Attention {
@@ -129,8 +130,32 @@ impl Block {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.forward_picked(x, |tokens| tokens)
+    }
+
+    /// [`Block::forward`]'s output at `rows` only: indices into the `[b·n]` token rows of `x`,
+    /// as many for each image, giving `[b, rows / b, d]`. Attention still reads every token; the
+    /// output projection and the MLP run on the kept rows alone, each row's result the same as in
+    /// the whole output.
+    pub fn forward_rows(&self, x: Tensor<3>, rows: &[i64]) -> Tensor<3> {
+        let [b, n, d] = x.dims();
+        let kept = rows.len() / b;
+        assert_eq!(kept * b, rows.len(), "as many rows for each image");
+        self.forward_picked(x, |tokens| {
+            gather_rows(tokens.reshape([b * n, d]), rows.to_vec()).reshape([b, kept, d])
+        })
+    }
+
+    /// The block with `pick` choosing the token rows after attention.
+    fn forward_picked(&self, x: Tensor<3>, pick: impl Fn(Tensor<3>) -> Tensor<3>) -> Tensor<3> {
         let mixed = self.attn.mix(self.norm1.forward(x.clone()));
-        let x = branch_onto(x, &self.attn.proj, mixed, &self.ls1, &self.drop_path1);
+        let x = branch_onto(
+            pick(x),
+            &self.attn.proj,
+            pick(mixed),
+            &self.ls1,
+            &self.drop_path1,
+        );
         let hidden = gelu(linear_layer(&self.mlp.fc1, self.norm2.forward(x.clone())));
         branch_onto(x, &self.mlp.fc2, hidden, &self.ls2, &self.drop_path2)
     }
