@@ -240,7 +240,8 @@ if rated:
     peak = max(rate(fw) for fw in {r["framework"] for r in gemm}) if gemm else None
     print()
     print("model GFLOP/s: FLOPs per image (a step: 6 x its forward multiply-accumulates; an epoch: `selfsup plan`'s")
-    print("count for the recipe's step) x images/s.")
+    print("count for the recipe's step, the work selfsup does: it skips rows that nothing reads, so PyTorch's epoch")
+    print("does somewhat more than counted) x images/s.")
     if peak:
         print(f"'of gemm': a share of the fastest fp32 matrix product measured here, on ViT-S/16's shapes:")
         print(f"{peak:.1f} GFLOP/s (selfsup's {rate('selfsup'):.1f}, pytorch's {rate('pytorch'):.1f}). 'bound': the ratio "

@@ -3,8 +3,8 @@
 //! of 224×224×3 through ResNet-50 (ImageNet stem) or ViT-S/16 (196 tokens + CLS, 384-d).
 //! Prints images/s from the median step time (the machine's noise skews a mean), the model
 //! FLOPs per second that makes (6 × the forward's multiply-accumulates per image: the usual
-//! forward + twice-as-costly backward), and the process's peak resident memory. Compare with
-//! `benches/torch_train_step.py` via `benches/compare.sh`.
+//! forward + twice-as-costly backward; the whole model's, as PyTorch runs it), and the process's
+//! peak resident memory. Compare with `benches/torch_train_step.py` via `benches/compare.sh`.
 //!
 //! cargo bench --bench train_step -- [resnet18|vit-tiny|resnet50-224|vit-s16-224] [steps]
 
@@ -73,7 +73,10 @@ fn main() {
     device.seed(0);
     let shape = ImageShape { channels: 3, side };
     let mut model = config.init(shape, &device);
-    let macs_per_image: u64 = model.costs(side).iter().map(|stage| stage.cost.macs).sum();
+    // The whole model, as PyTorch runs it (selfsup's CLS-pooled ViT skips the last block's other
+    // rows): one count for both frameworks' rates.
+    let stages = model.model_costs(side);
+    let macs_per_image: u64 = stages.iter().map(|stage| stage.cost.macs).sum();
     let mut optimizer = Optimizer::new(OptimizerConfig::default());
     let x = Tensor::<4>::random(
         [batch, 3, side, side],

@@ -26,6 +26,8 @@ pub mod recipe;
 pub mod report;
 pub mod run;
 pub mod teacher;
+#[cfg(test)]
+mod testing;
 pub mod train;
 pub mod weights;
 

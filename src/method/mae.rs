@@ -320,7 +320,7 @@ mod tests {
     use super::*;
     use crate::host::to_f32;
     use crate::nn::backbone::{Arch, ImageShape};
-    use burn::module::ModuleVisitor;
+    use crate::testing::{assert_same_gradients, close};
     use burn::optim::GradientsParams;
     use burn::tensor::Device;
     use burn::tensor::{Distribution, TensorData};
@@ -344,45 +344,6 @@ mod tests {
             side: 16,
         };
         Mae::init(&config, &Build::new(MethodName::Mae, &model, shape, device)).unwrap()
-    }
-
-    fn close(got: &[f32], want: &[f32], what: &str) {
-        assert_eq!(got.len(), want.len(), "{what}");
-        for (g, w) in got.iter().zip(want) {
-            assert!(
-                (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
-                "{what}: {g} vs {w}"
-            );
-        }
-    }
-
-    /// Every parameter of `mae` has a gradient in both or neither, and the two agree.
-    fn assert_same_gradients(mae: &Mae, got: &GradientsParams, want: &GradientsParams) {
-        struct Compare<'a> {
-            got: &'a GradientsParams,
-            want: &'a GradientsParams,
-            compared: usize,
-        }
-        impl ModuleVisitor for Compare<'_> {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                let what = format!("{:?}", param.id);
-                match (self.got.get::<D>(param.id), self.want.get::<D>(param.id)) {
-                    (Some(got), Some(want)) => {
-                        close(&to_f32(got), &to_f32(want), &what);
-                        self.compared += 1;
-                    }
-                    (None, None) => {}
-                    _ => panic!("{what}: a gradient in one of the two only"),
-                }
-            }
-        }
-        let mut compare = Compare {
-            got,
-            want,
-            compared: 0,
-        };
-        mae.visit(&mut compare);
-        assert_eq!(compare.compared, want.len());
     }
 
     /// Sets every pixel of patch `p` (4×4 patches on a 16×16 grid of 4 × 4 patches) to `value`.

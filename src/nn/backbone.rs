@@ -215,8 +215,17 @@ impl Backbone {
         }
     }
 
-    /// The cost table of one `side`-pixel image (every patch of a ViT).
+    /// The cost table of [`Backbone::forward`] on one `side`-pixel image.
     pub fn costs(&self, side: usize) -> Vec<Stage> {
+        match self {
+            Backbone::ResNet(m) => m.costs(side),
+            Backbone::Vit(m) => m.pooled_costs(side),
+        }
+    }
+
+    /// The whole network's cost table on one `side`-pixel image, every token through every
+    /// block: its published size, and what PyTorch runs ([`Backbone::costs`] may be less).
+    pub fn model_costs(&self, side: usize) -> Vec<Stage> {
         match self {
             Backbone::ResNet(m) => m.costs(side),
             Backbone::Vit(m) => m.costs(side, |all| all),

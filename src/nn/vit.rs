@@ -323,19 +323,57 @@ impl Vit {
         tokens.slice([0..b, self.prefix_len()..n, 0..d])
     }
 
-    /// The image representation: the CLS token, or the mean of the patch tokens.
+    /// The image representation: the CLS token, or the mean of the patch tokens. CLS reads one
+    /// row of the last block, so that block projects and runs its MLP on CLS alone
+    /// ([`Block::forward_rows`]; the same values and gradients as pooling every token).
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.pool(self.forward_tokens(images))
+        if self.mean_pool {
+            return self.pool(self.forward_tokens(images));
+        }
+        let mut x = self.embed_tokens(images);
+        let [b, n, d] = x.dims();
+        let (last, rest) = self
+            .blocks
+            .split_last()
+            .expect("a ViT has at least one block");
+        for block in rest {
+            x = block.forward(x);
+        }
+        let cls: Vec<i64> = (0..b).map(|i| (i * n) as i64).collect();
+        self.norm
+            .forward(last.forward_rows(x, &cls))
+            .reshape([b, d])
     }
 
     /// CLS, or the mean of the patch tokens, of a normed token sequence `[b, 1 + r + k, d]`.
+    /// The cost table of [`Vit::forward`] on one `side`-pixel image: with CLS pooling the last
+    /// block's projection and MLP and the final norm see CLS alone.
+    pub fn pooled_costs(&self, side: usize) -> Vec<Stage> {
+        if self.mean_pool {
+            return self.costs(side, |all| all);
+        }
+        self.costs_keeping(side, |all| all, Some(1))
+    }
+
     /// The cost table of one `side`-pixel image whose blocks see `visible` of its patches (all
-    /// of them, or MAE's unmasked ones) after the prefix tokens.
+    /// of them, or MAE's unmasked ones) after the prefix tokens, every token kept.
     pub fn costs(&self, side: usize, visible: impl Fn(usize) -> usize) -> Vec<Stage> {
+        self.costs_keeping(side, visible, None)
+    }
+
+    /// [`Vit::costs`] with the last block's output, and the final norm, at `kept` tokens (all
+    /// when `None`).
+    fn costs_keeping(
+        &self,
+        side: usize,
+        visible: impl Fn(usize) -> usize,
+        kept: Option<usize>,
+    ) -> Vec<Stage> {
         let d = self.embed_dim;
         let [_, channels, p, _] = self.patch_embed.proj.weight.dims();
         let patches = (side / p) * (side / p);
         let tokens = visible(patches) + self.prefix_len();
+        let kept = kept.unwrap_or(tokens);
         let mut embed_params = self.patch_embed.num_params() + self.cls_token.num_params();
         embed_params += self.pos_embed.num_params();
         embed_params += self.reg_token.as_ref().map_or(0, |r| r.num_params());
@@ -352,15 +390,20 @@ impl Vit {
             embed_params,
             embed,
         )];
-        let blocks = self.blocks_cost(tokens);
+        let blocks = match self.blocks.split_last() {
+            Some((last, first)) => {
+                blocks_cost(first, d, tokens) + block_cost_kept(last, d, tokens, kept)
+            }
+            None => Cost::default(),
+        };
         let block_params = self.blocks.iter().map(|b| b.num_params()).sum();
         let name = format!("blocks ×{}", self.blocks.len());
-        rows.push(Stage::new(name, shape(&[tokens, d]), block_params, blocks));
+        rows.push(Stage::new(name, shape(&[kept, d]), block_params, blocks));
         // The final norm keeps its input and two statistics per token.
-        let norm = Cost::new(0, ((d + 2) * tokens) as u64, (d * tokens) as u64);
+        let norm = Cost::new(0, ((d + 2) * kept) as u64, (d * kept) as u64);
         rows.push(Stage::new(
             "norm",
-            shape(&[tokens, d]),
+            shape(&[kept, d]),
             self.norm.num_params(),
             norm,
         ));

@@ -82,7 +82,9 @@ pub struct Plan {
     pub memory: Memory,
     /// Activation bytes per batch image (all its views), the part that grows with the batch.
     pub activations_per_image: u64,
-    /// Forward multiply-accumulates of the encoder on one global view.
+    /// Forward multiply-accumulates of the whole encoder on one global view, every token
+    /// through every block (its published size; a CLS-pooled pass, counted in `passes`, skips
+    /// part of the last block).
     pub encoder_gmacs: f64,
     /// Floating-point operations per batch image in a training step: 2 per multiply-accumulate,
     /// the backward pass of a trained pass twice its forward.
@@ -221,7 +223,7 @@ fn plan_method<M: Method>(
         backward: widest * b * F32,
         backward_peak: backward_peak(&step.passes, b),
     };
-    let encoder = total(&method.encoder().costs(views[0])).macs;
+    let encoder = total(&method.encoder().model_costs(views[0])).macs;
     Plan {
         method: recipe.method.name(),
         model: recipe.model.describe(),

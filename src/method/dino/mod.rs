@@ -332,6 +332,7 @@ impl Method for Dino {
 
     fn step_cost(&self, sides: &[usize], batch: usize) -> StepCost {
         let global = sides[0];
+        let with_patches = self.patch_loss_weight > 0.0;
         // iBOT / DINOv2: the expected share of a global crop's patches that is masked.
         let masked = match self.student.encoder.vit() {
             Some(vit) if self.patch_loss_weight > 0.0 => {
@@ -345,16 +346,16 @@ impl Method for Dino {
             Pass::trained(
                 "student: global crops",
                 2,
-                self.student.stages(global, masked),
+                self.student.stages(global, with_patches, masked),
             ),
             Pass::frozen(
                 "teacher: global crops",
                 2,
-                self.teacher.stages(global, masked),
+                self.teacher.stages(global, with_patches, masked),
             ),
         ];
         if let Some(&local) = sides.get(2) {
-            let stages = self.student.stages(local, 0);
+            let stages = self.student.stages(local, false, 0);
             passes.insert(
                 1,
                 Pass::trained("student: local crops", sides.len() - 2, stages),

@@ -77,6 +77,41 @@ fn output_is_cls_or_mean_patch_token() {
 }
 
 #[test]
+fn cls_pooling_runs_the_last_block_on_cls_alone_with_the_same_gradients() {
+    // `forward` skips the other rows' projection and MLP in the last block; its CLS and every
+    // parameter's gradient must be those of pooling the whole token sequence. No stochastic
+    // depth: its draws would differ between the two passes.
+    use crate::testing::{assert_same_gradients, close};
+    use burn::optim::GradientsParams;
+    let config = VitConfig {
+        drop_path: 0.0,
+        pos_embed: PosEmbedKind::Learned,
+        freeze_patch_embed: false,
+        ..tiny(12)
+    };
+    let device = Device::flex().autodiff();
+    let vit = config.init(&device);
+    let images = Tensor::<4>::random([3, 1, 12, 12], Distribution::Default, &device);
+    let fast = vit.forward(images.clone());
+    let whole = vit.pool(vit.forward_tokens(images));
+    close(
+        &crate::host::to_f32(fast.clone()),
+        &crate::host::to_f32(whole.clone()),
+        "CLS",
+    );
+    let weights = Tensor::<2>::random([3, 16], Distribution::Default, &device);
+    let grads = |cls: Tensor<2>| {
+        GradientsParams::from_grads((cls * weights.clone()).sum().backward(), &vit)
+    };
+    assert_same_gradients(&vit, &grads(fast), &grads(whole));
+    // The plan counts that: the last block's projection and MLP on one row of 1 + 2 + 9.
+    let pooled: u64 = vit.pooled_costs(12).iter().map(|s| s.cost.macs).sum();
+    let all: u64 = vit.costs(12, |all| all).iter().map(|s| s.cost.macs).sum();
+    let (d, hidden) = (16u64, 32u64);
+    assert_eq!(all - pooled, 11 * (d * d + 2 * d * hidden));
+}
+
+#[test]
 fn bilinear_resample_halves_a_grid_by_averaging_2x2_blocks() {
     // 4×4 → 2×2 with aligned centres: output (0, 0) sits at input (0.5, 0.5), the mean of the
     // top-left 2×2 block; every row of the matrix sums to 1.
