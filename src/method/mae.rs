@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::loss::{mse, normalize_patches, patch_mean_std};
 use crate::nn::cost::{Stage, shape};
 use crate::nn::decoder::{Decoder, DecoderConfig, DecoderSize};
-use crate::nn::patches::{gather_rows, patchify, unpatchify};
+use crate::nn::patches::{gather_rows, patchify, select_rows, unpatchify};
 use crate::nn::{Backbone, ModelConfig, Vit};
 
 /// `[method]` settings of `mae`.
@@ -129,9 +129,13 @@ impl Mae {
     /// order (the rows of [`Mae::decode`] that the loss reads, without the visible rows' work in
     /// the decoder's last block).
     pub fn decode_masked(&self, encoded: &Encoded) -> Tensor<3> {
-        let n = encoded.shuffles[0].order.len();
         // Row 0 of each image's sequence is CLS, then one per patch.
-        let rows = masked_rows(&encoded.shuffles, 1 + n, 1);
+        let rows: Vec<Vec<usize>> = encoded
+            .shuffles
+            .iter()
+            .map(|s| s.order[s.keep..].iter().map(|&p| 1 + p).collect())
+            .collect();
+        let rows: Vec<&[usize]> = rows.iter().map(Vec::as_slice).collect();
         self.decoder
             .predict_rows(self.decoder_input(encoded), &rows)
     }
@@ -187,34 +191,14 @@ impl Mae {
 
     /// The masked patches' targets `[b, n − keep, p·p·c]`, in each shuffle's order.
     fn masked_target(&self, images: Tensor<4>, shuffles: &[Shuffle]) -> Tensor<3> {
-        let patches = patchify(images, self.vit().patch_size());
-        let [b, n, values] = patches.dims();
-        let rows = masked_rows(shuffles, n, 0);
-        let target = gather_rows(patches.reshape([b * n, values]), rows).reshape([
-            b,
-            n - shuffles[0].keep,
-            values,
-        ]);
+        let masked: Vec<&[usize]> = shuffles.iter().map(|s| &s.order[s.keep..]).collect();
+        let target = select_rows(patchify(images, self.vit().patch_size()), &masked);
         if self.norm_pix_loss {
             normalize_patches(target)
         } else {
             target
         }
     }
-}
-
-/// Each image's masked patches as rows of its `[b·per_image]` rows (`first` rows before its
-/// patches), in its shuffle's order.
-fn masked_rows(shuffles: &[Shuffle], per_image: usize, first: usize) -> Vec<i64> {
-    shuffles
-        .iter()
-        .enumerate()
-        .flat_map(|(i, s)| {
-            s.order[s.keep..]
-                .iter()
-                .map(move |&p| (i * per_image + first + p) as i64)
-        })
-        .collect()
 }
 
 impl Method for Mae {
@@ -466,7 +450,7 @@ mod tests {
         let shuffled = Tensor::cat(vec![visible, masked], 1);
         let restore: Vec<Vec<usize>> = shuffles.iter().map(Shuffle::restore).collect();
         let rows: Vec<&[usize]> = restore.iter().map(Vec::as_slice).collect();
-        let ordered = crate::nn::patches::select_rows(shuffled, &rows);
+        let ordered = select_rows(shuffled, &rows);
         let reference = run(mae.decoder.forward(Tensor::cat(vec![cls, ordered], 1)));
         for (what, (got, want)) in [
             "predictions",
@@ -531,15 +515,8 @@ mod tests {
         let encoded = || mae.encode_visible(images.clone(), shuffles.clone());
         let masked = mae.decode_masked(&encoded());
         let whole = mae.decode(&encoded());
-        let [b, n, values] = whole.dims();
-        let keep = shuffles[0].keep;
-        let rows = shuffles
-            .iter()
-            .enumerate()
-            .flat_map(|(i, s)| s.order[keep..].iter().map(move |&p| (i * n + p) as i64))
-            .collect();
-        let picked =
-            gather_rows(whole.reshape([b * n, values]), rows).reshape([b, n - keep, values]);
+        let rows: Vec<&[usize]> = shuffles.iter().map(|s| &s.order[s.keep..]).collect();
+        let picked = select_rows(whole, &rows);
         assert_eq!(masked.dims(), picked.dims());
         close(
             &to_f32(masked.clone()),

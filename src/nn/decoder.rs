@@ -8,8 +8,8 @@ use burn::tensor::{Device, Tensor};
 use super::backbone::ImageShape;
 use super::cost::{self, Cost};
 use super::norm::LayerNorm;
-use super::patches::gather_rows;
-use super::vit::{Block, block_cost_kept, blocks_cost, linear, sincos_2d};
+use super::patches::select_rows;
+use super::vit::{Block, blocks_cost_kept, linear, sincos_2d};
 use crate::kernels::linear_layer;
 
 /// A decoder's width, depth and heads (`method.decoder_dim` / `_depth` / `_heads`).
@@ -94,13 +94,10 @@ impl Decoder {
         let [d_in, dim] = self.embed.weight.dims();
         let [_, out] = self.pred.weight.dims();
         let norm = Cost::new(0, ((dim + 2) * predicted) as u64, (dim * predicted) as u64);
-        let blocks = match self.blocks.split_last() {
-            Some((last, first)) => {
-                blocks_cost(first, dim, tokens) + block_cost_kept(last, dim, tokens, predicted)
-            }
-            None => Cost::default(),
-        };
-        cost::linear(d_in, dim, encoded) + blocks + norm + cost::linear(dim, out, predicted)
+        cost::linear(d_in, dim, encoded)
+            + blocks_cost_kept(&self.blocks, dim, tokens, predicted)
+            + norm
+            + cost::linear(dim, out, predicted)
     }
 
     /// Encoder tokens into the decoder's width.
@@ -118,13 +115,11 @@ impl Decoder {
         self.forward_positioned(x)
     }
 
-    /// Predictions `[b, rows / b, out_dim]` at `rows` only (indices into the `[b·(1 + n)]` token
-    /// rows of `x`, positioned as for [`Decoder::forward_positioned`], as many for each image),
-    /// each the same as that row of the whole prediction: the last block projects and runs its
-    /// MLP on those rows alone (what a loss over masked patches reads).
-    pub fn predict_rows(&self, mut x: Tensor<3>, rows: &[i64]) -> Tensor<3> {
-        let [b, n, dim] = x.dims();
-        let kept = rows.len() / b;
+    /// Predictions `[b, k, out_dim]` at tokens `rows[i]` of image i only (as many for each) of
+    /// `x`, positioned as for [`Decoder::forward_positioned`], each the same as that row of the
+    /// whole prediction: the last block projects and runs its MLP on those rows alone (what a
+    /// loss over masked patches reads).
+    pub fn predict_rows(&self, mut x: Tensor<3>, rows: &[&[usize]]) -> Tensor<3> {
         let x = match self.blocks.split_last() {
             Some((last, first)) => {
                 for block in first {
@@ -132,7 +127,7 @@ impl Decoder {
                 }
                 last.forward_rows(x, rows)
             }
-            None => gather_rows(x.reshape([b * n, dim]), rows.to_vec()).reshape([b, kept, dim]),
+            None => select_rows(x, rows),
         };
         linear_layer(&self.pred, self.norm.forward(x))
     }

@@ -331,7 +331,7 @@ impl Vit {
             return self.pool(self.forward_tokens(images));
         }
         let mut x = self.embed_tokens(images);
-        let [b, n, d] = x.dims();
+        let [b, _, d] = x.dims();
         let (last, rest) = self
             .blocks
             .split_last()
@@ -339,13 +339,12 @@ impl Vit {
         for block in rest {
             x = block.forward(x);
         }
-        let cls: Vec<i64> = (0..b).map(|i| (i * n) as i64).collect();
+        let cls: &[usize] = &[0];
         self.norm
-            .forward(last.forward_rows(x, &cls))
+            .forward(last.forward_rows(x, &vec![cls; b]))
             .reshape([b, d])
     }
 
-    /// CLS, or the mean of the patch tokens, of a normed token sequence `[b, 1 + r + k, d]`.
     /// The cost table of [`Vit::forward`] on one `side`-pixel image: with CLS pooling the last
     /// block's projection and MLP and the final norm see CLS alone.
     pub fn pooled_costs(&self, side: usize) -> Vec<Stage> {
@@ -390,12 +389,7 @@ impl Vit {
             embed_params,
             embed,
         )];
-        let blocks = match self.blocks.split_last() {
-            Some((last, first)) => {
-                blocks_cost(first, d, tokens) + block_cost_kept(last, d, tokens, kept)
-            }
-            None => Cost::default(),
-        };
+        let blocks = blocks_cost_kept(&self.blocks, d, tokens, kept);
         let block_params = self.blocks.iter().map(|b| b.num_params()).sum();
         let name = format!("blocks ×{}", self.blocks.len());
         rows.push(Stage::new(name, shape(&[kept, d]), block_params, blocks));
@@ -415,6 +409,7 @@ impl Vit {
         blocks_cost(&self.blocks, self.embed_dim, tokens)
     }
 
+    /// CLS, or the mean of the patch tokens, of a normed token sequence `[b, 1 + r + k, d]`.
     pub fn pool(&self, tokens: Tensor<3>) -> Tensor<2> {
         let [b, _, d] = tokens.dims();
         if self.mean_pool {
@@ -430,20 +425,22 @@ mod tests;
 
 /// Transformer blocks of width `dim` over `tokens` tokens of one image.
 pub fn blocks_cost(blocks: &[Block], dim: usize, tokens: usize) -> Cost {
-    let Some(first) = blocks.first() else {
-        return Cost::default();
-    };
-    block_cost_kept(first, dim, tokens, tokens).times(blocks.len() as u64)
+    blocks_cost_kept(blocks, dim, tokens, tokens)
 }
 
-/// One block over `tokens` tokens whose output keeps `kept` of them ([`Block::forward_rows`]).
-pub fn block_cost_kept(block: &Block, dim: usize, tokens: usize, kept: usize) -> Cost {
-    let hidden = block.mlp.fc1.weight.dims()[1];
-    super::cost::transformer_block(
-        dim,
-        hidden,
-        block.attn.heads(),
-        [tokens, kept],
-        block.ls1.is_some(),
-    )
+/// The same with the last block's output at `kept` of the tokens ([`Block::forward_rows`]).
+pub fn blocks_cost_kept(blocks: &[Block], dim: usize, tokens: usize, kept: usize) -> Cost {
+    let Some((last, first)) = blocks.split_last() else {
+        return Cost::default();
+    };
+    let block = |kept| {
+        super::cost::transformer_block(
+            dim,
+            last.mlp.fc1.weight.dims()[1],
+            last.attn.heads(),
+            [tokens, kept],
+            last.ls1.is_some(),
+        )
+    };
+    block(tokens).times(first.len() as u64) + block(kept)
 }

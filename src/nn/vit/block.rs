@@ -10,7 +10,7 @@ use super::linear;
 use crate::kernels::{gelu, linear_layer, linear_onto, multi_head_attention};
 use crate::nn::drop_path::DropPath;
 use crate::nn::norm::LayerNorm;
-use crate::nn::patches::gather_rows;
+use crate::nn::patches::select_rows;
 
 #[derive(Module, Debug)]
 pub struct Attention {
@@ -133,17 +133,11 @@ impl Block {
         self.forward_picked(x, |tokens| tokens)
     }
 
-    /// [`Block::forward`]'s output at `rows` only: indices into the `[b·n]` token rows of `x`,
-    /// as many for each image, giving `[b, rows / b, d]`. Attention still reads every token; the
-    /// output projection and the MLP run on the kept rows alone, each row's result the same as in
-    /// the whole output.
-    pub fn forward_rows(&self, x: Tensor<3>, rows: &[i64]) -> Tensor<3> {
-        let [b, n, d] = x.dims();
-        let kept = rows.len() / b;
-        assert_eq!(kept * b, rows.len(), "as many rows for each image");
-        self.forward_picked(x, |tokens| {
-            gather_rows(tokens.reshape([b * n, d]), rows.to_vec()).reshape([b, kept, d])
-        })
+    /// [`Block::forward`]'s output at tokens `rows[i]` of image i only (as many for each),
+    /// `[b, k, d]`. Attention still reads every token; the output projection and the MLP run on
+    /// the kept rows alone, each row's result the same as in the whole output.
+    pub fn forward_rows(&self, x: Tensor<3>, rows: &[&[usize]]) -> Tensor<3> {
+        self.forward_picked(x, |tokens| select_rows(tokens, rows))
     }
 
     /// The block with `pick` choosing the token rows after attention.
