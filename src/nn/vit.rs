@@ -299,9 +299,8 @@ impl Vit {
         self.encode(self.prepend_prefix(self.add_patch_positions(patches)))
     }
 
-    /// The last block's attention from CLS to every patch, per head: `[b, heads, patches]`
-    /// (DINO's attention maps).
-    pub fn cls_attention(&self, images: Tensor<4>) -> Tensor<3> {
+    /// The tokens entering the last block, and that block.
+    fn up_to_last_block(&self, images: Tensor<4>) -> (Tensor<3>, &Block) {
         let mut x = self.embed_tokens(images);
         let (last, rest) = self
             .blocks
@@ -310,6 +309,13 @@ impl Vit {
         for block in rest {
             x = block.forward(x);
         }
+        (x, last)
+    }
+
+    /// The last block's attention from CLS to every patch, per head: `[b, heads, patches]`
+    /// (DINO's attention maps).
+    pub fn cls_attention(&self, images: Tensor<4>) -> Tensor<3> {
+        let (x, last) = self.up_to_last_block(images);
         let (_, weights) = last.attn.forward_with_weights(last.norm1.forward(x));
         let [b, h, n, _] = weights.dims();
         weights
@@ -330,15 +336,8 @@ impl Vit {
         if self.mean_pool {
             return self.pool(self.forward_tokens(images));
         }
-        let mut x = self.embed_tokens(images);
+        let (x, last) = self.up_to_last_block(images);
         let [b, _, d] = x.dims();
-        let (last, rest) = self
-            .blocks
-            .split_last()
-            .expect("a ViT has at least one block");
-        for block in rest {
-            x = block.forward(x);
-        }
         let cls: &[usize] = &[0];
         self.norm
             .forward(last.forward_rows(x, &vec![cls; b]))
