@@ -255,12 +255,22 @@ impl<'a> MatMut<'a> {
     /// A row-major view of memory not yet written, for a product that fills it
     /// (`accumulate = false`): a fresh output needs no zero-filling first.
     pub fn uninit(data: &'a mut [MaybeUninit<f32>], rows: usize, cols: usize) -> Self {
-        check_strided(data.len(), rows, cols, cols);
+        Self::uninit_strided(data, rows, cols, cols)
+    }
+
+    /// [`MatMut::uninit`] with rows `row_stride` apart (values between them left as they are).
+    pub fn uninit_strided(
+        data: &'a mut [MaybeUninit<f32>],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+    ) -> Self {
+        check_strided(data.len(), rows, cols, row_stride);
         MatMut {
             data,
             rows,
             cols,
-            row_stride: cols,
+            row_stride,
             col_stride: 1,
             initialized: false,
         }

@@ -975,8 +975,9 @@ mod transformer_tests {
     fn attention_matches_the_composed_version_on_values_and_gradients() {
         let device = Device::flex().autodiff();
         device.seed(14);
-        // (batch, tokens, dim, heads): odd token counts, one head, head dims 8 and 5.
-        for (b, n, d, heads) in [(2, 17, 24, 3), (3, 5, 8, 1), (1, 65, 20, 4)] {
+        // (batch, tokens, dim, heads): odd token counts, one head, head dims 8 and 5; 37 tokens
+        // of head dim 36, products the gemm crate runs.
+        for (b, n, d, heads) in [(2, 17, 24, 3), (3, 5, 8, 1), (1, 65, 20, 4), (2, 37, 72, 2)] {
             let qkv = normal([b, n, 3 * d], 1.5, &device);
             let (qa, qb) = (qkv.clone().require_grad(), qkv.require_grad());
             let ya = multi_head_attention(qa.clone(), heads);
