@@ -238,6 +238,9 @@ if rated:
     rate = lambda fw: max(statistics.median(r["gflops"] for r in gemm if r["bench"] == b and r["framework"] == fw)
                           for b in {r["bench"] for r in gemm if r["framework"] == fw})
     peak = max(rate(fw) for fw in {r["framework"] for r in gemm}) if gemm else None
+    # The CPU's own f32 FMA throughput at the same threads: no run of either framework is faster.
+    fma = [r["gflops"] for r in rows if r["bench"] == "fma peak" and str(r["threads"]) == threads]
+    fma = statistics.median(fma) if fma else None
     print()
     print("model GFLOP/s: FLOPs per image (a step: 6 x its forward multiply-accumulates; an epoch: `selfsup plan`'s")
     print("count for the recipe's step, the work selfsup does: it skips rows that nothing reads, so PyTorch's epoch")
@@ -248,7 +251,11 @@ if rated:
               f"to pytorch's of a run going")
         print("wholly at that rate; dense products bound a ViT, but a ResNet's 3x3 convolutions run as Winograd, with")
         print("fewer multiplications than counted, so none is shown for it.")
-    print(f"{'benchmark':<{width}} {'selfsup GFLOP/s':>15} {'of gemm':>8} {'pytorch GFLOP/s':>15} {'of gemm':>8} {'bound':>6}")
+    if fma:
+        simd = next(r["simd"] for r in rows if r["bench"] == "fma peak")
+        print(f"'FMA bound': the same against the CPU's f32 FMA peak, {fma:.1f} GFLOP/s ({simd}, {threads} threads,")
+        print("independent chains; `cargo bench --bench gemm`): what no implementation can pass at the same work.")
+    print(f"{'benchmark':<{width}} {'selfsup GFLOP/s':>15} {'of gemm':>8} {'pytorch GFLOP/s':>15} {'of gemm':>8} {'bound':>6} {'FMA bound':>9}")
     share = lambda x: f"{x / peak:>8.0%}" if peak else f"{'':>8}"
     for bench in rated:
         a, b, ours = medians[bench]
@@ -256,7 +263,8 @@ if rated:
         # A step's model (vit-tiny, resnet50-224, ...) or an epoch's plan ("vit/4 (128-d × 6)").
         vit = ours.get("model", "").startswith("vit")
         bound = f"{peak / b:>5.2f}x" if peak and vit else f"{'-':>6}"
-        print(f"{names[bench]:<{width}} {a:>15.1f} {share(a)} {b:>15.1f} {share(b)} {bound}")
+        fma_bound = f"{fma / b:>8.2f}x" if fma and vit else f"{'-':>9}"
+        print(f"{names[bench]:<{width}} {a:>15.1f} {share(a)} {b:>15.1f} {share(b)} {bound} {fma_bound}")
 knn = [r for r in rows if r["bench"].startswith("knn_")]
 if knn:
     print()

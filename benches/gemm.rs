@@ -4,6 +4,10 @@
 //! one thread and on the pool. Compare with `benches/torch_gemm.py` (PyTorch's sgemm) on the same
 //! machine.
 //!
+//! Also the CPU's own ceiling: its f32 FMA throughput on independent chains of the widest
+//! vectors this build uses, on one thread and on the pool — no product, and no framework, runs
+//! faster than that.
+//!
 //! cargo bench --bench gemm
 
 use std::time::Instant;
@@ -75,8 +79,100 @@ fn best_gflops(
     2.0 * (m * n * k) as f64 / best / 1e9
 }
 
+/// Independent FMA chains per thread: two FMA units of four or five cycles' latency need at
+/// least ten in flight, and the chains and two constants must fit in the registers (16 of
+/// AVX2's, 32 of AVX-512's) or they spill.
+const CHAINS_AVX2: usize = 12;
+const CHAINS_AVX512: usize = 24;
+
+/// `iterations` rounds of [`CHAINS_AVX2`] dependent FMAs on 8 lanes; returns the lanes' sum (so
+/// the work cannot be dropped).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn fma_chains_avx2(iterations: u64) -> f32 {
+    use std::arch::x86_64::*;
+    let (scale, step) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+    let mut acc = [_mm256_set1_ps(1.0); CHAINS_AVX2];
+    for _ in 0..iterations {
+        for a in &mut acc {
+            *a = _mm256_fmadd_ps(*a, scale, step);
+        }
+    }
+    let mut lanes = [0.0f32; 8];
+    for a in acc {
+        let mut v = [0.0f32; 8];
+        // SAFETY: `v` holds 8 values.
+        unsafe { _mm256_storeu_ps(v.as_mut_ptr(), a) };
+        lanes.iter_mut().zip(v).for_each(|(l, x)| *l += x);
+    }
+    lanes.iter().sum()
+}
+
+/// [`fma_chains_avx2`] on 16 lanes, [`CHAINS_AVX512`] chains.
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+#[target_feature(enable = "avx512f")]
+fn fma_chains_avx512(iterations: u64) -> f32 {
+    use std::arch::x86_64::*;
+    let (scale, step) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+    let mut acc = [_mm512_set1_ps(1.0); CHAINS_AVX512];
+    for _ in 0..iterations {
+        for a in &mut acc {
+            *a = _mm512_fmadd_ps(*a, scale, step);
+        }
+    }
+    acc.into_iter().map(|a| _mm512_reduce_add_ps(a)).sum()
+}
+
+/// `(FMAs per round, chains(rounds))` for the widest FMA this build and CPU have.
+#[cfg(target_arch = "x86_64")]
+fn widest_fma() -> Option<(usize, fn(u64) -> f32)> {
+    #[cfg(feature = "avx512")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F.
+        return Some((16 * CHAINS_AVX512, |n| unsafe { fma_chains_avx512(n) }));
+    }
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return Some((8 * CHAINS_AVX2, |n| unsafe { fma_chains_avx2(n) }));
+    }
+    None
+}
+
+/// The f32 FMA peak of `threads` threads running their chains at once, in GFLOP/s (an FMA
+/// counted as two), best of three; with its vector width's name.
+#[cfg(target_arch = "x86_64")]
+fn fma_peak_gflops(threads: usize) -> Option<(f64, &'static str)> {
+    let (per_round, chains) = widest_fma()?;
+    let iterations = 50_000_000u64;
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| std::hint::black_box(chains(iterations)));
+            }
+        });
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    let flops = 2.0 * (threads * per_round) as f64 * iterations as f64;
+    let simd = if per_round == 16 * CHAINS_AVX512 {
+        "AVX-512"
+    } else {
+        "AVX2"
+    };
+    Some((flops / best / 1e9, simd))
+}
+
 fn main() {
     let threads = rayon::current_num_threads();
+    #[cfg(target_arch = "x86_64")]
+    for t in [1, threads] {
+        if let Some((gflops, simd)) = fma_peak_gflops(t) {
+            println!(
+                "{{\"bench\": \"fma peak\", \"framework\": \"cpu\", \"simd\": \"{simd}\", \"threads\": {t}, \"gflops\": {gflops:.1}}}"
+            );
+        }
+    }
     for (m, k, n, layout, name) in SHAPES {
         for (t, parallelism) in [
             (1, gemm::Parallelism::None),
