@@ -123,9 +123,12 @@ fn fma_chains_avx512(iterations: u64) -> f32 {
     acc.into_iter().map(|a| _mm512_reduce_add_ps(a)).sum()
 }
 
-/// `(FMAs per round, chains(rounds))` for the widest FMA this build and CPU have.
+/// Runs its rounds of FMA chains; returns their lanes' sum.
+type Chains = fn(u64) -> f32;
+
+/// `(FMAs per round, chains)` for the widest FMA this build and CPU have.
 #[cfg(target_arch = "x86_64")]
-fn widest_fma() -> Option<(usize, fn(u64) -> f32)> {
+fn widest_fma() -> Option<(usize, Chains)> {
     #[cfg(feature = "avx512")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512F.
