@@ -51,9 +51,10 @@ impl Network {
     /// as [`Network::features`]), the head on its pooled token, and the patch head on `masked`
     /// of its patch tokens (iBOT's loss reads the masked ones).
     pub fn stages(&self, side: usize, with_patches: bool, masked: usize) -> Vec<Stage> {
-        let mut stages = match self.encoder.vit().filter(|_| with_patches) {
-            Some(vit) => vit.costs(side, |all| all),
-            None => self.encoder.costs(side),
+        let mut stages = if with_patches {
+            self.encoder.model_costs(side)
+        } else {
+            self.encoder.costs(side)
         };
         let [_, prototypes] = self.head.last_layer.dims();
         let head = Stage::new(
